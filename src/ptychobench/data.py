@@ -1,0 +1,254 @@
+"""Samples and datasets on disk.
+
+A dataset is a folder::
+
+    manifest.json              name, version, tasks, split sizes, label counts, content hash
+    artifacts/train.jsonl      one sample a line; images beside them in artifacts/images/
+    artifacts/test.jsonl
+    params/train.jsonl
+    params/test.jsonl
+
+Loading validates everything and fails with :class:`DatasetError`, which names the file,
+the line and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+from .tasks import TASKS, get_task
+
+SPLITS = ("train", "test")
+MANIFEST = "manifest.json"
+
+
+class DatasetError(ValueError):
+    """Bad input data; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    split: str
+    task: str
+    sample_type: str
+    text: str
+    image: Path | None
+    labels: frozenset[str]
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_record(self, image_root: Path | None = None) -> dict[str, Any]:
+        image = None
+        if self.image is not None:
+            image = str(self.image.relative_to(image_root)) if image_root else str(self.image)
+        task = get_task(self.task)
+        return {
+            "id": self.id,
+            "sample_type": self.sample_type,
+            "text": self.text,
+            "image": image,
+            "labels": [label for label in task.labels if label in self.labels],
+            "metadata": self.metadata,
+        }
+
+
+@dataclass
+class Dataset:
+    root: Path
+    manifest: dict[str, Any]
+    splits: dict[tuple[str, str], list[Sample]]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return [t for t in TASKS if (t, "train") in self.splits]
+
+    def samples(self, task: str, split: str) -> list[Sample]:
+        try:
+            return self.splits[(task, split)]
+        except KeyError:
+            raise DatasetError(
+                f"{self.root}: dataset {self.name!r} has no {task}/{split} split "
+                f"(it has tasks: {', '.join(self.tasks) or 'none'})"
+            ) from None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def content_hash(root: Path) -> str:
+    """SHA-256 over every sample file and image, in a fixed order (manifest excluded)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == MANIFEST or not (rel.endswith(".jsonl") or "/images/" in f"/{rel}"):
+            continue
+        h.update(rel.encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def label_counts(samples: Iterable[Sample], task: str) -> dict[str, int]:
+    counts = {label: 0 for label in get_task(task).labels}
+    for s in samples:
+        for label in s.labels:
+            counts[label] += 1
+    return counts
+
+
+def write_dataset(
+    out_dir: Path | str,
+    name: str,
+    version: str,
+    samples: Iterable[Sample],
+    description: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write samples as a dataset folder; images are copied into ``{task}/images/``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_split: dict[tuple[str, str], list[Sample]] = {}
+    for s in samples:
+        by_split.setdefault((s.task, s.split), []).append(s)
+    tasks = sorted({t for t, _ in by_split}, key=list(TASKS).index)
+    for task in tasks:
+        images = out / task / "images"
+        for split in SPLITS:
+            rows = []
+            for s in by_split.get((task, split), []):
+                if s.image is not None:
+                    images.mkdir(parents=True, exist_ok=True)
+                    dest = images / f"{s.id}{s.image.suffix.lower() or '.png'}"
+                    if Path(s.image).resolve() != dest.resolve():
+                        shutil.copyfile(s.image, dest)
+                    s = Sample(s.id, s.split, s.task, s.sample_type, s.text, dest, s.labels, s.metadata)
+                rows.append(json.dumps(s.to_record(out / task), ensure_ascii=False, sort_keys=True))
+            path = out / task / f"{split}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    manifest = {
+        "name": name,
+        "version": version,
+        "description": description,
+        "tasks": tasks,
+        "splits": {t: {sp: len(by_split.get((t, sp), [])) for sp in SPLITS} for t in tasks},
+        "label_counts": {
+            t: {sp: label_counts(by_split.get((t, sp), []), t) for sp in SPLITS} for t in tasks
+        },
+        "content_hash": content_hash(out),
+        **(extra or {}),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_split(path: Path, task: str, split: str, check_images: bool) -> list[Sample]:
+    spec = get_task(task)
+    allowed = set(spec.labels)
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{where}: not valid JSON ({e.msg}); fix or remove the line") from None
+            if not isinstance(rec, dict):
+                raise DatasetError(f"{where}: expected a JSON object per line")
+            for key in ("id", "labels"):
+                if key not in rec:
+                    raise DatasetError(f"{where}: missing field {key!r}")
+            sid = str(rec["id"])
+            if sid in seen:
+                raise DatasetError(f"{where}: duplicate sample id {sid!r} in {split}; ids must be unique")
+            seen.add(sid)
+            labels = rec["labels"]
+            if not isinstance(labels, list):
+                raise DatasetError(f"{where}: 'labels' must be a list")
+            unknown = [x for x in labels if x not in allowed]
+            if unknown:
+                raise DatasetError(
+                    f"{where}: sample {sid!r} has unknown label(s) {unknown}; "
+                    f"the {task} task allows: {', '.join(spec.labels)}"
+                )
+            image = None
+            if spec.modality == "image":
+                if not rec.get("image"):
+                    raise DatasetError(f"{where}: sample {sid!r} of the image task has no 'image'")
+                image = (path.parent / rec["image"]).resolve()
+                if check_images:
+                    _check_image(image, where, sid)
+            samples.append(
+                Sample(
+                    id=sid,
+                    split=split,
+                    task=task,
+                    sample_type=str(rec.get("sample_type") or "unknown"),
+                    text=str(rec.get("text") or ""),
+                    image=image,
+                    labels=frozenset(labels),
+                    metadata=rec.get("metadata") or {},
+                )
+            )
+    if not samples:
+        raise DatasetError(f"{path}: the {task}/{split} split is empty; every split needs samples")
+    return samples
+
+
+def _check_image(image: Path, where: str, sid: str) -> None:
+    if not image.is_file():
+        raise DatasetError(f"{where}: image of sample {sid!r} not found: {image}")
+    try:
+        with Image.open(image) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError) as e:
+        raise DatasetError(f"{where}: image of sample {sid!r} is unreadable ({image}): {e}") from None
+
+
+def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
+    """Load and validate a dataset folder (or a known dataset name, see registry)."""
+    from .registry import resolve_dataset
+
+    root = resolve_dataset(path)
+    manifest_path = root / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{manifest_path}: no manifest; is {root} a ptychobench dataset?") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{manifest_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    for key in ("name", "tasks"):
+        if key not in manifest:
+            raise DatasetError(f"{manifest_path}: missing field {key!r}")
+    splits: dict[tuple[str, str], list[Sample]] = {}
+    for task in manifest["tasks"]:
+        if task not in TASKS:
+            raise DatasetError(f"{manifest_path}: unknown task {task!r}; known: {', '.join(TASKS)}")
+        for split in SPLITS:
+            p = root / task / f"{split}.jsonl"
+            if not p.is_file():
+                raise DatasetError(f"{p}: missing; a dataset needs train and test for every task")
+            splits[(task, split)] = _read_split(p, task, split, check_images)
+        both = {s.id for s in splits[(task, "train")]} & {s.id for s in splits[(task, "test")]}
+        if both:
+            raise DatasetError(
+                f"{root / task}: sample(s) {sorted(both)[:5]} are in both train and test; "
+                "a sample belongs to one split"
+            )
+    return Dataset(root=root, manifest=manifest, splits=splits)

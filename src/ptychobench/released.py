@@ -1,0 +1,217 @@
+"""Import and export the authors' released chat-JSON format.
+
+A released split file (``train.json`` / ``test.json``) is a JSON list of records::
+
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": Q},
+                                               {"type": "image", "image_path": P}]},
+                  {"role": "assistant", "content": [{"type": "text", "text": "<answer>..</answer>"}]}],
+     "metadata": {"sample_type": ..., "sample_id": ..., ...}}
+
+Image paths carry foreign prefixes (``/data/upload/...``); only the file name is used and
+looked up under ``--images``. The task of a file is the artifact task when its records
+carry images and the parameter task otherwise. A folder may hold the two split files
+directly or one sub-folder per task.
+
+What is kept: the user's full text in ``metadata["released_text"]`` so an export gives
+back what was imported. For the parameter task the lettered option list is stripped from
+``Sample.text`` (the task states it once in its system turn); for the artifact task the
+question is an instruction the task restates, so ``Sample.text`` is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .data import SPLITS, Dataset, DatasetError, Sample, _check_image, load_dataset, write_dataset
+from .tasks import PARAM_OPTIONS, TASKS, Task, _key, _option_letters, get_task
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
+
+
+def strict_labels(task: Task, answer: str, where: str) -> frozenset[str]:
+    """Labels of a gold answer; every item must name a label of the task exactly."""
+    m = _ANSWER.search(answer or "")
+    if not m:
+        raise DatasetError(f"{where}: the assistant turn has no <answer>...</answer>: {answer[:80]!r}")
+    items = [x.strip() for x in re.split(r"[,;]", m.group(1).strip().strip("[]")) if x.strip()]
+    by_key = {_key(label): label for label in task.labels}
+    labels = set()
+    for item in items:
+        if task.name == "params":
+            letters = _option_letters(_key(item), allow_letter_runs=False)
+            if len(letters) != 1:
+                raise DatasetError(f"{where}: unknown option {item!r}; options are letters A..X")
+            labels |= letters
+        elif _key(item) in by_key:
+            labels.add(by_key[_key(item)])
+        else:
+            raise DatasetError(
+                f"{where}: unknown label {item!r}; the {task.name} task allows: {', '.join(task.labels)}"
+            )
+    return frozenset(labels)
+
+
+def strip_option_list(text: str) -> str:
+    """The user's text without the lettered option block of the parameter task."""
+    keep = []
+    for line in text.splitlines():
+        m = _OPTION_LINE.match(line)
+        if m and _key(m.group(2)) == _key(PARAM_OPTIONS[m.group(1)]):
+            continue
+        keep.append(line)
+    return "\n".join(keep).strip()
+
+
+def _parts(turn: dict, where: str) -> tuple[str, list[str]]:
+    content = turn.get("content")
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise DatasetError(f"{where}: 'content' must be a list of parts or a string")
+    texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    images = [
+        p.get("image_path") or p.get("image") or p.get("path")
+        for p in content
+        if isinstance(p, dict) and p.get("type") == "image"
+    ]
+    return "\n".join(texts), [str(i) for i in images if i]
+
+
+def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, task_name: str | None) -> list[Sample]:
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if not isinstance(records, list) or not records:
+        raise DatasetError(f"{path}: expected a non-empty JSON list of records")
+    samples: list[Sample] = []
+    ids: set[str] = set()
+    for i, rec in enumerate(records):
+        where = f"{path} record {i}"
+        msgs = rec.get("messages") if isinstance(rec, dict) else None
+        if not isinstance(msgs, list) or len(msgs) < 2:
+            raise DatasetError(f"{where}: expected 'messages' with a user and an assistant turn")
+        user = next((m for m in msgs if m.get("role") == "user"), None)
+        assistant = next((m for m in reversed(msgs) if m.get("role") == "assistant"), None)
+        if user is None or assistant is None:
+            raise DatasetError(f"{where}: needs one user and one assistant turn")
+        text, image_refs = _parts(user, where)
+        answer, _ = _parts(assistant, where)
+        task = get_task(task_name or ("artifacts" if image_refs else "params"))
+        labels = strict_labels(task, answer, where)
+        meta: dict[str, Any] = dict(rec.get("metadata") or {})
+        sid = str(meta.pop("ptychobench_id", None) or meta.get("sample_id") or f"{split}-{i:04d}")
+        base, n = sid, 2
+        while sid in ids:  # several images of one physical sample share a sample_id
+            sid, n = f"{base}#{n}", n + 1
+        ids.add(sid)
+        image = None
+        if task.modality == "image":
+            if not image_refs:
+                raise DatasetError(f"{where}: the artifact task needs an image part")
+            name = Path(image_refs[0].replace("\\", "/")).name
+            if images is None:
+                raise DatasetError(f"{where}: records carry images; pass --images DIR")
+            if name not in images:
+                raise DatasetError(f"{where}: image {name!r} ({image_refs[0]}) not found under the images folder")
+            image = images[name]
+            _check_image(image, where, sid)
+        meta["released_text"] = text
+        samples.append(
+            Sample(
+                id=sid,
+                split=split,
+                task=task.name,
+                sample_type=str(meta.get("sample_type") or "unknown"),
+                text=strip_option_list(text) if task.name == "params" else "",
+                image=image,
+                labels=labels,
+                metadata=meta,
+            )
+        )
+    return samples
+
+
+def import_released(src: Path | str, out: Path | str, images: Path | str | None = None,
+                    name: str | None = None, task: str | None = None) -> Dataset:
+    """Read released ``train.json``/``test.json`` files (both tasks) into a dataset folder."""
+    src = Path(src)
+    if not src.is_dir():
+        raise DatasetError(f"{src}: not a folder holding train.json and test.json")
+    folders = [src] if (src / "train.json").exists() else sorted(
+        d for d in src.iterdir() if d.is_dir() and (d / "train.json").exists()
+    )
+    if not folders:
+        raise DatasetError(f"{src}: no train.json here or in a sub-folder")
+    index = None
+    if images is not None:
+        img_root = Path(images)
+        if not img_root.is_dir():
+            raise DatasetError(f"{img_root}: the images folder does not exist")
+        index = {}
+        for p in sorted(img_root.rglob("*")):
+            if p.is_file():
+                index.setdefault(p.name, p)
+    samples: list[Sample] = []
+    for folder in folders:
+        for split in SPLITS:
+            f = folder / f"{split}.json"
+            if not f.exists():
+                raise DatasetError(f"{f}: missing; each task needs train.json and test.json")
+            samples += _read_released_file(f, split, index, task)
+    tasks = {s.task for s in samples}
+    for t in tasks:
+        for split in SPLITS:
+            if not any(s.task == t and s.split == split for s in samples):
+                raise DatasetError(f"{src}: the {t} task has no {split} samples")
+    out = Path(out)
+    write_dataset(out, name or src.name, "imported", samples,
+                  description=f"Imported from the released chat-JSON files in {src}")
+    return load_dataset(out)
+
+
+def released_record(task: Task, sample: Sample, image_path: str | None) -> dict[str, Any]:
+    meta = dict(sample.metadata)
+    text = meta.pop("released_text", None)
+    if text is None:
+        text = task.system_prompt() if not sample.text else f"{sample.text}\n\n{task.system_prompt()}"
+    meta.setdefault("sample_type", sample.sample_type)
+    meta.setdefault("sample_id", sample.id)
+    if meta["sample_id"] != sample.id:
+        meta["ptychobench_id"] = sample.id
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if image_path is not None:
+        content.append({"type": "image", "image_path": image_path})
+    return {
+        "messages": [
+            {"role": "user", "content": content},
+            {"role": "assistant", "content": [{"type": "text", "text": task.target(sample.labels)}]},
+        ],
+        "metadata": meta,
+    }
+
+
+def export_released(dataset: Dataset | Path | str, out: Path | str) -> Path:
+    """Write a dataset in the released format: ``out/{task}/{train,test}.json`` + ``images/``."""
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    out = Path(out)
+    for task_name in ds.tasks:
+        task = TASKS[task_name]
+        folder = out / task_name
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            records = []
+            for s in ds.samples(task_name, split):
+                image_path = None
+                if s.image is not None:
+                    (out / "images").mkdir(exist_ok=True)
+                    shutil.copyfile(s.image, out / "images" / s.image.name)
+                    image_path = f"images/{s.image.name}"
+                records.append(released_record(task, s, image_path))
+            (folder / f"{split}.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    return out

@@ -1,0 +1,115 @@
+"""The prediction store: one append-only JSONL per run (or per shard of a run).
+
+One line per (configuration, sample). Each line is written with a single ``write`` of the
+whole line and flushed to disk before the next, under an exclusive lock. A process killed
+mid-write leaves at most a torn last line without its newline; opening the store cuts that
+tail off, so a resumed run re-does exactly that sample: nothing lost, duplicated or corrupt.
+
+A record whose generation failed (``error`` set) is kept and counted, and a rerun tries
+that sample again; the newest record for a key wins. Scoring reads only the store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .data import DatasetError
+
+STORE_GLOB = "predictions*.jsonl"
+
+
+class StoreError(DatasetError):
+    pass
+
+
+def _key(rec: dict[str, Any]) -> tuple[str, str]:
+    return (rec["config"], rec["sample_id"])
+
+
+class PredictionStore:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._repair_tail()
+        for rec in _read_lines(self.path):
+            self._latest[_key(rec)] = rec
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line (a write the process did not finish)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def get(self, config: str, sample_id: str) -> dict[str, Any] | None:
+        return self._latest.get((config, sample_id))
+
+    def is_done(self, config: str, sample_id: str) -> bool:
+        """Stored without an error: a rerun skips it."""
+        rec = self._latest.get((config, sample_id))
+        return rec is not None and not rec.get("error")
+
+    def append(self, record: dict[str, Any]) -> None:
+        for key in ("config", "sample_id"):
+            if key not in record:
+                raise ValueError(f"a prediction record needs {key!r}")
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(line)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._latest[_key(record)] = record
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._latest.values())
+
+
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    complete, tail = lines[:-1], lines[-1]
+    for lineno, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{path}:{lineno}: corrupt prediction record ({e.msg}); "
+                             "remove the line to re-run that sample") from None
+    if tail.strip():
+        pass  # torn tail of a killed writer: not a record (PredictionStore cuts it)
+
+
+def read_run(run: Path | str) -> list[dict[str, Any]]:
+    """All records of a run folder (every shard's store merged) or of one store file."""
+    run = Path(run)
+    files: Iterable[Path] = [run] if run.is_file() else sorted(run.glob(STORE_GLOB))
+    files = list(files)
+    if not files:
+        raise StoreError(f"{run}: no prediction store ({STORE_GLOB}) here")
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in files:
+        for rec in _read_lines(f):
+            latest[_key(rec)] = rec
+    return list(latest.values())
