@@ -29,9 +29,13 @@ class GenerationConfig:
     min_p: float = 0.1
     top_p: float = 1.0
     seed: int = 0
+    #: Generation ends after any of these strings (the answer's closing tag by default):
+    #: what follows it is never read, so generating it only costs time.
+    stop: tuple[str, ...] = ("</answer>",)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["stop"] = list(self.stop)
         if not self.do_sample:  # sampling knobs do not change greedy output
             for key in ("temperature", "min_p", "top_p", "seed"):
                 d.pop(key)

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptychobench.report import write_report
+from ptychobench.runner import ConfigError, Runner, expand, parse_config, parse_shard, shard_cells
+from ptychobench.evaluate import score_records
+from ptychobench.store import read_run
+
+
+def _cfg(dataset, **extra):
+    data = {
+        "name": "t", "dataset": str(dataset), "seeds": [0], "experiments": [
+            {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+            {"task": "artifacts", "baselines": ["knn-vote"]},
+        ], **extra}
+    return parse_config(data, "test.yaml")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"experiments": [{"task": "params", "model": "m", "strategies": ["magic"]}]}, "unknown strategy 'magic'"),
+    ({"experiments": [{"task": "params", "model": "m", "strategies": ["icl"], "k": [0]}]}, "icl strategies need a k > 0"),
+    ({"experiments": [{"task": "nope", "model": "m"}]}, "task must be"),
+    ({"experiments": [{"task": "params"}]}, "needs a 'model' or 'baselines'"),
+    ({"experiments": [{"task": "params", "baselines": ["vision-probe"]}]}, "vision-probe needs images"),
+    ({"experimnts": []}, "unknown key(s) ['experimnts']"),
+    ({"experiments": [{"task": "params", "model": "m", "selectors": ["best"]}]}, "unknown selector 'best'"),
+])
+def test_bad_configs_fail_clearly(bad, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config({"name": "x", "dataset": "d", **bad}, "my.yaml")
+    assert message in str(e.value) and "my.yaml" in str(e.value)
+
+
+def test_grid_expansion_and_shards_partition_it():
+    cfg = parse_config({"name": "x", "dataset": "d", "seeds": [0, 1], "train_sizes": [8, "all"], "experiments": [
+        {"task": "params", "model": "m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
+         "selectors": ["random", "knn"], "k": [0, 1, 3]},
+        {"task": "params", "baselines": ["knn-vote"]}]}, "x.yaml")
+    cells = expand(cfg)
+    names = [c.config for c in cells]
+    assert len(names) == len(set(names))
+    # zero-shot once; icl, sft+icl: 2 selectors x 2 k x 2 seeds x 2 sizes; sft: 2 x 2; baseline 2 x 2
+    assert len(cells) == 1 + 16 + 4 + 16 + 4
+    parts = [shard_cells(cells, (i, 3)) for i in range(3)]
+    assert sorted(c.config for p in parts for c in p) == sorted(names)
+    for p in parts:  # an adapter's cells stay on one shard
+        for q in parts:
+            if p is not q:
+                assert not {c.group for c in p} & {c.group for c in q}
+    with pytest.raises(ConfigError):
+        parse_shard("3/2")
+
+
+def test_baseline_grid_runs_reruns_from_store_and_shards_merge(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset)
+    one = Runner(cfg, tmp_path / "one").run()
+    assert one["ran"] == 3
+    again = Runner(cfg, tmp_path / "one").run()
+    assert again["ran"] == 0
+    for i in range(2):
+        Runner(cfg, tmp_path / "sharded", shard=(i, 2)).run()
+    assert sorted((tmp_path / "sharded").glob("predictions-shard*")) != []
+    a = {r.config: r.scores.as_dict() for r in score_records(read_run(tmp_path / "one"))}
+    b = {r.config: r.scores.as_dict() for r in score_records(read_run(tmp_path / "sharded"))}
+    assert a == b and len(a) == 3
+    paths = write_report(tmp_path / "one")
+    text = paths["md"].read_text()
+    assert "## Main table" in text and "knn-vote" in text and "★" in text
+    assert "data:image/png;base64," in paths["html"].read_text()
+    scores = json.loads(paths["scores"].read_text())
+    assert {s["config"] for s in scores} == set(a)
