@@ -72,3 +72,33 @@ def test_baseline_grid_runs_reruns_from_store_and_shards_merge(tiny_dataset, tmp
     assert "data:image/png;base64," in paths["html"].read_text()
     scores = json.loads(paths["scores"].read_text())
     assert {s["config"] for s in scores} == set(a)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "k", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
+        {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+        {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
+    cmd = [sys.executable, "-m", "ptychobench.cli", "run", str(cfg)]
+    subprocess.run(cmd + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    rng, kills = random.Random(0), 0
+    while True:
+        p = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert p.wait(timeout=rng.uniform(4, 9)) == 0
+            break
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            kills += 1
+            assert kills < 20
+    assert kills >= 1
+    whole = json.loads((tmp_path / "whole" / "scores.json").read_text())
+    killed = json.loads((tmp_path / "killed" / "scores.json").read_text())
+    assert whole == killed and len(whole) == 8
