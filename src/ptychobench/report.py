@@ -8,6 +8,7 @@ import base64
 import html
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,7 +366,8 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
 
     def para(line: str) -> str:
         text = html.escape(line)
-        text = text.replace("**", "")  # markdown emphasis is for report.md only
+        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+        text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
         return f"<li>{text[2:]}</li>" if line.startswith("- ") else (f"<p>{text}</p>" if line else "")
 
     body = ["<h1>PtychoBench report</h1>", f"<p>Run folder: <code>{html.escape(str(run_dir))}</code>; "
