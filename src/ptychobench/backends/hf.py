@@ -1,0 +1,268 @@
+"""Hugging Face transformers backend, for language and vision-language models.
+
+Any hub id or local folder: ``AutoModelForImageTextToText`` + ``AutoProcessor`` when the
+config is a vision-language one, ``AutoModelForCausalLM`` + ``AutoTokenizer`` otherwise;
+a peft (LoRA) adapter on top. bf16 on a GPU, float32 on the CPU. Batched generation with
+left padding: conversations are sorted by length and cut into batches of ``batch_size``
+so little padding is computed; replies come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .base import GREEDY, Conversation, Generation, GenerationConfig
+from .chat import load_image, render_with_fallback, to_text_messages, to_vision_messages
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The text up to and including the first stop string (a batch runs on past it)."""
+    ends = [text.find(s) + len(s) for s in stop if s in text]
+    return text[: min(ends)] if ends else text
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: Any, device: str):
+    """bf16 on a GPU; float32 on the CPU (bf16 matmuls there are slower on most CPUs and
+    change greedy outputs). ``dtype`` may be a torch dtype or its name."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def is_vision_config(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    return getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def dir_fingerprint(path: Path | str) -> str:
+    """A content hash of a local model or adapter folder: configs in full, weight files by
+    name and size (hashing gigabytes of weights on every start would cost minutes)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        rel = f.relative_to(path).as_posix()
+        h.update(rel.encode())
+        if f.suffix in (".json", ".jinja", ".txt", ".model") or f.stat().st_size < (8 << 20):
+            h.update(f.read_bytes())
+        else:
+            h.update(str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str = "auto",
+                  device: str = "auto", dtype: Any = "auto", revision: str | None = None,
+                  trust_remote_code: bool = False, for_training: bool = False,
+                  **model_kwargs: Any) -> tuple[Any, Any, bool]:
+    """(model, processor-or-tokenizer, is_vision) for a hub id or local folder.
+
+    ``kind``: "auto" (decided from the config), "causal" or "vision". With ``adapter``, a
+    peft adapter folder is loaded on top (trainable when ``for_training``). The tokenizer
+    pads on the left, as batched generation needs; a trainer may set it back."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
+    vision = is_vision_config(config) if kind == "auto" else kind == "vision"
+    auto_model = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision,
+                              "trust_remote_code": trust_remote_code, **model_kwargs}
+    if device == "cuda":
+        kwargs.setdefault("device_map", "auto")  # spreads a 70B/90B model over the GPUs
+    model = auto_model.from_pretrained(model_id, **kwargs)
+    if device != "cuda" and "device_map" not in model_kwargs:
+        model.to(device)
+    if vision:
+        processor = AutoProcessor.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
+        tokenizer = processor.tokenizer
+    else:
+        processor = tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision,
+                                                              trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+    if not for_training:
+        model.eval()
+    return model, processor, vision
+
+
+class HFBackend:
+    """Backend over a loaded transformers model (or one that behaves like one, such as
+    ``tiny-vlm``) and its processor or tokenizer."""
+
+    def __init__(self, model: Any, processor: Any, *, vision: bool, name: str,
+                 revision: str | None = None, adapter: str | Path | None = None,
+                 batch_size: int = 8, extra_fingerprint: dict[str, Any] | None = None):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.vision = vision
+        self.name = name
+        self.revision = revision
+        self.adapter = str(adapter) if adapter else None
+        self.batch_size = max(1, int(batch_size))
+        self._extra_fingerprint = extra_fingerprint or {}
+        self._template_state: dict[str, bool] = {}
+        self._adapter_hash = dir_fingerprint(adapter) if adapter else None
+
+    @classmethod
+    def load(cls, model_id: str, adapter: str | Path | None = None, *, batch_size: int = 8,
+             revision: str | None = None, name: str | None = None, **options: Any) -> HFBackend:
+        model, processor, vision = load_hf_model(model_id, adapter=adapter, revision=revision, **options)
+        if revision is None and Path(model_id).is_dir():
+            revision = "local:" + dir_fingerprint(model_id)
+        elif revision is None:
+            revision = getattr(model.config, "_commit_hash", None)
+        return cls(model, processor, vision=vision, name=name or model_id, revision=revision,
+                   adapter=adapter, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "backend": "hf",
+            "model": self.name,
+            "revision": self.revision,
+            "adapter": self.adapter,
+            "adapter_hash": self._adapter_hash,
+            "dtype": str(getattr(self.model, "dtype", "")).replace("torch.", ""),
+            **self._extra_fingerprint,
+        }
+
+    # ------------------------------------------------------------------ rendering
+    def _render(self, conversation: Conversation) -> tuple[str, list[Any]]:
+        """The prompt text (chat template applied, generation prompt added) and images."""
+        if self.vision:
+            images = [load_image(p) for p in to_vision_messages(conversation)[1]]
+            text = render_with_fallback(
+                lambda c: self.processor.apply_chat_template(to_vision_messages(c)[0], tokenize=False,
+                                                             add_generation_prompt=True),
+                conversation, self._template_state)
+            return text, images
+        to_text_messages(conversation)  # raises on images
+        text = render_with_fallback(
+            lambda c: self.tokenizer.apply_chat_template(to_text_messages(c), tokenize=False,
+                                                         add_generation_prompt=True),
+            conversation, self._template_state)
+        return text, []
+
+    def prompt_text(self, conversation: Conversation) -> str:
+        """The exact prompt string a conversation becomes (for inspection and tests)."""
+        return self._render(conversation)[0]
+
+    def _encode(self, texts: list[str], images: list[list[Any]]):
+        # The chat template already wrote BOS and the role markers: add no special tokens.
+        if self.vision:
+            return self.processor(text=texts, images=images if any(images) else None, padding=True,
+                                  return_tensors="pt", add_special_tokens=False)
+        return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+
+    # ------------------------------------------------------------------ generation
+    def _hf_generation_config(self, config: GenerationConfig):
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        base = getattr(self.model, "generation_config", None)
+        gc = HFGenerationConfig(**base.to_dict()) if base is not None else HFGenerationConfig()
+        # A model's own defaults (Llama 3.1 ships do_sample=True, temperature 0.6) must not
+        # leak in: our config says everything about decoding.
+        gc.update(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+                  temperature=config.temperature if config.do_sample else None,
+                  top_p=config.top_p if config.do_sample else None,
+                  min_p=config.min_p if config.do_sample else None,
+                  top_k=None, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
+                  stop_strings=list(config.stop) or None)
+        if gc.eos_token_id is None:
+            gc.eos_token_id = self.tokenizer.eos_token_id
+        return gc
+
+    def _eos_ids(self, gc: Any) -> set[int]:
+        eos = gc.eos_token_id
+        ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        return ids | {self.tokenizer.eos_token_id} - {None}
+
+    def _generate_chunk(self, items: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
+        import torch
+
+        texts = [t for _, t, _ in items]
+        images = [ims for _, _, ims in items]
+        inputs = self._encode(texts, images)
+        device = getattr(self.model, "device", None) or next(self.model.parameters()).device
+        inputs = inputs.to(device)
+        if "pixel_values" in inputs and hasattr(self.model, "dtype"):
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        gc = self._hf_generation_config(config)
+        if config.do_sample:
+            torch.manual_seed(config.seed)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            # the tokenizer lets generate() match stop strings across token boundaries
+            out = self.model.generate(**inputs, generation_config=gc,
+                                      tokenizer=self.tokenizer if config.stop else None)
+        seconds = (time.perf_counter() - t0) / len(items)
+        n_in = inputs["input_ids"].shape[1]
+        new = out[:, n_in:].tolist()
+        eos = self._eos_ids(gc)
+        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        gens = []
+        for row, n_prompt in zip(new, prompt_lens):
+            n_gen = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            text = cut_at_stop(self.tokenizer.decode(row[:n_gen], skip_special_tokens=True), config.stop)
+            gens.append(Generation(text=text.strip(), prompt_tokens=int(n_prompt), completion_tokens=n_gen,
+                                   seconds=seconds, extra={"batch": len(items)}))
+        return gens
+
+    def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(batch)
+        ready: list[tuple[int, str, list[Any]]] = []
+        for i, conv in enumerate(batch):
+            try:
+                text, images = self._render(conv)
+                ready.append((i, text, images))
+            except Exception as e:  # noqa: BLE001 - a bad sample is reported, not raised
+                results[i] = Generation(error=f"{type(e).__name__}: {e}")
+        # Similar lengths together: less padding computed. Stable, so ties keep input order.
+        ready.sort(key=lambda it: len(it[1]) + 1000 * len(it[2]))
+        for start in range(0, len(ready), self.batch_size):
+            chunk = ready[start:start + self.batch_size]
+            for (i, _, _), g in zip(chunk, self._generate_isolating(chunk, config)):
+                results[i] = g
+        return [g if g is not None else Generation(error="no generation") for g in results]
+
+    def _generate_isolating(self, chunk: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
+        """Generate a chunk; if it fails as a whole, retry one by one so a single bad
+        sample (or an out-of-memory batch) costs only its own reply."""
+        try:
+            return self._generate_chunk(chunk, config)
+        except Exception as e:  # noqa: BLE001
+            if len(chunk) == 1:
+                return [Generation(error=f"{type(e).__name__}: {e}",
+                                   extra={"traceback": traceback.format_exc(limit=3)})]
+            return [self._generate_isolating([item], config)[0] for item in chunk]

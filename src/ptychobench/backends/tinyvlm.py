@@ -1,0 +1,474 @@
+"""``tiny-vlm``: an offline vision-language model assembled the LLaVA way.
+
+No vision-language model ships offline, so this one is put together from two shipped
+parts: the EfficientNet-Lite0 image encoder (ImageNet weights, frozen) and
+SmolLM2-135M-Instruct, joined by a two-layer MLP projector that maps each cell of the
+encoder's last 7x7 feature map to one token in the language model's embedding space.
+Each image in a conversation becomes ``image_grid**2`` embedding slots, marked in the
+text by an ``<image>`` token that is added to the tokenizer but never embedded nor
+generated (the language model's vocabulary is unchanged, so its LoRA adapters fit).
+
+The projector starts from a fixed random initialisation and has had no image-text
+training: zero-shot answers are expected to be poor and are reported as they are.
+Fine-tuning trains the projector and LoRA adapters (``lora_config``); the result is a
+peft adapter folder that ``load_backend("tiny-vlm", adapter=DIR)`` loads.
+
+The model and processor quack like a transformers VLM and its processor, so the same
+``HFBackend`` (chat rendering, batching, decoding) runs it as it runs a hub VLM.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import BatchFeature, PreTrainedConfig, PreTrainedModel
+
+from .chat import load_image, to_vision_messages
+from .presets import (
+    efficientnet_lite0_weights,
+    file_sha256,
+    smollm2_gguf_path,
+    smollm2_transformers_dir,
+)
+
+IMAGE_TOKEN = "<image>"
+IGNORE_INDEX = -100
+CONFIG_FILE = "tinyvlm_config.json"
+#: Bumped when the architecture or preprocessing changes, so stored predictions re-key.
+TINY_VLM_VERSION = 1
+
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+# SmolLM2's ChatML template, extended to content-part lists with image placeholders; parts
+# are joined by newlines as the text-only rendering joins text parts.
+# (transformers compiles templates with trim_blocks: a newline right after a block tag is
+# dropped, so the part separator is written as an expression)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\n" + DEFAULT_SYSTEM + "<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{% if part['type'] == 'image' %}" + IMAGE_TOKEN + "{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class TinyVLMConfig(PreTrainedConfig):
+    model_type = "ptychobench-tiny-vlm"
+
+    def __init__(self, vision_model: str = "efficientnet-lite0", vision_hidden_size: int = 1280,
+                 image_size: int = 224, image_grid: int = 7, text_hidden_size: int = 576,
+                 projector_seed: int = 0, image_token: str = IMAGE_TOKEN, image_token_id: int | None = None,
+                 **kwargs: Any):
+        self.vision_model = vision_model
+        self.vision_hidden_size = vision_hidden_size
+        self.image_size = image_size
+        self.image_grid = image_grid
+        self.text_hidden_size = text_hidden_size
+        self.projector_seed = projector_seed
+        self.image_token = image_token
+        self.image_token_id = image_token_id
+        super().__init__(**kwargs)
+
+    @property
+    def image_tokens(self) -> int:
+        return self.image_grid * self.image_grid
+
+
+# ------------------------------------------------------------------------------ processor
+class TinyVLMProcessor:
+    """Conversations -> model inputs, with a hub processor's surface: ``tokenizer``,
+    ``apply_chat_template``, ``__call__(text=, images=)``, ``batch_decode``; plus
+    ``collate`` for training (labels on the assistant turns only)."""
+
+    def __init__(self, tokenizer: Any, config: TinyVLMConfig):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_token = config.image_token
+        if self.image_token not in tokenizer.get_vocab():
+            tokenizer.add_tokens([self.image_token], special_tokens=True)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        config.image_token_id = self.image_token_id
+        self.chat_template = CHAT_TEMPLATE
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # -- text
+    def apply_chat_template(self, conversation: list[dict], add_generation_prompt: bool = False,
+                            tokenize: bool = False, **kwargs: Any) -> str:
+        if tokenize:
+            raise NotImplementedError("render with tokenize=False, then call the processor")
+        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def expand_image_tokens(self, text: str) -> str:
+        return text.replace(self.image_token, self.image_token * self.config.image_tokens)
+
+    # -- images
+    def preprocess_image(self, image: Any) -> torch.Tensor:
+        """EfficientNet-Lite preprocessing: RGB at 224x224, (x - 127) / 128."""
+        from PIL import Image
+
+        if not isinstance(image, Image.Image):
+            image = load_image(image)
+        size = self.config.image_size
+        image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3)
+        return (x.permute(2, 0, 1).float() - 127.0) / 128.0
+
+    def _pixel_values(self, texts: list[str], images: list[list[Any]] | None) -> torch.Tensor | None:
+        images = images or [[] for _ in texts]
+        if len(images) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(images)} image lists")
+        flat = []
+        for i, (text, ims) in enumerate(zip(texts, images)):
+            ims = ims if isinstance(ims, (list, tuple)) else [ims]
+            if text.count(self.image_token) != len(ims):
+                raise ValueError(f"text {i} has {text.count(self.image_token)} {self.image_token} "
+                                 f"placeholders but {len(ims)} images")
+            flat.extend(self.preprocess_image(im) for im in ims)
+        return torch.stack(flat) if flat else None
+
+    def __call__(self, text: str | list[str] | None = None, images: Any = None, padding: bool | str = True,
+                 return_tensors: str = "pt", add_special_tokens: bool = False, **kwargs: Any) -> BatchFeature:
+        texts = [text] if isinstance(text, str) else list(text or [])
+        if images is not None and len(texts) == 1 and not isinstance(images[0], (list, tuple)):
+            images = [images]
+        pixel_values = self._pixel_values(texts, images)
+        enc = self.tokenizer([self.expand_image_tokens(t) for t in texts], padding=padding,
+                             return_tensors=return_tensors, add_special_tokens=add_special_tokens, **kwargs)
+        data = dict(enc)
+        if pixel_values is not None:
+            data["pixel_values"] = pixel_values
+        return BatchFeature(data=data)
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        return self.tokenizer.decode(*args, **kwargs)
+
+    # -- training
+    def collate(self, conversations: list[list[dict]], *, loss_on: str = "all",
+                max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """A training batch from conversations in the released format (last turn: the
+        assistant's answer): input_ids, attention_mask, pixel_values, labels. Labels are
+        -100 everywhere except the assistant turns' tokens (``loss_on="all"``) or the last
+        assistant turn (``"last"``), each with its closing ``<|im_end|>``. Right padding."""
+        return conversation_batch(self, conversations, loss_on=loss_on, max_length=max_length)
+
+    # -- persistence (the processor is rebuilt from the shipped tokenizer; only the config varies)
+    def save_pretrained(self, directory: str | Path) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / CONFIG_FILE).write_text(json.dumps(_config_dict(self.config), indent=2))
+
+
+def _config_dict(config: TinyVLMConfig) -> dict[str, Any]:
+    keys = ("vision_model", "vision_hidden_size", "image_size", "image_grid", "text_hidden_size",
+            "projector_seed", "image_token")
+    return {"tiny_vlm_version": TINY_VLM_VERSION, **{k: getattr(config, k) for k in keys}}
+
+
+def conversation_batch(processor: Any, conversations: list[list[dict]], *, loss_on: str = "all",
+                       max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Training batch for a chat model from released-format conversations; works with a
+    ``TinyVLMProcessor`` (images become pixel values) or a plain text tokenizer (then the
+    conversations must be text only). Assistant spans are found in character space on the
+    rendered text and mapped to tokens by their offsets, so BPE merges at turn boundaries
+    cannot shift them."""
+    from .chat import to_text_messages
+
+    if loss_on not in ("all", "last"):
+        raise ValueError("loss_on must be 'all' or 'last'")
+    vision = isinstance(processor, TinyVLMProcessor)
+    tokenizer = processor.tokenizer if vision else processor
+
+    def render(turns: list[dict], gen: bool) -> str:
+        if vision:
+            return processor.expand_image_tokens(
+                processor.apply_chat_template(to_vision_messages(turns)[0], add_generation_prompt=gen))
+        return tokenizer.apply_chat_template(to_text_messages(turns), tokenize=False, add_generation_prompt=gen)
+
+    texts, spans, images = [], [], []
+    for conv in conversations:
+        if not conv or conv[-1]["role"] != "assistant":
+            raise ValueError("a training conversation must end with the assistant's answer")
+        full = render(conv, False)
+        conv_spans = []
+        for i, m in enumerate(conv):
+            if m["role"] != "assistant":
+                continue
+            start = len(render(conv[:i], True))
+            end = len(render(conv[: i + 1], False).rstrip())
+            if full[:start] != render(conv[:i], True):
+                raise ValueError("the chat template does not render conversations prefix-consistently")
+            conv_spans.append((start, end))
+        spans.append(conv_spans if loss_on == "all" else conv_spans[-1:])
+        texts.append(full)
+        images.append([load_image(p) for p in to_vision_messages(conv)[1]])
+    enc = tokenizer(texts, padding=False, add_special_tokens=False, return_offsets_mapping=True,
+                    truncation=max_length is not None, max_length=max_length)
+    pad_id = tokenizer.pad_token_id
+    width = max(len(ids) for ids in enc["input_ids"])
+    input_ids = torch.full((len(texts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(texts), width), dtype=torch.long)
+    labels = torch.full((len(texts), width), IGNORE_INDEX, dtype=torch.long)
+    for row, (ids, offsets, conv_spans) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], spans)):
+        n = len(ids)
+        input_ids[row, :n] = torch.tensor(ids)
+        attention[row, :n] = 1
+        starts = [s for s, _ in conv_spans]
+        for j, (tok, (a, b)) in enumerate(zip(ids, offsets)):
+            k = bisect.bisect_right(starts, a) - 1
+            # a token belongs to the answer if it begins inside the span (which ends at the
+            # turn's end token: the separator after it is not the model's to learn)
+            if k >= 0 and a < conv_spans[k][1] and tok != getattr(processor, "image_token_id", None):
+                labels[row, j] = tok
+    out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if vision:
+        # truncation may cut image slots: keep only the images whose slots all survived
+        kept = []
+        for row, ims in enumerate(images):
+            slots = int((input_ids[row] == processor.image_token_id).sum())
+            if slots % processor.config.image_tokens:
+                raise ValueError(f"max_length={max_length} cuts an image of conversation {row} in half")
+            kept.append(ims[: slots // processor.config.image_tokens])
+        flat = [processor.preprocess_image(im) for ims in kept for im in ims]
+        if flat:
+            out["pixel_values"] = torch.stack(flat)
+    return out
+
+
+# ------------------------------------------------------------------------------ model
+class Projector(nn.Module):
+    """LLaVA-1.5's two-layer MLP, with a LayerNorm on the encoder features (ReLU6 outputs
+    of EfficientNet are on another scale than token embeddings)."""
+
+    def __init__(self, vision_hidden: int, text_hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(vision_hidden)
+        self.fc1 = nn.Linear(vision_hidden, text_hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(text_hidden, text_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class TinyVLMBackbone(nn.Module):
+    """Encoder, projector and the language model's transformer (no head): ids and images
+    in, hidden states out. What trainers call the base model (TRL's fused LM head runs
+    this, then the head, without materialising all logits)."""
+
+    def __init__(self, config: TinyVLMConfig, vision_tower: nn.Module, projector: nn.Module,
+                 language_model: nn.Module):
+        super().__init__()
+        self.config = config
+        self.vision_tower = vision_tower
+        self.projector = projector
+        self.language_model = language_model
+
+    def vision_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.vision_tower.parameters())
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n_images, 3, 224, 224) -> (n_images, image_grid**2, text_hidden)."""
+        dtype = self.projector.fc1.weight.dtype
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.vision_trainable()):
+            feats = self.vision_tower.extract_features(pixel_values.to(dtype))
+        g = self.config.image_grid
+        if feats.shape[-1] != g:
+            feats = nn.functional.adaptive_avg_pool2d(feats, g)
+        return self.projector(feats.flatten(2).transpose(1, 2))
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        image_mask = input_ids == self.config.image_token_id
+        embeds = self.language_model.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
+        n_slots = int(image_mask.sum())
+        if n_slots == 0:
+            return embeds
+        if pixel_values is None:
+            raise ValueError(f"the input has {n_slots} image slots but no pixel_values")
+        feats = self.image_features(pixel_values).reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+        if feats.shape[0] != n_slots:
+            raise ValueError(f"{feats.shape[0]} image feature tokens for {n_slots} image slots")
+        return embeds.masked_scatter(image_mask.unsqueeze(-1), feats)
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                **kwargs: Any) -> Any:
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, pixel_values)
+        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+class TinyVLM(PreTrainedModel):
+    """Image encoder + projector + causal language model, laid out as transformers lays
+    out its VLMs (``model`` = backbone, ``lm_head``). ``forward`` takes ``labels`` and
+    returns the loss; ``generate`` returns the prompt ids followed by the new ids, as a
+    transformers VLM does. A ``PreTrainedModel`` so that trainers (TRL's SFTTrainer) and
+    peft treat it as one; it is built from its parts by ``load_tiny_vlm``."""
+
+    config_class = TinyVLMConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+
+    def __init__(self, config: TinyVLMConfig, language_model: nn.Module, vision_tower: nn.Module):
+        super().__init__(config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.projector_seed)
+            projector = Projector(config.vision_hidden_size, config.text_hidden_size)
+            # start the projected features at the scale of the token embeddings
+            std = float(language_model.get_input_embeddings().weight.detach().std())
+            nn.init.normal_(projector.fc2.weight, std=std / config.text_hidden_size ** 0.5 * 2)
+            nn.init.zeros_(projector.fc2.bias)
+        self.model = TinyVLMBackbone(config, vision_tower, projector, language_model.model)
+        self.lm_head = language_model.get_output_embeddings()
+        # The causal LM shares its modules with ``model`` and ``lm_head`` (LoRA layers that
+        # peft puts into them are seen by both); it is kept unregistered, for ``generate``.
+        self.__dict__["_causal_lm"] = language_model
+        for p in vision_tower.parameters():
+            p.requires_grad_(False)
+        vision_tower.eval()
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Every part arrives initialised (pretrained, or the seeded projector)."""
+
+    # -- the transformers surface the backend and trainers use
+    @property
+    def generation_config(self) -> Any:
+        return self._causal_lm.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: Any) -> None:
+        pass  # PreTrainedModel.__init__ sets one; the language model's is the one used
+
+    @property
+    def projector(self) -> nn.Module:
+        return self.model.projector
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.model.vision_tower
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.language_model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def train(self, mode: bool = True) -> TinyVLM:
+        super().train(mode)
+        if not self.model.vision_trainable():
+            self.model.vision_tower.eval()  # frozen BatchNorm must not update its running statistics
+        return self
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                num_items_in_batch: Any = None, **kwargs: Any) -> Any:
+        from transformers.loss.loss_utils import ForCausalLMLoss
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, **kwargs)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = ForCausalLMLoss(logits, labels, vocab_size=logits.shape[-1], num_items_in_batch=num_items_in_batch)
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 pixel_values: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        embeds = self.model.embed(input_ids, pixel_values)
+        new = self._causal_lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
+
+
+# ------------------------------------------------------------------------------ building
+def read_adapter_config(adapter: str | Path | None) -> dict[str, Any]:
+    if adapter is None or not (Path(adapter) / CONFIG_FILE).is_file():
+        return {}
+    cfg = json.loads((Path(adapter) / CONFIG_FILE).read_text())
+    cfg.pop("tiny_vlm_version", None)
+    return cfg
+
+
+def load_tiny_vlm(adapter: str | Path | None = None, *, device: str = "auto", dtype: Any = "auto",
+                  for_training: bool = False, **config_overrides: Any) -> tuple[Any, TinyVLMProcessor]:
+    """(model, processor) for tiny-vlm; with ``adapter``, a folder written by
+    ``save_adapter`` (or any peft ``save_pretrained`` of a ``get_peft_model`` of it) is
+    loaded on top, trainable when ``for_training``."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .hf import pick_device, pick_dtype
+
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    config = TinyVLMConfig(**{**read_adapter_config(adapter), **config_overrides})
+    lm_dir = smollm2_transformers_dir()
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    tokenizer.padding_side = "left"
+    processor = TinyVLMProcessor(tokenizer, config)
+    language_model = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch_dtype)
+    vision = EfficientNet.from_pretrained(config.vision_model, weights_path=str(efficientnet_lite0_weights()))
+    model = TinyVLM(config, language_model, vision).to(device=device, dtype=torch_dtype)
+    if adapter is not None:
+        adapter = Path(adapter)
+        if not (adapter / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter}: no adapter_config.json; expected a folder written by "
+                                    "tinyvlm.save_adapter or PeftModel.save_pretrained")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+    if not for_training:
+        model.eval()
+    return model, processor
+
+
+def lora_config(r: int = 16, alpha: int = 16, dropout: float = 0.0, train_projector: bool = True) -> Any:
+    """The paper's LoRA settings on the language model's attention and MLP projections,
+    with the projector trained in full and saved with the adapter. (The encoder's layers
+    are convolutions; it stays frozen here.)"""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+        modules_to_save=["projector"] if train_projector else None,
+    )
+
+
+def save_adapter(model: Any, directory: str | Path) -> Path:
+    """Write a trained peft-wrapped tiny-vlm (LoRA + projector) and its config."""
+    directory = Path(directory)
+    if not hasattr(model, "peft_config"):
+        raise TypeError("save_adapter expects a peft model: wrap tiny-vlm with peft.get_peft_model(model, "
+                        "tinyvlm.lora_config()) before training")
+    model.save_pretrained(str(directory))
+    base = model.get_base_model()
+    (directory / CONFIG_FILE).write_text(json.dumps(_config_dict(base.config), indent=2))
+    return directory
+
+
+def tiny_vlm_revision(config: TinyVLMConfig | None = None) -> str:
+    """What the zero-shot model is made of, for the fingerprint."""
+    config = config or TinyVLMConfig()
+    parts = [str(TINY_VLM_VERSION), file_sha256(smollm2_gguf_path())[:12],
+             file_sha256(efficientnet_lite0_weights())[:12], json.dumps(_config_dict(config), sort_keys=True)]
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
