@@ -77,28 +77,38 @@ def test_baseline_grid_runs_reruns_from_store_and_shards_merge(tiny_dataset, tmp
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
     import random
+    import shutil
     import signal
     import subprocess
     import sys
+    import time
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"name": "k", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
         {"task": "params", "baselines": ["knn-vote", "text-probe"]},
         {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
     cmd = [sys.executable, "-m", "ptychobench.cli", "run", str(cfg)]
+    t0 = time.perf_counter()
     subprocess.run(cmd + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
-    rng, kills = random.Random(0), 0
+    whole_s = time.perf_counter() - t0
+    rng, kills, frac = random.Random(0), 0, 0.6
+    killed = tmp_path / "killed"
     while True:
-        p = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            assert p.wait(timeout=rng.uniform(4, 9)) == 0
-            break
+            # kill at a random point of a run (later runs have less left to do)
+            assert p.wait(timeout=max(0.5, whole_s * frac * rng.uniform(0.6, 1.0))) == 0
+            if kills:
+                break
+            shutil.rmtree(killed)  # finished before any kill: start over, kill sooner
+            frac /= 2
         except subprocess.TimeoutExpired:
             p.send_signal(signal.SIGKILL)
             p.wait()
             kills += 1
-            assert kills < 20
+            frac = 0.6 + 0.2 * kills  # each resume has less left to do, startup stays
+            assert kills < 30
     assert kills >= 1
     whole = json.loads((tmp_path / "whole" / "scores.json").read_text())
-    killed = json.loads((tmp_path / "killed" / "scores.json").read_text())
-    assert whole == killed and len(whole) == 8
+    resumed = json.loads((killed / "scores.json").read_text())
+    assert whole == resumed and len(whole) == 8

@@ -135,7 +135,8 @@ def score_cmd(
         _fail(e)
     table = Table(title=f"scores: {run}")
     for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
-        table.add_column(col, justify="right" if col not in ("task", "config") else "left")
+        table.add_column(col, justify="right" if col not in ("task", "config") else "left",
+                         overflow="fold", no_wrap=col not in ("config",))
     for r in results:
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))

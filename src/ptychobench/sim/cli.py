@@ -17,7 +17,11 @@ def generate_command(
     name: str = typer.Option("sim-v1", "--name", help="Dataset name written to the manifest."),
 ) -> None:
     """Simulate ptychography experiments with known defects, reconstruct them with pty-chi,
-    and label them by measurement. Rerun the same command to resume an interrupted build."""
+    and label them by measurement. Rerun the same command to resume an interrupted build.
+
+    Example: ptychobench generate --out runs/sim-v1 --workers 2
+    Example: ptychobench generate --out /tmp/quick --quick
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
