@@ -112,3 +112,13 @@ def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
     whole = json.loads((tmp_path / "whole" / "scores.json").read_text())
     resumed = json.loads((killed / "scores.json").read_text())
     assert whole == resumed and len(whole) == 8
+
+
+def test_learning_curve_sweep_is_nested_and_plotted(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset, train_sizes=[4, 8, "all"])
+    Runner(cfg, tmp_path / "lc").run()
+    metas = [r.meta for r in score_records(read_run(tmp_path / "lc"))]
+    assert sorted({m["n_train"] for m in metas}) == [4, 8, 12]
+    paths = write_report(tmp_path / "lc")
+    assert (tmp_path / "lc" / "report_files" / "learning_curve_params.png").is_file()
+    assert "micro-F1 against training-set size" in paths["html"].read_text()
