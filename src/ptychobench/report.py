@@ -195,11 +195,7 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
             axes[0][0].set_ylabel("micro-F1 (95% CI)")
             axes[0][0].set_ylim(0, 1)
             fig.suptitle(f"{get_task(task).title}: micro-F1 against k")
-            fig.tight_layout()
-            p = out / f"k_curve_{task}_{_safe(model)}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            figs.append((f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned", p))
+            figs.append(_save(fig, out / f"k_curve_{task}_{_safe(model)}.png", f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned"))
         # per-label and per-sample-type heatmaps
         top = sorted(full, key=lambda r: -r.scores.micro_f1)[:25]
         for kind, getter in (("per-label F1", lambda r: r.scores.per_label_f1),
@@ -221,11 +217,7 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
                                 color="white" if m[i, j] < 0.5 else "black")
             fig.colorbar(im, ax=ax, fraction=0.03)
             ax.set_title(f"{get_task(task).title}: {kind}")
-            fig.tight_layout()
-            p = out / f"{'labels' if 'label' in kind else 'types'}_{task}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            figs.append((f"{get_task(task).title}: {kind} (best {len(top)} cells)", p))
+            figs.append(_save(fig, out / f"{'labels' if 'label' in kind else 'types'}_{task}.png", f"{get_task(task).title}: {kind} (best {len(top)} cells)"))
         # learning curve
         if len(sizes) > 1:
             fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -246,12 +238,17 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             ax.set_title(f"{get_task(task).title}: learning curve")
-            fig.tight_layout()
-            p = out / f"learning_curve_{task}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            figs.append((f"{get_task(task).title}: micro-F1 against training-set size", p))
+            figs.append(_save(fig, out / f"learning_curve_{task}.png", f"{get_task(task).title}: micro-F1 against training-set size"))
     return figs
+
+
+def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return caption, path
 
 
 def _mean_by_k(rs: list[ConfigScores]) -> list[tuple]:
