@@ -37,3 +37,15 @@ def make_samples(tmp: Path, n_train: int = 12, n_test: int = 6, seed: int = 0) -
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "tiny", "tiny", "1", make_samples(tmp_path))
+
+
+def build_quick(out: Path, workers: int = 1) -> Path:
+    """The `generate --quick` dataset (12 images, 3 texts; about a minute on two cores)."""
+    from ptychobench.sim.build import QUICK, BuildConfig, build
+
+    return build(BuildConfig(quick=True, **QUICK), out, workers=workers)
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory) -> Path:
+    return build_quick(tmp_path_factory.mktemp("quick") / "ds")

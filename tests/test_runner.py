@@ -1,4 +1,11 @@
 import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,44 +81,108 @@ def test_baseline_grid_runs_reruns_from_store_and_shards_merge(tiny_dataset, tmp
     assert {s["config"] for s in scores} == set(a)
 
 
+def _cli(cfg: Path, out: Path, *extra: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ptychobench.cli", "run", str(cfg), "--out", str(out), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _finish(p: subprocess.Popen) -> None:
+    err = p.communicate()[1]
+    assert p.returncode == 0, err[-3000:]
+
+
+def _run_with_kills(cfg: Path, out: Path, whole_s: float, env: dict | None = None) -> int:
+    """Run ``cfg`` into ``out``, SIGKILL-ing it at random points until one run finishes
+    after at least one kill; return the number of kills."""
+    rng, kills, frac = random.Random(0), 0, 0.6
+    while True:
+        p = _cli(cfg, out, env=env)
+        try:
+            # kill at a random point of a run (later runs have less left to do)
+            p.wait(timeout=max(0.5, whole_s * frac * rng.uniform(0.6, 1.0)))
+            _finish(p)
+            if kills:
+                return kills
+            shutil.rmtree(out)  # finished before any kill: start over, kill sooner
+            frac /= 2
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+            kills += 1
+            frac = 0.6 + 0.2 * kills  # each resume has less left to do, startup stays
+            assert kills < 30
+
+
+def _timed_run(cfg: Path, out: Path, env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    _finish(_cli(cfg, out, env=env))
+    return time.perf_counter() - t0
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
-    import random
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
-
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"name": "k", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
         {"task": "params", "baselines": ["knn-vote", "text-probe"]},
         {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
-    cmd = [sys.executable, "-m", "ptychobench.cli", "run", str(cfg)]
-    t0 = time.perf_counter()
-    subprocess.run(cmd + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
-    whole_s = time.perf_counter() - t0
-    rng, kills, frac = random.Random(0), 0, 0.6
-    killed = tmp_path / "killed"
-    while True:
-        p = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            # kill at a random point of a run (later runs have less left to do)
-            assert p.wait(timeout=max(0.5, whole_s * frac * rng.uniform(0.6, 1.0))) == 0
-            if kills:
-                break
-            shutil.rmtree(killed)  # finished before any kill: start over, kill sooner
-            frac /= 2
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            kills += 1
-            frac = 0.6 + 0.2 * kills  # each resume has less left to do, startup stays
-            assert kills < 30
-    assert kills >= 1
+    whole_s = _timed_run(cfg, tmp_path / "whole")
+    assert _run_with_kills(cfg, tmp_path / "killed", whole_s) >= 1
     whole = json.loads((tmp_path / "whole" / "scores.json").read_text())
-    resumed = json.loads((killed / "scores.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "scores.json").read_text())
     assert whole == resumed and len(whole) == 8
+
+
+def _outcome(run_dir: Path) -> tuple[dict, dict]:
+    """What a run found, free of where it ran: the scores of each cell and each
+    prediction's raw reply and parsed labels."""
+    scores = {s["config"]: {k: v for k, v in s.items() if k != "meta"}
+              for s in json.loads((run_dir / "scores.json").read_text())}
+    replies = {(r["config"], r["sample_id"]): (r["reply"], r["labels"], r["parse_ok"], r["error"], r["demos"])
+               for r in read_run(run_dir)}
+    return scores, replies
+
+
+@pytest.mark.slow
+def test_model_grid_on_the_quick_dataset_end_to_end(quick_build, tmp_path):
+    """The offline models through every strategy, on a freshly simulated dataset: one run,
+    a run killed and resumed, and two shards give the same report."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "name": "tiny", "dataset": str(quick_build), "max_new_tokens": 24, "batch_size": 2, "experiments": [
+            {"task": "params", "model": "smollm2-135m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
+             "selectors": ["random", "knn"], "k": [0, 1], "sft": {"epochs": 1}},
+            {"task": "artifacts", "model": "tiny-vlm", "strategies": ["zero-shot", "sft", "sft+icl"],
+             "selectors": ["knn"], "k": [0, 1], "sft": {"epochs": 1}},
+            {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
+    # one thread: the same float reductions in every process, so every run and every
+    # retraining gives the same weights and the same greedy replies
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole_env = {**env, "PTYCHOBENCH_HOME": str(tmp_path / "home-whole")}
+    whole_s = _timed_run(cfg, tmp_path / "whole", whole_env)
+    scores, replies = _outcome(tmp_path / "whole")
+    assert len(scores) == 6 + 3 + 2
+    assert len(replies) == 6 * 1 + 5 * 2  # params: 1 test sample; artifacts: 2
+    adapters = sorted(p.parent.name for p in (tmp_path / "home-whole" / "adapters").glob("*/adapter_config.json"))
+    assert [a.split("-")[0] for a in adapters] == ["artifacts", "params"]  # one per model, for SFT and SFT+ICL
+    for config, s in scores.items():
+        assert s["n"] == (1 if config.startswith("params") else 2)
+        assert s["parse_failures"] + s["errors"] <= s["n"]
+    report = (tmp_path / "whole" / "report.md").read_text()
+    assert "smollm2-135m" in report and "tiny-vlm" in report and "sft+icl" in report
+
+    # killed at random points, with its own adapter cache (so a kill can land in fine-tuning)
+    killed_env = {**env, "PTYCHOBENCH_HOME": str(tmp_path / "home-killed")}
+    assert _run_with_kills(cfg, tmp_path / "killed", whole_s, killed_env) >= 1
+    assert _outcome(tmp_path / "killed") == (scores, replies)
+
+    # two shards, run side by side, merged by the report
+    shards = [_cli(cfg, tmp_path / "sharded", "--shard", f"{i}/2", env=whole_env) for i in (0, 1)]
+    for p in shards:
+        _finish(p)
+    subprocess.run([sys.executable, "-m", "ptychobench.cli", "report", str(tmp_path / "sharded")],
+                   check=True, capture_output=True, env=env)
+    assert len(list((tmp_path / "sharded").glob("predictions-shard*of2.jsonl"))) == 2
+    assert _outcome(tmp_path / "sharded") == (scores, replies)
 
 
 def test_learning_curve_sweep_is_nested_and_plotted(tiny_dataset, tmp_path):

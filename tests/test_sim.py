@@ -12,6 +12,7 @@ import pytest
 ptychi = pytest.importorskip("ptychi")
 torch = pytest.importorskip("torch")
 
+from conftest import build_quick
 from ptychobench.sim import forward
 
 
@@ -83,17 +84,7 @@ def test_detector_shift_moves_the_pattern():
 # --------------------------------------------------------------------------- quick build
 
 
-def _build(out: Path, workers: int = 1):
-    from ptychobench.sim.build import QUICK, BuildConfig, build
-
-    return build(BuildConfig(quick=True, **QUICK), out, workers=workers)
-
-
-@pytest.fixture(scope="module")
-def quick_build(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick") / "ds"
-    _build(out)
-    return out
+# the `quick_build` fixture (one build per session, shared with the runner tests) is in conftest
 
 
 @pytest.mark.slow
@@ -105,7 +96,7 @@ def test_quick_build_is_deterministic_and_loads(quick_build, tmp_path):
     assert ds.manifest["splits"]["params"] == {"train": 2, "test": 1}
     for s in ds.samples("params", "train") + ds.samples("params", "test"):
         assert s.labels and s.text and "Enable position correction" not in s.text
-    again = _build(tmp_path / "again")
+    again = build_quick(tmp_path / "again")
     a = json.loads((quick_build / "manifest.json").read_text())
     b = json.loads((again / "manifest.json").read_text())
     assert a["content_hash"] == b["content_hash"]
@@ -129,7 +120,7 @@ def test_quick_build_resumes_to_the_same_files(quick_build, tmp_path):
     seen = []
     run_units(cfg, out, workers=1, progress=lambda d, t: seen.append(d))
     assert seen[0] == 3  # the finished units were not redone
-    _build(out)
+    build_quick(out)
     a = json.loads((quick_build / "manifest.json").read_text())["content_hash"]
     b = json.loads((out / "manifest.json").read_text())["content_hash"]
     assert a == b

@@ -16,6 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, Any]
+#: The training log ptychobench writes beside a LoRA adapter (settings, loss curve, wall
+#: times). It documents the adapter but is not part of its identity: two trainings with the
+#: same weights have the same fingerprint.
+ADAPTER_MANIFEST = "ptychobench_adapter.json"
 Conversation = list[Message]
 
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .base import GREEDY, Conversation, Generation, GenerationConfig
+from .base import ADAPTER_MANIFEST, GREEDY, Conversation, Generation, GenerationConfig
 from .chat import load_image, render_with_fallback, to_text_messages, to_vision_messages
 
 
@@ -53,11 +53,13 @@ def is_vision_config(config: Any) -> bool:
 
 def dir_fingerprint(path: Path | str) -> str:
     """A content hash of a local model or adapter folder: configs in full, weight files by
-    name and size (hashing gigabytes of weights on every start would cost minutes)."""
+    name and size (hashing gigabytes of weights on every start would cost minutes). An
+    adapter's training log (wall times) is left out, so retraining to the same weights gives
+    the same fingerprint."""
     path = Path(path)
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
-        if not f.is_file() or f.name.startswith("."):
+        if not f.is_file() or f.name.startswith(".") or f.name == ADAPTER_MANIFEST:
             continue
         rel = f.relative_to(path).as_posix()
         h.update(rel.encode())

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "ptychobench_adapter.json"
+from ..backends.base import ADAPTER_MANIFEST as MANIFEST
+
 FORMAT_VERSION = 1
 #: The attention and MLP projections of Llama-family decoders (the paper's targets).
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -427,7 +428,6 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
             weight_decay=recipe.weight_decay, lr_scheduler_type=recipe.scheduler, warmup_steps=recipe.warmup_steps,
             optim=optim, bf16=bf16, use_cpu=not on_gpu, logging_steps=recipe.logging_steps, save_strategy="no",
             report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
-            gradient_checkpointing=recipe.gradient_checkpointing,
             disable_tqdm=not progress,
         )
         collator = (_HubVLMCollator if hub_vlm else _Collator)(processor, recipe.max_length)
@@ -435,8 +435,13 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         callbacks = [clock] + ([_time_budget(recipe.time_budget_s)] if recipe.time_budget_s else [])
         from trl import SFTConfig, SFTTrainer
 
+        # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old
+        # name warns); use whichever this version has.
+        ckpt = ("activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+                else "gradient_checkpointing")
+        common[ckpt] = recipe.gradient_checkpointing
         if recipe.gradient_checkpointing:
-            common["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+            common[f"{ckpt}_kwargs"] = {"use_reentrant": False}
         args = SFTConfig(**common, max_length=recipe.max_length, dataset_kwargs={"skip_prepare_dataset": True})
         trainer_cls = SFTTrainer
         if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm:
