@@ -69,3 +69,16 @@ def test_paired_bootstrap_tells_a_real_difference_from_none():
     assert same.diff == 0 and same.p_value == 1.0 and same.cohens_d == 0.0
     again = paired_bootstrap(gold, good, bad, labels, seed=0)
     assert again == cmp
+
+
+def test_effect_size_has_the_sign_of_the_micro_f1_difference():
+    # mostly nothing to find: a model that always answers "nothing" is right per sample on
+    # most samples, yet finds nothing (micro-F1 0); one that finds the defects with a few
+    # false alarms has the higher micro-F1, and the effect size must say so
+    labels = list(ARTIFACTS.scored_labels)
+    gold = [frozenset({labels[i % 3]}) if i % 5 == 0 else frozenset() for i in range(100)]
+    silent = [frozenset()] * 100
+    finder = [g or (frozenset({labels[4]}) if i % 3 == 0 else frozenset()) for i, g in enumerate(gold)]
+    cmp = paired_bootstrap(gold, silent, finder, labels, seed=0)
+    assert cmp.micro_f1_a == 0 and cmp.micro_f1_b > 0.5
+    assert cmp.diff < 0 and cmp.cohens_d < -0.5 and cmp.p_value < 0.01

@@ -79,6 +79,16 @@ def test_baseline_grid_runs_reruns_from_store_and_shards_merge(tiny_dataset, tmp
     assert "data:image/png;base64," in paths["html"].read_text()
     scores = json.loads(paths["scores"].read_text())
     assert {s["config"] for s in scores} == set(a)
+    # the per-label picture leaves out (naming them) the labels no test sample has, whose
+    # F1 of 0 would say nothing
+    from ptychobench.data import load_dataset
+    from ptychobench.tasks import PARAM_OPTIONS
+
+    test = load_dataset(tiny_dataset).samples("params", "test")
+    absent = [x for x in PARAM_OPTIONS if not any(x in s.labels for s in test)]
+    assert absent  # 6 test samples cannot use all 24 options
+    html_text = paths["html"].read_text()
+    assert f"not in the test set, left out: {', '.join(absent)}" in html_text
 
 
 def _cli(cfg: Path, out: Path, *extra: str, env: dict | None = None, **popen) -> subprocess.Popen:

@@ -10,8 +10,13 @@ Choices (the paper's where it states them):
 - Confidence intervals: percentile bootstrap over test samples (10,000 resamples, seeded)
   of micro-F1, via ``scipy.stats.bootstrap``.
 - Paired comparisons resample the same test samples for both runs: the p-value is the
-  two-sided share of resampled differences on the other side of zero; Cohen's d is d_z of
-  the per-sample F1 differences (sample F1 of two empty sets is 1).
+  two-sided share of resampled differences on the other side of zero. Cohen's d is the
+  paired (d_z) effect size of the micro-F1 difference: the difference over the per-sample
+  spread its bootstrap standard error implies, d = diff / (SE * sqrt(n)). For a mean of
+  per-sample scores this is the textbook d_z; for micro-F1, which is not a mean over
+  samples, it keeps the sign and scale of the difference the table reports. (d_z of
+  per-sample F1 can disagree in sign: a model that answers "nothing" on every sample scores
+  micro-F1 0 but a sample F1 of 1 on each sample with nothing to find.)
 """
 
 from __future__ import annotations
@@ -49,12 +54,6 @@ def per_sample_counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarra
     fp = ((1 - y_true) & y_pred).sum(1)
     fn = (y_true & (1 - y_pred)).sum(1)
     return tp, fp, fn
-
-
-def sample_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """F1 of each sample's label set; two empty sets agree perfectly (1.0)."""
-    tp, fp, fn = per_sample_counts(y_true, y_pred)
-    return np.where(tp + fp + fn == 0, 1.0, _f1(tp, fp, fn))
 
 
 @dataclass
@@ -140,7 +139,7 @@ class PairedComparison:
     diff: float  # a - b
     diff_ci: tuple[float, float]
     p_value: float
-    cohens_d: float | None  # None where the per-sample differences have no spread but a mean
+    cohens_d: float | None  # None where the difference has no spread (every resample equal) but is not 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,10 +164,8 @@ def paired_bootstrap(gold: Sequence[frozenset[str]], pred_a: Sequence[frozenset[
     diffs = da - db
     alpha = (1 - level) / 2
     p = min(1.0, 2 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
-    sa, sb = sample_f1(y, a), sample_f1(y, b)
-    d = sa - sb
-    sd = float(d.std(ddof=1)) if n > 1 else 0.0
-    cohen = float(d.mean() / sd) if sd > 0 else (0.0 if d.mean() == 0 else None)
+    se = float(diffs.std(ddof=1))
+    cohen = (fa - fb) / (se * np.sqrt(n)) if se > 0 else (0.0 if fa == fb else None)
     return PairedComparison(
         n=n, micro_f1_a=fa, micro_f1_b=fb, diff=fa - fb,
         diff_ci=(float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))),

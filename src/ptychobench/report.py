@@ -151,12 +151,23 @@ def summary_in_words(results: list[ConfigScores], comps: list[Comparison]) -> li
                          "(both counted as empty predictions).")
         lines.append("")
     lines.append(f"p-values are two-sided paired bootstrap ({ALPHA} threshold, no correction for the number "
-                 "of comparisons); Cohen's d is d_z of per-sample F1 differences.")
+                 "of comparisons); Cohen's d is the paired effect size of the micro-F1 difference (the "
+                 "difference over its bootstrap standard error times sqrt(n)).")
     lines.append("")
     return lines
 
 
 # --------------------------------------------------------------------------- plots
+
+
+def _label_name(task: str, label: str, width: int = 38) -> str:
+    """A label as a reader knows it: parameter options by letter and text."""
+    from .tasks import PARAM_OPTIONS
+
+    if task != "params" or label not in PARAM_OPTIONS:
+        return label
+    text = f"{label}. {PARAM_OPTIONS[label]}"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
@@ -177,7 +188,9 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
         for model in sorted({r.meta.get("model") for r in full if r.meta.get("family") != "baseline"}):
             mr = [r for r in full if r.meta.get("model") == model]
             has_sft = any(r.meta.get("strategy") in ("sft", "sft+icl") for r in mr)
-            fig, axes = plt.subplots(1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True, squeeze=False)
+            all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
+            fig, axes = plt.subplots(1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True,
+                                     sharex=True, squeeze=False)
             for ax, (title, k0, icl) in zip(axes[0], [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]):
                 zero = [r for r in mr if r.meta.get("strategy") == k0]
                 selectors = sorted({r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl})
@@ -189,6 +202,8 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
                     ax.errorbar(ks, f, yerr=[np.subtract(f, lo), np.subtract(hi, f)], marker="o", capsize=3,
                                 label=sel or k0)
                 ax.set_title(f"{model}: {title}")
+                ax.set_xticks(all_k)  # the same k axis in both panels, also where one has k=0 only
+                ax.set_xlim(all_k[0] - 0.5, all_k[-1] + 0.5)
                 ax.set_xlabel("demonstrations k")
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=8)
@@ -203,13 +218,26 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
             cols = list(getter(top[0]).keys()) if top else []
             for r in top:
                 cols += [c for c in getter(r) if c not in cols]
+            caption = f"{get_task(task).title}: {kind} (best {len(top)} cells)"
+            if kind == "per-label F1" and top:
+                # a label no test sample has cannot be found, only falsely predicted: its F1 is 0 by
+                # convention and says nothing, so it is named in the caption instead of drawn
+                support = top[0].scores.per_label_support
+                absent = [c for c in cols if support.get(c, 1) == 0]
+                cols = [c for c in cols if c not in absent]
+                if absent:
+                    caption += f"; not in the test set, left out: {', '.join(absent)}"
             if not cols:
                 continue
             m = np.array([[getter(r).get(c, np.nan) for c in cols] for r in top])
-            fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(cols) + 4), 0.32 * len(top) + 2.2))
+            names = [_label_name(task, c) for c in cols]
+            rows = [_short(r.config) for r in top]
+            if len(cols) > 12:  # many labels: one row per label, so their names can be read
+                m, names, rows = m.T, rows, names
+            fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 4), 0.32 * len(rows) + 2.2))
             im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-            ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
-            ax.set_yticks(range(len(top)), [_short(r.config) for r in top], fontsize=7)
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+            ax.set_yticks(range(len(rows)), rows, fontsize=7)
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if not np.isnan(m[i, j]):
@@ -217,7 +245,7 @@ def _plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
                                 color="white" if m[i, j] < 0.5 else "black")
             fig.colorbar(im, ax=ax, fraction=0.03)
             ax.set_title(f"{get_task(task).title}: {kind}")
-            figs.append(_save(fig, out / f"{'labels' if 'label' in kind else 'types'}_{task}.png", f"{get_task(task).title}: {kind} (best {len(top)} cells)"))
+            figs.append(_save(fig, out / f"{'labels' if 'label' in kind else 'types'}_{task}.png", caption))
         # learning curve
         if len(sizes) > 1:
             fig, ax = plt.subplots(figsize=(6.5, 4))
