@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptychobench.data import DatasetError, load_dataset
+from ptychobench.data import DatasetError
 from ptychobench.released import export_released, import_released
 from ptychobench.tasks import PARAM_OPTIONS
 

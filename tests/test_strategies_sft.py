@@ -153,8 +153,8 @@ def test_loss_is_on_the_last_answer_only(tiny_dataset: Path):
 @pytest.fixture
 def timed_threads():
     """Inference in these tests uses the thread count training would pick: on a busy CPU,
-    OpenMP threads stalling at barriers make 2 threads ~10x slower than 1 (sft.cpu_threads)."""
-    from ptychobench.strategies.sft import cpu_threads
+    OpenMP threads stalling at barriers make 2 threads ~10x slower than 1 (ptychobench.cpu)."""
+    from ptychobench.cpu import cpu_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(cpu_threads())

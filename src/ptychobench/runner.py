@@ -314,6 +314,7 @@ class Runner:
                 self._run_baseline(c, exp, progress, grid)
             return
         from .backends import load_backend
+        from .cpu import torch_threads
 
         subset = train_subset(self.ds.samples(first.task, "train"), first.train_size, first.seed)
         adapter = None
@@ -322,8 +323,10 @@ class Runner:
         progress.update(grid, description=f"loading {exp.model}{' + adapter' if adapter else ''}")
         backend = load_backend(exp.model, adapter=str(adapter) if adapter else None, **exp.backend_options)
         try:
-            for c in cells:
-                self._run_model_cell(c, exp, backend, subset, adapter, progress, grid)
+            # on a shared CPU one thread can be several times faster than all (ptychobench.cpu)
+            with torch_threads():
+                for c in cells:
+                    self._run_model_cell(c, exp, backend, subset, adapter, progress, grid)
         finally:
             del backend
 

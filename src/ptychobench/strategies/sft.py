@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import ADAPTER_MANIFEST as MANIFEST
+from ..cpu import cpu_has_bf16, torch_threads
 
 FORMAT_VERSION = 1
 #: The attention and MLP projections of Llama-family decoders (the paper's targets).
@@ -91,50 +92,6 @@ def _cpu(vision: bool) -> Recipe:
 
 
 PROFILES = {"gpu": _gpu, "cpu": _cpu}
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU does bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 autocast
-    is emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_threads(repeats: int = 3) -> int:
-    """Threads for CPU training, chosen by timing a small matmul workload with 1, half and
-    all cores (well under a second). OpenMP threads wait for each other at every kernel,
-    so on a busy machine one descheduled thread stalls the rest: measured here, 2 threads on
-    2 cores with a load of ~4 ran a training step in 43 s, 1 thread in 4 s; on an idle
-    machine all cores win. More threads must be clearly faster to be chosen.
-    ``OMP_NUM_THREADS`` skips this."""
-    import torch
-
-    n = os.cpu_count() or 1
-    if n == 1:
-        return 1
-    before = torch.get_num_threads()
-    a = torch.randn(384, 384)
-    timings: dict[int, list[float]] = {t: [] for t in sorted({1, max(1, n // 2), n})}
-    try:
-        for _ in range(repeats):
-            for t, times in timings.items():
-                torch.set_num_threads(t)
-                a @ a  # warm-up at this thread count
-                start = time.perf_counter()
-                for _ in range(8):
-                    a @ a
-                times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(before)
-    median = {t: sorted(v)[len(v) // 2] for t, v in timings.items()}
-    best = 1
-    for t in sorted(median):
-        if median[t] < 0.75 * median[best]:
-            best = t
-    return best
 
 
 def resolve_profile(profile: str) -> str:
@@ -387,10 +344,7 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
 
     convs = training_conversations(task, train, demo_selector, k, seed, selector_options)
     t_load = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_threads())
-    try:
+    with torch_threads():  # the caller's own thread count comes back afterwards
         torch.manual_seed(seed)
         from ..backends import load_for_training
 
@@ -503,8 +457,6 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         os.replace(adapter_dir, out)
         shutil.rmtree(work, ignore_errors=True)
         return out
-    finally:  # the caller's generation keeps its own thread count
-        torch.set_num_threads(threads_before)
 
 
 def shared_prefix_length(input_ids: Any, attention_mask: Any, labels: Any, stop_ids: Sequence[int] = ()) -> int:
