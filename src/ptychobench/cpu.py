@@ -2,9 +2,10 @@
 
 OpenMP threads wait for each other at every kernel, so on a busy machine one descheduled
 thread stalls the rest. Measured on this project's 2-core machine with two other busy
-processes: smollm2-135m generated 8 replies in 14 s with 1 thread and 88-112 s with 2 (idle:
-9 s and 5 s); a training step took 4 s with 1 thread and 43 s with 2. So the thread count
-is chosen by a quick timing rather than fixed at the number of cores.
+processes: smollm2-135m generated 8 replies in 14 s with 1 thread and 16-112 s with 2 (idle:
+10 s and 5 s; benchmarks/bench_threads.py, docs/backends.md); a training step took 4 s with
+1 thread and 43 s with 2. So the thread count is chosen by a quick timing rather than fixed
+at the number of cores.
 """
 
 from __future__ import annotations
