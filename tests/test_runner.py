@@ -179,6 +179,8 @@ def test_model_grid_on_the_quick_dataset_end_to_end(quick_build, tmp_path):
         assert s["parse_failures"] + s["errors"] <= s["n"]
     report = (tmp_path / "whole" / "report.md").read_text()
     assert "smollm2-135m" in report and "tiny-vlm" in report and "sft+icl" in report
+    adapter_section = report.split("## Fine-tuned adapters")[1].split("##")[0]
+    assert adapter_section.count("| 1.00 / 1 | no |") == 2  # both trained their one epoch in full
 
     # killed at random points, with its own adapter cache (so a kill can land in fine-tuning)
     killed_env = {**env, "PTYCHOBENCH_HOME": str(tmp_path / "home-killed")}
@@ -203,3 +205,24 @@ def test_learning_curve_sweep_is_nested_and_plotted(tiny_dataset, tmp_path):
     paths = write_report(tmp_path / "lc")
     assert (tmp_path / "lc" / "report_files" / "learning_curve_params.png").is_file()
     assert "micro-F1 against training-set size" in paths["html"].read_text()
+
+
+def test_report_says_how_far_each_adapter_trained(tmp_path):
+    from ptychobench.evaluate import ConfigScores
+    from ptychobench.metrics import score
+    from ptychobench.report import adapter_rows, adapter_words
+
+    s = score([frozenset({"K"})], [frozenset({"K"})], ["K"], ci=False)
+    stopped = {"steps": 19, "epochs_done": 1.58, "epochs_planned": 3, "stopped_by_time_budget": True,
+               "time_budget_s": 150, "wall_time_s": 155.0, "train_loss": 1.6, "train_samples": 91}
+    full = {**stopped, "steps": 36, "epochs_done": 3.0, "stopped_by_time_budget": False}
+    results = [ConfigScores(f"params/m/{st}/x", "params", {"model": "m", "adapter": "/a/params-m", "adapter_training":
+                            stopped}, s, ["1"]) for st in ("sft", "sft+icl")]
+    results.append(ConfigScores("artifacts/v/sft/x", "artifacts", {"model": "v", "adapter": str(tmp_path / "gone"),
+                                                                  "adapter_training": full}, s, ["1"]))
+    results.append(ConfigScores("params/m/zero-shot/x", "params", {"model": "m"}, s, ["1"]))
+    rows = adapter_rows(results)
+    assert [(r["task"], r["cells"]) for r in rows] == [("artifacts", 1), ("params", 2)]
+    words = " ".join(adapter_words(rows))
+    assert "params adapter for m stopped at its 150 s time budget after 1.58 of 3 epochs" in words
+    assert "artifacts" not in words  # trained fully: nothing to warn about

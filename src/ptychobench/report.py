@@ -157,6 +157,56 @@ def summary_in_words(results: list[ConfigScores], comps: list[Comparison]) -> li
     return lines
 
 
+# --------------------------------------------------------------------------- adapters
+
+ADAPTER_HEAD = ["task", "model", "adapter", "train samples", "steps", "epochs done / planned", "stopped by budget",
+                "wall s", "mean train loss", "cells"]
+
+
+def adapter_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
+    """One row per fine-tuned adapter the run used: how far its training went (recorded
+    by the runner; older stores: read from the adapter folder where it still is)."""
+    from .strategies.sft import training_summary
+
+    rows: dict[str, dict[str, Any]] = {}
+    for r in results:
+        path = r.meta.get("adapter")
+        if not path:
+            continue
+        row = rows.get(path)
+        if row is None:
+            info = r.meta.get("adapter_training") or training_summary(path) or {}
+            row = rows[path] = {"task": r.task, "model": r.meta.get("model"), "name": Path(path).name,
+                                "info": info, "cells": 0}
+        row["cells"] += 1
+    return sorted(rows.values(), key=lambda x: (x["task"], str(x["model"]), x["name"]))
+
+
+def _adapter_cells(row: dict[str, Any]) -> list[str]:
+    i = row["info"]
+    if not i:
+        return [row["task"], str(row["model"]), row["name"], *["?"] * 6, str(row["cells"])]
+    budget = i.get("time_budget_s")
+    stopped = f"yes ({budget:g} s)" if i.get("stopped_by_time_budget") else "no"
+    return [row["task"], str(row["model"]), row["name"], str(i.get("train_samples", "?")), str(i.get("steps", "?")),
+            f"{_fmt(i.get('epochs_done'), 2)} / {i.get('epochs_planned', '?')}", stopped,
+            _fmt(i.get("wall_time_s"), 0), _fmt(i.get("train_loss"), 3), str(row["cells"])]
+
+
+def adapter_words(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        i = row["info"]
+        if i.get("stopped_by_time_budget"):
+            lines.append(
+                f"Fine-tuning of the {row['task']} adapter for {row['model']} stopped at its "
+                f"{i.get('time_budget_s'):g} s time budget after {_fmt(i.get('epochs_done'), 2)} of "
+                f"{i.get('epochs_planned')} epochs: its {row['cells']} cell(s) come from a partly trained model, "
+                "and their numbers can change with the machine's load (a larger `sft: {time_budget_s: ...}` "
+                "trains fully).")
+    return lines + ([""] if lines else [])
+
+
 # --------------------------------------------------------------------------- plots
 
 
@@ -371,9 +421,11 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
     results = score_records(records, seed=seed)
     recs = _by_config(records)
     comps = paired_comparisons(results, recs)
-    words = summary_in_words(results, comps)
+    adapters = adapter_rows(results)
+    words = summary_in_words(results, comps) + adapter_words(adapters)
     figs = _plots(results, run_dir / "report_files")
     rows = _main_rows(results)
+    adapter_table = [_adapter_cells(a) for a in adapters]
 
     (run_dir / "scores.json").write_text(json.dumps(
         [{"config": r.config, "task": r.task, "meta": r.meta, **r.scores.as_dict()} for r in results], indent=1))
@@ -383,6 +435,7 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
           "★ marks the best row per task. Parse failures and errors count as empty predictions.", "",
           _md_table(HEAD, [_row_cells(r) for r in rows]), "", "## Paired comparisons", "",
           _md_table(COMP_HEAD, [_comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)", "",
+          *(["## Fine-tuned adapters", "", _md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
           "## Plots", ""]
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
@@ -403,6 +456,7 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
             _html_table(HEAD, [_row_cells(r) for r in rows], [r["best"] for r in rows]),
             "<h2>Paired comparisons</h2>",
             _html_table(COMP_HEAD, [_comp_cells(c) for c in comps]) if comps else "<p>(none)</p>",
+            *(["<h2>Fine-tuned adapters</h2>", _html_table(ADAPTER_HEAD, adapter_table)] if adapters else []),
             "<h2>Plots</h2>"]
     for caption, p in figs:
         data = base64.b64encode(p.read_bytes()).decode()

@@ -349,6 +349,10 @@ class Runner:
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
         meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model, "adapter": str(adapter) if adapter else None,
                 "decoding": self.cfg.generation().as_dict(), "fingerprint": backend.fingerprint()}
+        if adapter:
+            from .strategies.sft import training_summary
+
+            meta["adapter_training"] = training_summary(adapter)
         bar = progress.add_task(f"  {c.config}", total=len(test))
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id) for s in test))
         predict(task, test, backend, self.store, c.config, meta, self.cfg.generation(), demos_for,

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,16 @@ def is_vision_config(config: Any) -> bool:
     )
 
     return getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft wraps a model calling transformers' ``is_gradient_checkpointing``, which
+    transformers 5 deprecates with a FutureWarning on every adapter load; not ours to fix,
+    and noise in every run's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def dir_fingerprint(path: Path | str) -> str:
@@ -111,7 +124,8 @@ def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
     if not for_training:
         model.eval()
     return model, processor, vision

@@ -433,7 +433,10 @@ def load_tiny_vlm(adapter: str | Path | None = None, *, device: str = "auto", dt
                                     "tinyvlm.save_adapter or PeftModel.save_pretrained")
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+        from .hf import quiet_peft
+
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
     if not for_training:
         model.eval()
     return model, processor

@@ -289,6 +289,20 @@ def read_manifest(adapter: Path | str) -> dict | None:
         return None
 
 
+def training_summary(adapter: Path | str) -> dict | None:
+    """How far an adapter's training went, from its manifest (None where it has none):
+    steps, epochs done of those planned, whether the wall-clock budget stopped it, wall
+    time and mean train loss. A report shows it next to the adapter's cells."""
+    m = read_manifest(adapter)
+    if not m:
+        return None
+    recipe = m.get("settings", {}).get("recipe", {})
+    return {"steps": m.get("steps"), "epochs_done": m.get("epochs_done"), "epochs_planned": recipe.get("epochs"),
+            "stopped_by_time_budget": bool(m.get("stopped_by_time_budget")),
+            "time_budget_s": recipe.get("time_budget_s"), "wall_time_s": m.get("wall_time_s"),
+            "train_loss": m.get("train_loss"), "train_samples": m.get("settings", {}).get("train_samples")}
+
+
 def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, profile: str = "cpu",
                   demo_selector: str | None = None, k: int = 0, seed: int = 0, *,
                   train_samples: Sequence[Any] | None = None, selector_options: dict | None = None,
@@ -344,7 +358,9 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
 
     convs = training_conversations(task, train, demo_selector, k, seed, selector_options)
     t_load = time.perf_counter()
-    with torch_threads():  # the caller's own thread count comes back afterwards
+    from ..backends.hf import quiet_peft
+
+    with torch_threads(), quiet_peft():  # the caller's own thread count comes back afterwards
         torch.manual_seed(seed)
         from ..backends import load_for_training
 
