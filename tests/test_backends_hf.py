@@ -55,6 +55,27 @@ def test_smollm2_batched_equals_one_at_a_time(smol):
     assert smol.prompt_text(convs[0]).startswith("<|im_start|>system\nYou are an expert in X-ray ptychography")
 
 
+def test_shared_prompt_start_is_computed_once_with_the_same_replies(smol):
+    """The task's system turn is the start of every prompt: its KV cache is computed once and
+    reused by every batch (padding between the shared start and each row's rest), and the
+    replies equal those of plain left-padded batches, zero-shot and with demonstrations."""
+    from ptychobench.backends.hf import HFBackend
+
+    plain = HFBackend(smol.model, smol.processor, vision=False, name="plain", batch_size=4, prefix_cache=False)
+    samples = param_samples(6)
+    convs = [PARAMS.render(s) for s in samples[:3]] + [PARAMS.render(samples[3 + i], [samples[i]]) for i in range(3)]
+    config = GenerationConfig(max_new_tokens=12)
+    smol._prefix = None
+    cached = smol.generate(convs, config)
+    key = smol._prefix[0]
+    system_turn = smol.tokenizer(smol.prompt_text(convs[0]).split("<|im_start|>user")[0],
+                                 add_special_tokens=False)["input_ids"]
+    assert len(key) >= len(system_turn) > 200 and list(key[:len(system_turn)]) == system_turn
+    assert [g.text for g in cached] == [g.text for g in plain.generate(convs, config)]
+    assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain.generate(convs, config)]
+    assert smol._prefix[0] == key  # the second batch reused the first one's cache
+
+
 def test_smollm2_fingerprint_and_sampling(smol):
     fp = smol.fingerprint()
     assert fp["model"] == "smollm2-135m" and fp["revision"] and fp["adapter"] is None

@@ -10,6 +10,7 @@ so little padding is computed; replies come back in the caller's order.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 import traceback
 import warnings
@@ -137,7 +138,8 @@ class HFBackend:
 
     def __init__(self, model: Any, processor: Any, *, vision: bool, name: str,
                  revision: str | None = None, adapter: str | Path | None = None,
-                 batch_size: int = 8, extra_fingerprint: dict[str, Any] | None = None):
+                 batch_size: int = 8, extra_fingerprint: dict[str, Any] | None = None,
+                 prefix_cache: bool = True):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -149,17 +151,22 @@ class HFBackend:
         self._extra_fingerprint = extra_fingerprint or {}
         self._template_state: dict[str, bool] = {}
         self._adapter_hash = dir_fingerprint(adapter) if adapter else None
+        #: Text models: run the prompts' shared start (the task's system turn) once and reuse
+        #: its KV cache for every prompt of every batch (see _generate_with_prefix).
+        self.prefix_cache = prefix_cache and not vision
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
 
     @classmethod
     def load(cls, model_id: str, adapter: str | Path | None = None, *, batch_size: int = 8,
-             revision: str | None = None, name: str | None = None, **options: Any) -> HFBackend:
+             revision: str | None = None, name: str | None = None, prefix_cache: bool = True,
+             **options: Any) -> HFBackend:
         model, processor, vision = load_hf_model(model_id, adapter=adapter, revision=revision, **options)
         if revision is None and Path(model_id).is_dir():
             revision = "local:" + dir_fingerprint(model_id)
         elif revision is None:
             revision = getattr(model.config, "_commit_hash", None)
         return cls(model, processor, vision=vision, name=name or model_id, revision=revision,
-                   adapter=adapter, batch_size=batch_size)
+                   adapter=adapter, batch_size=batch_size, prefix_cache=prefix_cache)
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict[str, Any]:
@@ -224,24 +231,92 @@ class HFBackend:
         ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
         return ids | {self.tokenizer.eos_token_id} - {None}
 
+    def _device(self) -> Any:
+        return getattr(self.model, "device", None) or next(self.model.parameters()).device
+
+    def _cache_kwarg(self) -> str:
+        """transformers 5 renamed generate()'s and forward()'s ``past_key_values`` to ``cache``."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+    def _prefix_inputs(self, texts: list[str]) -> tuple[dict[str, Any], int] | None:
+        """Inputs that reuse the cached KV of the prompts' shared start, or None where there
+        is too little to share. The rows are [shared start][padding][own rest]: padding sits
+        between the two, masked out, so every row's tokens keep the positions they have
+        alone (positions come from the attention mask) and the cached start serves all."""
+        import copy
+
+        import torch
+
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        shortest = min(len(x) for x in ids)
+        n = 0
+        while n < shortest - 1 and all(x[n] == ids[0][n] for x in ids):
+            n += 1
+        if self._prefix is not None:  # reuse the cached start where every row has it
+            key = self._prefix[0]
+            if len(key) < shortest and all(tuple(x[:len(key)]) == key for x in ids) and len(key) >= 0.9 * n:
+                n = len(key)
+            else:
+                self._prefix = None
+        if n < 32:
+            return None
+        device = self._device()
+        if self._prefix is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            with torch.inference_mode():
+                self.model(input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True,
+                           **{self._cache_kwarg(): cache})
+            self._prefix = (tuple(ids[0][:n]), cache)
+        rest = [x[n:] for x in ids]
+        width = n + max(len(r) for r in rest)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, r in enumerate(rest):
+            input_ids[i, :n] = torch.tensor(ids[i][:n])
+            mask[i, :n] = 1
+            input_ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        cache = copy.deepcopy(self._prefix[1])
+        if len(ids) > 1:
+            cache.batch_repeat_interleave(len(ids))
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), self._cache_kwarg(): cache}, n
+
     def _generate_chunk(self, items: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
         import torch
 
         texts = [t for _, t, _ in items]
         images = [ims for _, _, ims in items]
-        inputs = self._encode(texts, images)
-        device = getattr(self.model, "device", None) or next(self.model.parameters()).device
-        inputs = inputs.to(device)
-        if "pixel_values" in inputs and hasattr(self.model, "dtype"):
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         gc = self._hf_generation_config(config)
-        if config.do_sample:
-            torch.manual_seed(config.seed)
+
+        def run(inputs: Any) -> Any:
+            if config.do_sample:
+                torch.manual_seed(config.seed)
+            with torch.inference_mode():
+                # the tokenizer lets generate() match stop strings across token boundaries
+                return self.model.generate(**inputs, generation_config=gc,
+                                           tokenizer=self.tokenizer if config.stop else None)
+
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            # the tokenizer lets generate() match stop strings across token boundaries
-            out = self.model.generate(**inputs, generation_config=gc,
-                                      tokenizer=self.tokenizer if config.stop else None)
+        out = inputs = None
+        if self.prefix_cache:
+            try:
+                prepared = self._prefix_inputs(texts)
+                if prepared:
+                    inputs = prepared[0]
+                    out = run(inputs)
+            except Exception as e:  # noqa: BLE001 - a model whose cache cannot be reused this way
+                warnings.warn(f"{self.name}: prefix caching failed ({type(e).__name__}: {e}); "
+                              "generating without it from now on", RuntimeWarning, stacklevel=2)
+                self.prefix_cache, self._prefix, out = False, None, None
+        if out is None:
+            inputs = self._encode(texts, images).to(self._device())
+            if "pixel_values" in inputs and hasattr(self.model, "dtype"):
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            out = run(inputs)
         seconds = (time.perf_counter() - t0) / len(items)
         n_in = inputs["input_ids"].shape[1]
         new = out[:, n_in:].tolist()
