@@ -170,6 +170,16 @@ def _loss(model, processor, convs) -> float:
         return float(model(**batch).loss)
 
 
+def _assert_adapter_lowers_loss(backend, processor, dataset: Path, task: str) -> None:
+    """The adapter's answer loss on the train split is clearly below the base model's."""
+    train = sorted(load_dataset(dataset).samples(task, "train"), key=lambda s: s.id)
+    convs = training_conversations(task, train)
+    tuned = _loss(backend.model, processor, convs)
+    with backend.model.disable_adapter():
+        base = _loss(backend.model, processor, convs)
+    assert tuned < base - 0.2, f"adapter loss {tuned:.3f} vs base {base:.3f}"
+
+
 def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path: Path, timed_threads):
     from ptychobench.backends import GenerationConfig, load_backend
     from ptychobench.strategies import train_adapter
@@ -184,14 +194,9 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
     assert len(manifest["train_loss_curve"]) == 8
 
     backend = load_backend("smollm2-135m", adapter=out)
+    _assert_adapter_lowers_loss(backend, backend.tokenizer, tiny_dataset, "params")
     ds = load_dataset(tiny_dataset)
     spec = get_task("params")
-    train = sorted(ds.samples("params", "train"), key=lambda s: s.id)
-    convs = training_conversations("params", train)
-    tuned = _loss(backend.model, backend.tokenizer, convs)
-    with backend.model.disable_adapter():
-        base = _loss(backend.model, backend.tokenizer, convs)
-    assert tuned < base - 0.2, f"adapter loss {tuned:.3f} vs base {base:.3f}"
     gens = backend.generate([spec.render(s) for s in ds.samples("params", "test")[:2]],
                             GenerationConfig(max_new_tokens=12))
     assert all(g.ok and g.text for g in gens)
@@ -213,14 +218,9 @@ def test_tiny_vlm_adapter_learns_and_loads(tiny_dataset: Path, tmp_path: Path, t
                   batch_size=4, learning_rate=2e-3, warmup_steps=1)
     assert (out / "tinyvlm_config.json").is_file() and (out / MANIFEST).is_file()
     backend = load_backend("tiny-vlm", adapter=out)
+    _assert_adapter_lowers_loss(backend, backend.processor, tiny_dataset, "artifacts")
     ds = load_dataset(tiny_dataset)
     spec = get_task("artifacts")
-    train = sorted(ds.samples("artifacts", "train"), key=lambda s: s.id)
-    convs = training_conversations("artifacts", train)
-    tuned = _loss(backend.model, backend.processor, convs)
-    with backend.model.disable_adapter():
-        base = _loss(backend.model, backend.processor, convs)
-    assert tuned < base - 0.2, f"adapter loss {tuned:.3f} vs base {base:.3f}"
     gens = backend.generate([spec.render(ds.samples("artifacts", "test")[0])], GenerationConfig(max_new_tokens=12))
     assert gens[0].ok and gens[0].text
 

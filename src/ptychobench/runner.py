@@ -320,13 +320,16 @@ class Runner:
         adapter = None
         if first.uses_adapter:
             adapter = exp.adapter or self._train(first, exp, subset, progress)
+        from .strategies.sft import training_summary
+
+        trained = training_summary(adapter) if adapter else None  # one adapter for the group's cells
         progress.update(grid, description=f"loading {exp.model}{' + adapter' if adapter else ''}")
         backend = load_backend(exp.model, adapter=str(adapter) if adapter else None, **exp.backend_options)
         try:
             # on a shared CPU one thread can be several times faster than all (ptychobench.cpu)
             with torch_threads():
                 for c in cells:
-                    self._run_model_cell(c, exp, backend, subset, adapter, progress, grid)
+                    self._run_model_cell(c, exp, backend, subset, adapter, trained, progress, grid)
         finally:
             del backend
 
@@ -338,7 +341,7 @@ class Runner:
         return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed,
                                   train_samples=subset, **exp.sft))
 
-    def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, progress, grid) -> None:
+    def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, trained, progress, grid) -> None:
         from .strategies import make_selector
 
         task = get_task(c.task)
@@ -350,9 +353,7 @@ class Runner:
         meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model, "adapter": str(adapter) if adapter else None,
                 "decoding": self.cfg.generation().as_dict(), "fingerprint": backend.fingerprint()}
         if adapter:
-            from .strategies.sft import training_summary
-
-            meta["adapter_training"] = training_summary(adapter)
+            meta["adapter_training"] = trained
         bar = progress.add_task(f"  {c.config}", total=len(test))
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id) for s in test))
         predict(task, test, backend, self.store, c.config, meta, self.cfg.generation(), demos_for,

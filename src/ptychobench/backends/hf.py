@@ -9,6 +9,7 @@ so little padding is computed; replies come back in the caller's order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import time
@@ -152,7 +153,7 @@ class HFBackend:
         self._template_state: dict[str, bool] = {}
         self._adapter_hash = dir_fingerprint(adapter) if adapter else None
         #: Text models: run the prompts' shared start (the task's system turn) once and reuse
-        #: its KV cache for every prompt of every batch (see _generate_with_prefix).
+        #: its KV cache for every prompt of every batch (see _prefix_inputs).
         self.prefix_cache = prefix_cache and not vision
         self._prefix: tuple[tuple[int, ...], Any] | None = None
 
@@ -234,12 +235,13 @@ class HFBackend:
     def _device(self) -> Any:
         return getattr(self.model, "device", None) or next(self.model.parameters()).device
 
+    @functools.cached_property
     def _cache_kwarg(self) -> str:
         """transformers 5 renamed generate()'s and forward()'s ``past_key_values`` to ``cache``."""
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
-    def _prefix_inputs(self, texts: list[str]) -> tuple[dict[str, Any], int] | None:
+    def _prefix_inputs(self, texts: list[str]) -> dict[str, Any] | None:
         """Inputs that reuse the cached KV of the prompts' shared start, or None where there
         is too little to share. The rows are [shared start][padding][own rest]: padding sits
         between the two, masked out, so every row's tokens keep the positions they have
@@ -268,7 +270,7 @@ class HFBackend:
             cache = DynamicCache()
             with torch.inference_mode():
                 self.model(input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True,
-                           **{self._cache_kwarg(): cache})
+                           **{self._cache_kwarg: cache})
             self._prefix = (tuple(ids[0][:n]), cache)
         rest = [x[n:] for x in ids]
         width = n + max(len(r) for r in rest)
@@ -283,7 +285,7 @@ class HFBackend:
         cache = copy.deepcopy(self._prefix[1])
         if len(ids) > 1:
             cache.batch_repeat_interleave(len(ids))
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), self._cache_kwarg(): cache}, n
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), self._cache_kwarg: cache}
 
     def _generate_chunk(self, items: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
         import torch
@@ -304,9 +306,8 @@ class HFBackend:
         out = inputs = None
         if self.prefix_cache:
             try:
-                prepared = self._prefix_inputs(texts)
-                if prepared:
-                    inputs = prepared[0]
+                inputs = self._prefix_inputs(texts)
+                if inputs is not None:
                     out = run(inputs)
             except Exception as e:  # noqa: BLE001 - a model whose cache cannot be reused this way
                 warnings.warn(f"{self.name}: prefix caching failed ({type(e).__name__}: {e}); "
