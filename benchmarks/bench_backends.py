@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from ptychobench.backends import GenerationConfig, load_backend
+from ptychobench.models import GenerationConfig, load_backend
 from ptychobench.data import Sample
 from ptychobench.tasks import PARAMS
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 
-from ptychobench.backends import GenerationConfig, load_backend
-from ptychobench.backends.hf import HFBackend
+from ptychobench.models import GenerationConfig, load_backend
+from ptychobench.models.hf import HFBackend
 from ptychobench.data import load_dataset
 from ptychobench.strategies import make_selector
 from ptychobench.tasks import get_task

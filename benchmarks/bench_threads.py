@@ -3,7 +3,7 @@
 Eight zero-shot parameter prompts from the shipped sim-v1 test split through smollm2-135m
 (bf16, one batch, 40 new tokens), timed with every thread count from 1 to all cores, twice
 each; then the same with ``--busy`` other processes spinning on the cores. Also prints the
-count :func:`ptychobench.cpu.cpu_threads` picks in each state.
+count :func:`ptychobench.models.cpu.cpu_threads` picks in each state.
 
     .venv/bin/python benchmarks/bench_threads.py --busy 2
 """
@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     args = ap.parse_args()
 
-    from ptychobench.backends import GenerationConfig, load_backend
-    from ptychobench.cpu import cpu_threads
+    from ptychobench.models import GenerationConfig, load_backend
+    from ptychobench.models.cpu import cpu_threads
     from ptychobench.data import load_dataset
     from ptychobench.tasks import get_task
 

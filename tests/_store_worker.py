@@ -3,10 +3,10 @@ import hashlib
 import sys
 import time
 
-from ptychobench.backends.base import Generation
+from ptychobench.models.base import Generation
 from ptychobench.data import load_dataset
-from ptychobench.evaluate import predict
-from ptychobench.store import PredictionStore
+from ptychobench.eval.predict import predict
+from ptychobench.eval.store import PredictionStore
 from ptychobench.tasks import PARAM_OPTIONS, get_task
 
 

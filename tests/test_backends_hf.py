@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from ptychobench.backends import GenerationConfig, load_backend, load_for_training
+from ptychobench.models import GenerationConfig, load_backend, load_for_training
 from ptychobench.data import Sample
 from ptychobench.tasks import ARTIFACTS, PARAMS
 
@@ -59,7 +59,7 @@ def test_shared_prompt_start_is_computed_once_with_the_same_replies(smol):
     """The task's system turn is the start of every prompt: its KV cache is computed once and
     reused by every batch (padding between the shared start and each row's rest), and the
     replies equal those of plain left-padded batches, zero-shot and with demonstrations."""
-    from ptychobench.backends.hf import HFBackend
+    from ptychobench.models.hf import HFBackend
 
     plain = HFBackend(smol.model, smol.processor, vision=False, name="plain", batch_size=4, prefix_cache=False)
     samples = param_samples(6)
@@ -127,8 +127,8 @@ def tiny_llava(tmp_path_factory) -> Path:
         LlavaProcessor,
     )
 
-    from ptychobench.backends.presets import smollm2_transformers_dir
-    from ptychobench.backends.tinyvlm import CHAT_TEMPLATE
+    from ptychobench.models.assets import smollm2_transformers_dir
+    from ptychobench.models.tinyvlm import CHAT_TEMPLATE
 
     d = tmp_path_factory.mktemp("tiny-llava")
     tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ptychobench.backends import PRESETS, GenerationConfig, load_backend
-from ptychobench.backends.chat import (
+from ptychobench.models import PRESETS, GenerationConfig, load_backend
+from ptychobench.models.chat import (
     merge_system,
     render_with_fallback,
     to_openai_messages,
@@ -109,7 +109,7 @@ def test_llamacpp_generates_deterministically(gguf, tmp_path: Path):
 
 def test_llamacpp_by_path():
     pytest.importorskip("llama_cpp")
-    from ptychobench.backends.presets import smollm2_gguf_path
+    from ptychobench.models.assets import smollm2_gguf_path
 
     b = load_backend(f"llamacpp:{smollm2_gguf_path()}", n_ctx=512)
     (g,) = b.generate([[user(text("Say hi."))]], GenerationConfig(max_new_tokens=4))
@@ -120,8 +120,8 @@ def test_text_training_batch_labels_answers_only():
     pytest.importorskip("transformers")
     from transformers import AutoTokenizer
 
-    from ptychobench.backends.presets import smollm2_transformers_dir
-    from ptychobench.backends.tinyvlm import conversation_batch
+    from ptychobench.models.assets import smollm2_transformers_dir
+    from ptychobench.models.collate import conversation_batch
 
     tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())
     conv = [SYSTEM, user(text("q1")), {"role": "assistant", "content": [text("<answer>G, K</answer>")]}]

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ptychobench.backends import GenerationConfig, load_backend
-from ptychobench.backends.openai_api import OpenAIBackend
+from ptychobench.models import GenerationConfig, load_backend
+from ptychobench.models.openai_api import OpenAIBackend
 
 openai = pytest.importorskip("openai")
 try:  # openai 3.x ships its HTTP client as httpx2; older versions use httpx
@@ -135,7 +135,7 @@ class LlamaServer:
     """``python -m llama_cpp.server`` serving the offline SmolLM2 GGUF on a fixed port."""
 
     def __init__(self, port: int, log: Path):
-        from ptychobench.backends.presets import smollm2_gguf_path
+        from ptychobench.models.assets import smollm2_gguf_path
 
         self.port, self.log, self.gguf = port, log, smollm2_gguf_path()
         self.proc: subprocess.Popen | None = None
@@ -197,8 +197,8 @@ def test_real_server_generates_over_http(server):
 
 
 def test_server_stopped_mid_run_then_restarted_rerun_completes_store(server, tmp_path: Path):
-    from ptychobench.evaluate import predict
-    from ptychobench.store import PredictionStore
+    from ptychobench.eval.predict import predict
+    from ptychobench.eval.store import PredictionStore
     from ptychobench.tasks import PARAMS
 
     samples = param_samples(6)

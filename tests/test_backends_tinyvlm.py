@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from ptychobench.backends import (
+from ptychobench.models import (
     GenerationConfig,
     load_backend,
     load_for_training,
@@ -111,7 +111,7 @@ def test_training_step_adapter_round_trip(tmp_path: Path):
     assert (out / "adapter_config.json").is_file() and (out / tinyvlm.CONFIG_FILE).is_file()
     model.eval()
     conv = short_conv(s[2], answer=False)
-    from ptychobench.backends.hf import HFBackend
+    from ptychobench.models.hf import HFBackend
 
     in_memory = HFBackend(model, proc, vision=True, name="tiny-vlm").generate([conv], SHORT)[0]
     loaded = load_backend("tiny-vlm", adapter=out)

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ptychobench.cpu import cpu_threads, torch_threads
+from ptychobench.models.cpu import cpu_threads, torch_threads
 
 
 def test_thread_choice_is_a_valid_count_and_the_callers_comes_back(monkeypatch):

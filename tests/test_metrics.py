@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from ptychobench.metrics import binarize, bootstrap_ci, paired_bootstrap, score
+from ptychobench.eval.metrics import binarize, bootstrap_ci, paired_bootstrap, score
 from ptychobench.tasks import ARTIFACTS
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ptychobench.data import DatasetError
-from ptychobench.released import export_released, import_released
+from ptychobench.data.released import export_released, import_released
 from ptychobench.tasks import PARAM_OPTIONS
 
 OPTIONS = "\n".join(f"{k}. {v}" for k, v in PARAM_OPTIONS.items())

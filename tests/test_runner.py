@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from ptychobench.report import write_report
-from ptychobench.runner import ConfigError, Runner, expand, parse_config, parse_shard, shard_cells
-from ptychobench.evaluate import score_records
-from ptychobench.store import read_run
+from ptychobench.errors import ConfigError
+from ptychobench.run import Runner, expand, parse_config, parse_shard, shard_cells
+from ptychobench.eval.score import score_records
+from ptychobench.eval.store import read_run
 
 
 def _cfg(dataset, **extra):
@@ -27,13 +28,13 @@ def _cfg(dataset, **extra):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"experiments": [{"task": "params", "model": "m", "strategies": ["magic"]}]}, "unknown strategy 'magic'"),
-    ({"experiments": [{"task": "params", "model": "m", "strategies": ["icl"], "k": [0]}]}, "icl strategies need a k > 0"),
-    ({"experiments": [{"task": "nope", "model": "m"}]}, "task must be"),
+    ({"experiments": [{"task": "params", "model": "hf:m", "strategies": ["magic"]}]}, "unknown strategy 'magic'"),
+    ({"experiments": [{"task": "params", "model": "hf:m", "strategies": ["icl"], "k": [0]}]}, "icl strategies need a k > 0"),
+    ({"experiments": [{"task": "nope", "model": "hf:m"}]}, "task must be"),
     ({"experiments": [{"task": "params"}]}, "needs a 'model' or 'baselines'"),
-    ({"experiments": [{"task": "params", "baselines": ["vision-probe"]}]}, "vision-probe needs images"),
+    ({"experiments": [{"task": "params", "baselines": ["vision-probe"]}]}, "baseline 'vision-probe' reads image input"),
     ({"experimnts": []}, "unknown key(s) ['experimnts']"),
-    ({"experiments": [{"task": "params", "model": "m", "selectors": ["best"]}]}, "unknown selector 'best'"),
+    ({"experiments": [{"task": "params", "model": "hf:m", "selectors": ["best"]}]}, "unknown demo selector 'best'"),
 ])
 def test_bad_configs_fail_clearly(bad, message):
     with pytest.raises(ConfigError) as e:
@@ -43,7 +44,7 @@ def test_bad_configs_fail_clearly(bad, message):
 
 def test_grid_expansion_and_shards_partition_it():
     cfg = parse_config({"name": "x", "dataset": "d", "seeds": [0, 1], "train_sizes": [8, "all"], "experiments": [
-        {"task": "params", "model": "m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
+        {"task": "params", "model": "hf:m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
          "selectors": ["random", "knn"], "k": [0, 1, 3]},
         {"task": "params", "baselines": ["knn-vote"]}]}, "x.yaml")
     cells = expand(cfg)
@@ -208,9 +209,10 @@ def test_learning_curve_sweep_is_nested_and_plotted(tiny_dataset, tmp_path):
 
 
 def test_report_says_how_far_each_adapter_trained(tmp_path):
-    from ptychobench.evaluate import ConfigScores
-    from ptychobench.metrics import score
-    from ptychobench.report import adapter_rows, adapter_words
+    from ptychobench.eval.score import ConfigScores
+    from ptychobench.eval.metrics import score
+    from ptychobench.report.tables import adapter_rows
+    from ptychobench.report.words import adapter_words
 
     s = score([frozenset({"K"})], [frozenset({"K"})], ["K"], ci=False)
     stopped = {"steps": 19, "epochs_done": 1.58, "epochs_planned": 3, "stopped_by_time_budget": True,

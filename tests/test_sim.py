@@ -167,7 +167,7 @@ def test_stratified_split_puts_every_label_in_both_splits():
 
 def test_shipped_sim_v1_loads_with_sizes_and_labels():
     from ptychobench.data import load_dataset
-    from ptychobench.registry import SHIPPED_DIR
+    from ptychobench.data.registry import SHIPPED_DIR
     from ptychobench.tasks import ARTIFACT_LABELS
 
     root = SHIPPED_DIR / "sim-v1"

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ptychobench.evaluate import score_records
-from ptychobench.store import PredictionStore, read_run
+from ptychobench.eval.score import score_records
+from ptychobench.eval.store import PredictionStore, read_run
 
 WORKER = Path(__file__).with_name("_store_worker.py")
 
@@ -67,8 +67,8 @@ def test_torn_last_line_is_cut_and_redone(tmp_path):
 
 def test_errors_are_stored_counted_and_retried(tmp_path):
     store = PredictionStore(tmp_path / "predictions.jsonl")
-    store.append({"config": "c", "sample_id": "s1", "error": "timeout"})
+    store.append({"config": "c", "sample_id": "s1", "task": "params", "gold": [], "labels": [], "error": "timeout"})
     assert not store.is_done("c", "s1") and len(store) == 1
-    store.append({"config": "c", "sample_id": "s1", "error": None, "reply": "ok"})
+    store.append({"config": "c", "sample_id": "s1", "task": "params", "gold": [], "labels": [], "error": None, "reply": "ok"})
     assert store.is_done("c", "s1")
     assert read_run(tmp_path)[0]["reply"] == "ok"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from ptychobench.data import Sample, load_dataset, write_dataset
-from ptychobench.metrics import binarize
+from ptychobench.eval.metrics import binarize
 from ptychobench.strategies import fit_predict_probe
 from ptychobench.strategies.probes import best_f1_threshold
 from ptychobench.tasks import NO_ARTIFACTS, get_task
@@ -124,7 +124,7 @@ def test_no_obvious_artifacts_is_exclusive(learnable_dataset):
 def test_probe_refuses_test_samples_in_train(learnable_dataset):
     ds = load_dataset(learnable_dataset)
     train, test = ds.samples("params", "train"), ds.samples("params", "test")
-    with pytest.raises(ValueError, match="train only"):
+    with pytest.raises(ValueError, match="train split only"):
         fit_predict_probe("params", [*train, test[0]], test, "text-probe")
     with pytest.raises(ValueError, match="unknown probe"):
         fit_predict_probe("params", train, test, "svm")

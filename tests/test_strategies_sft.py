@@ -134,8 +134,8 @@ def test_training_conversations_use_the_evaluation_render(tiny_dataset: Path):
 def test_loss_is_on_the_last_answer_only(tiny_dataset: Path):
     from transformers import AutoTokenizer
 
-    from ptychobench.backends.presets import smollm2_transformers_dir
-    from ptychobench.backends.tinyvlm import conversation_batch
+    from ptychobench.models.assets import smollm2_transformers_dir
+    from ptychobench.models.collate import conversation_batch
 
     tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())
     ds = load_dataset(tiny_dataset)
@@ -153,8 +153,8 @@ def test_loss_is_on_the_last_answer_only(tiny_dataset: Path):
 @pytest.fixture
 def timed_threads():
     """Inference in these tests uses the thread count training would pick: on a busy CPU,
-    OpenMP threads stalling at barriers make 2 threads ~10x slower than 1 (ptychobench.cpu)."""
-    from ptychobench.cpu import cpu_threads
+    OpenMP threads stalling at barriers make 2 threads ~10x slower than 1 (ptychobench.models.cpu)."""
+    from ptychobench.models.cpu import cpu_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(cpu_threads())
@@ -163,7 +163,7 @@ def timed_threads():
 
 
 def _loss(model, processor, convs) -> float:
-    from ptychobench.backends.tinyvlm import conversation_batch
+    from ptychobench.models.collate import conversation_batch
 
     batch = conversation_batch(processor, convs, loss_on="last")
     with torch.no_grad():
@@ -181,7 +181,7 @@ def _assert_adapter_lowers_loss(backend, processor, dataset: Path, task: str) ->
 
 
 def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path: Path, timed_threads):
-    from ptychobench.backends import GenerationConfig, load_backend
+    from ptychobench.models import GenerationConfig, load_backend
     from ptychobench.strategies import train_adapter
 
     out = tmp_path / "adapter"
@@ -210,7 +210,7 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
 
 @pytest.mark.slow
 def test_tiny_vlm_adapter_learns_and_loads(tiny_dataset: Path, tmp_path: Path, timed_threads):
-    from ptychobench.backends import GenerationConfig, load_backend
+    from ptychobench.models import GenerationConfig, load_backend
     from ptychobench.strategies import train_adapter
 
     out = tmp_path / "vlm-adapter"

@@ -1,10 +1,12 @@
-"""PtychoBench: adapt general-purpose foundation models to X-ray ptychography."""
+"""PtychoBench: adapt general-purpose foundation models to X-ray ptychography, and measure
+honestly which adaptation works. ``docs/architecture.md`` maps the package."""
 
-from .data import Dataset, DatasetError, Sample, load_dataset, write_dataset
+from .api import load_backend, run_frame, score_frame
+from .data import Dataset, Sample, load_dataset, write_dataset
+from .errors import ConfigError, DatasetError, ModelError, PtychoBenchError, StoreError
 from .tasks import ARTIFACT_LABELS, ARTIFACTS, PARAM_OPTIONS, PARAMS, TASKS, Task, get_task
 
 __version__ = "0.1.0"
-__all__ = [
-    "ARTIFACT_LABELS", "ARTIFACTS", "PARAM_OPTIONS", "PARAMS", "TASKS", "Task", "get_task",
-    "Dataset", "DatasetError", "Sample", "load_dataset", "write_dataset", "__version__",
-]
+__all__ = ["__version__", "ARTIFACTS", "ARTIFACT_LABELS", "PARAMS", "PARAM_OPTIONS", "TASKS", "ConfigError", "Dataset", "DatasetError",
+           "ModelError", "PtychoBenchError", "Sample", "StoreError", "Task", "get_task", "load_backend", "load_dataset",
+           "run_frame", "score_frame", "write_dataset"]

@@ -1,16 +1,23 @@
-"""The ``ptychobench`` command."""
+"""The ``ptychobench`` command: every sub-command in one place.
+
+Each command imports what it needs when it runs, so ``--help`` is instant. Every error
+the tool can foresee is a :class:`~ptychobench.errors.PtychoBenchError`; :func:`command`
+turns it (and an unreadable or unwritable file) into one line and exit code 2.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .data import DatasetError
+from .data.registry import DEFAULT_DATASET
+from .errors import ConfigError, DatasetError, PtychoBenchError
 
 app = typer.Typer(
     help="PtychoBench: adapt foundation models to X-ray ptychography and measure which adaptation works.",
@@ -21,12 +28,31 @@ app = typer.Typer(
 console = Console()
 
 
-def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
-    raise typer.Exit(2)
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
 
 
-@app.command("import")
+def command(name: str) -> Callable[[Callable], Callable]:
+    """Register a sub-command whose foreseeable errors end in one clear line."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def safe(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except PtychoBenchError as e:
+                _fail(str(e))
+            except OSError as e:  # permissions, a full disk, a vanished folder
+                where = f"{e.filename}: " if e.filename else ""
+                _fail(f"{where}{e.strerror or e}")
+
+        return app.command(name)(safe)
+
+    return wrap
+
+
+@command("import")
 def import_cmd(
     src: Path = typer.Argument(..., help="Folder with the released train.json/test.json (or one sub-folder per task)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images (searched by file name)."),
@@ -37,16 +63,13 @@ def import_cmd(
 
     Example: ptychobench import ~/ptychobench_release --images ~/ptychobench_release/images --out ~/data/real
     """
-    from .released import import_released
+    from .data.released import import_released
 
-    try:
-        ds = import_released(src, out, images=images, name=name)
-    except DatasetError as e:
-        _fail(e)
+    ds = import_released(src, out, images=images, name=name)
     _print_dataset_summary(ds.manifest, ds.root)
 
 
-@app.command("export")
+@command("export")
 def export_cmd(
     dataset: str = typer.Argument(..., help="Dataset folder or name."),
     out: Path = typer.Option(..., "--out", help="Folder for {task}/train.json, {task}/test.json and images/."),
@@ -55,22 +78,20 @@ def export_cmd(
 
     Example: ptychobench export sim-v1 --out /tmp/sim-v1-released
     """
-    from .released import export_released
+    from .data.released import export_released
 
-    try:
-        path = export_released(dataset, out)
-    except DatasetError as e:
-        _fail(e)
+    path = export_released(dataset, out)
     console.print(f"wrote {path}")
 
 
-@app.command("datasets")
+@command("datasets")
 def datasets_cmd() -> None:
     """List the datasets ptychobench knows: shipped ones and those under $PTYCHOBENCH_HOME.
 
     Example: ptychobench datasets
     """
-    from .registry import list_datasets, user_datasets_dir
+    from .data.registry import list_datasets
+    from .paths import user_datasets_dir
 
     table = Table(title="datasets")
     for col in ("name", "source", "tasks", "train/test", "path"):
@@ -83,7 +104,7 @@ def datasets_cmd() -> None:
     console.print(f"user datasets folder: {user_datasets_dir()}")
 
 
-@app.command("validate")
+@command("validate")
 def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name.")) -> None:
     """Load a dataset with full validation and print its summary.
 
@@ -91,16 +112,13 @@ def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name
     """
     from .data import content_hash, load_dataset
 
-    try:
-        ds = load_dataset(dataset)
-    except DatasetError as e:
-        _fail(e)
+    ds = load_dataset(dataset)
     _print_dataset_summary(ds.manifest, ds.root)
     actual = content_hash(ds.root)
     if ds.manifest.get("content_hash") not in (None, actual):
-        _fail(DatasetError(f"{ds.root / 'manifest.json'}: content hash differs from the files "
+        raise DatasetError(f"{ds.root / 'manifest.json'}: content hash differs from the files "
                            f"(manifest {ds.manifest['content_hash'][:12]}, files {actual[:12]}); "
-                           "the dataset was changed after it was written"))
+                           "the dataset was changed after it was written")
 
 
 def _print_dataset_summary(manifest: dict, root: Path) -> None:
@@ -116,7 +134,7 @@ def _print_dataset_summary(manifest: dict, root: Path) -> None:
     console.print(table)
 
 
-@app.command("score")
+@command("score")
 def score_cmd(
     run: Path = typer.Argument(..., help="Run folder (all its prediction stores) or one store file."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
@@ -126,13 +144,10 @@ def score_cmd(
 
     Example: ptychobench score runs/default
     """
-    from .evaluate import score_records
-    from .store import read_run
+    from .eval.score import score_records
+    from .eval.store import read_run
 
-    try:
-        results = score_records(read_run(run), seed=seed)
-    except DatasetError as e:
-        _fail(e)
+    results = score_records(read_run(run), seed=seed)
     table = Table(title=f"scores: {run}")
     for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
         table.add_column(col, justify="right" if col not in ("task", "config") else "left",
@@ -148,26 +163,164 @@ def score_cmd(
                                          **r.scores.as_dict()} for r in results], indent=1))
 
 
-def _register_optional_commands() -> None:
-    """Commands of the other parts, registered where their modules are present."""
-    import importlib
+@command("generate")
+def generate_command(
+    out: Path = typer.Option(..., "--out", help="Folder to build the dataset in (resumable)."),
+    n_visual: int = typer.Option(None, "--n-visual", help="Artifact-task images (default 391; quick 12)."),
+    n_text: int = typer.Option(None, "--n-text", help="Parameter-task samples (default 135; quick 3)."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same files."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (one CPU thread each)."),
+    quick: bool = typer.Option(False, "--quick", help="Small field and few samples; under 2 minutes."),
+    name: str = typer.Option("sim-v1", "--name", help="Dataset name written to the manifest."),
+) -> None:
+    """Simulate ptychography experiments with known defects, reconstruct them with pty-chi,
+    and label them by measurement. Rerun the same command to resume an interrupted build.
 
-    for module, name, attr in (
-        ("ptychobench.sim.cli", "generate", "generate_command"),
-        ("ptychobench.strategies.cli", "train", "train_command"),
-        ("ptychobench.runner", "run", "run_command"),
-        ("ptychobench.report", "report", "report_command"),
-    ):
+    Example: ptychobench generate --out runs/sim-v1 --workers 2
+    Example: ptychobench generate --out /tmp/quick --quick
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from .sim.build import QUICK, BuildConfig, BuildError, build
+
+    nv = n_visual if n_visual is not None else (QUICK["n_visual"] if quick else 391)
+    nt = n_text if n_text is not None else (QUICK["n_text"] if quick else 135)
+    if nt > nv:
+        raise typer.BadParameter("--n-text cannot exceed --n-visual (text samples reuse experiments)")
+    cfg = BuildConfig(n_visual=nv, n_text=nt, seed=seed, quick=quick, name=name)
+    with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task("build", total=nv)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
         try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("ptychobench"):
-                continue  # that part is not built yet
-            raise
-        app.command(name)(getattr(mod, attr))
+            path = build(cfg, out, workers=workers, progress=progress)
+        except BuildError as e:
+            raise DatasetError(str(e)) from None
+    typer.echo(f"wrote {path} (manifest, artifacts/, params/, validation.md, released/)")
 
 
-_register_optional_commands()
+def _parse_set(items: list[str]) -> dict:
+    """``--set key=value`` pairs -> Recipe overrides, values read as JSON where they parse."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set takes key=value, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@command("train")
+def train_command(
+    task: str = typer.Option(..., "--task", help="artifacts (image, VLM) or params (text, LLM)."),
+    model: str = typer.Option(..., "--model", help="smollm2-135m, tiny-vlm, a paper preset or hf:<id or folder>."),
+    dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Dataset folder or name."),
+    out: Path = typer.Option(..., "--out", help="Adapter folder to write (reused if its settings match)."),
+    profile: str = typer.Option("cpu", "--profile", help="cpu (fits a 2-core CPU), gpu (the paper's recipe) or auto."),
+    demos: str | None = typer.Option(None, "--demos", help="Train on k-shot prompts: random, sample-type, knn, knn-diverse."),
+    k: int = typer.Option(0, "--k", help="Demos per training prompt (with --demos)."),
+    seed: int = typer.Option(0, "--seed"),
+    epochs: float | None = typer.Option(None, "--epochs", help="Override the profile's epochs."),
+    lr: float | None = typer.Option(None, "--lr", help="Override the profile's learning rate."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Train on a seeded subset of this many samples."),
+    set_: list[str] = typer.Option([], "--set", help="Any recipe field, e.g. --set lora_layers=null --set batch_size=4."),
+    force: bool = typer.Option(False, "--force", help="Retrain even if the adapter's settings match."),
+) -> None:
+    """Fine-tune a model with LoRA (TRL SFTTrainer) on a task's train split.
+
+    Example: ptychobench train --task params --model smollm2-135m --dataset sim-v1 --out adapters/smollm2-params
+    """
+    import json
+
+    from .strategies.sft import MANIFEST, train_adapter
+
+    overrides = _parse_set(set_)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if lr is not None:
+        overrides["learning_rate"] = lr
+    if n_train is not None:
+        overrides["max_train_samples"] = n_train
+    try:
+        path = train_adapter(task, model, dataset, out, profile=profile, demo_selector=demos, k=k, seed=seed,
+                             force=force, progress=True, **overrides)
+    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+        raise ConfigError(str(e)) from None
+    m = json.loads((path / MANIFEST).read_text())
+    curve = m.get("train_loss_curve", [])
+    first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))
+    console.print(
+        f"adapter {path}: {m['steps']} steps, {m['epochs_done']} epochs, loss {first:.3f} -> {last:.3f}, "
+        f"{m['wall_time_s']:.0f} s, {m['tokens_per_s']} tokens/s"
+        + (" [yellow](stopped by the time budget)[/]" if m.get("stopped_by_time_budget") else "")
+    )
+
+
+@command("run")
+def run_command(
+    config: Optional[str] = typer.Argument(None, help="YAML config file or shipped config name (default: the embedded default)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run only this worker's share of the grid."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends (not for shards)."),
+) -> None:
+    """Run a grid of experiments into a prediction store, then write the report.
+
+    Without a config: the embedded default (shipped sim-v1, offline models, both tasks).
+    Killed or interrupted, the same command picks up where it stopped.
+
+    Example: ptychobench run                       # embedded default -> runs/default/report.html
+    Example: ptychobench run paper --out runs/paper --shard 0/4
+    """
+    from .run import Runner, load_config, parse_shard
+
+    try:
+        cfg = load_config(config)
+        sh = parse_shard(shard)
+        run_dir = out or Path("runs") / cfg.name
+        console.print(f"report: [bold]{(run_dir / 'report.html').resolve()}[/]")
+        runner = Runner(cfg, run_dir, sh, console)
+        summary = runner.run()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished predictions are in the store; rerun the same command to continue")
+        raise typer.Exit(130)
+    console.print(f"ran {summary['ran']} of {summary['cells']} cells in {summary['seconds']} s")
+    if report and sh is None:
+        from .report import write_report
+
+        paths = write_report(run_dir)
+        console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name})")
+    elif sh is not None:
+        console.print(f"shard {sh[0]}/{sh[1]} done; when all shards are done: ptychobench report {run_dir}")
+
+
+@command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help="Run folder; every predictions*.jsonl in it (all shards) is merged."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Write report.md and a self-contained report.html for a run (tables, plots, statistics).
+
+    Example: ptychobench report runs/default
+    """
+    from .report import write_report
+
+    paths = write_report(run_dir, seed=seed)
+    console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name}, {paths['scores'].name})")
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

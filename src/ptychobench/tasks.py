@@ -149,18 +149,18 @@ class Task:
         found: set[str] = set()
         pieces = [p for p in re.split(r"[,;\n\[\]|/]+|\band\b", body) if p.strip()]
         for piece in pieces:
-            key = _key(piece)
+            key = label_key(piece)
             if self.name == "params":
-                found |= _option_letters(key, allow_letter_runs=not strict)
+                found |= option_letters(key, allow_letter_runs=not strict)
             else:
                 found |= {
                     label for label in self.labels
-                    if f" {_key(label)} " in f" {key} " or _ARTIFACT_ALIASES.get(key) == label
+                    if f" {label_key(label)} " in f" {key} " or _ARTIFACT_ALIASES.get(key) == label
                 }
         return found
 
 
-def _key(s: str) -> str:
+def label_key(s: str) -> str:
     """Normalised, crudely singularised words: 'Singularities' and 'singularity' agree."""
     words = _norm(s).split()
     return " ".join(re.sub(r"ies$", "y", w) if len(w) > 4 else w for w in words).replace(
@@ -170,7 +170,7 @@ def _key(s: str) -> str:
 
 _ARTIFACT_ALIASES = {
     # a whole answer item naming only the kind: "Grid", "singularities", "halo"
-    **{_key(label).removesuffix(" artifact"): label for label in ARTIFACT_LABELS if label.endswith("artifacts")},
+    **{label_key(label).removesuffix(" artifact"): label for label in ARTIFACT_LABELS if label.endswith("artifacts")},
     "noise": "Noisy artifacts",
     "noise artifact": "Noisy artifacts",
     "blur": "Blurring",
@@ -180,10 +180,10 @@ _ARTIFACT_ALIASES = {
     "no artifact": NO_ARTIFACTS,
 }
 
-_OPTION_KEYS = {letter: _key(text) for letter, text in PARAM_OPTIONS.items()}
+_OPTION_KEYS = {letter: label_key(text) for letter, text in PARAM_OPTIONS.items()}
 
 
-def _option_letters(key: str, allow_letter_runs: bool) -> set[str]:
+def option_letters(key: str, allow_letter_runs: bool) -> set[str]:
     """Letters named in one comma-separated piece: 'g', 'option g', 'g enable position
     correction', the option text alone, or (inside an answer tag) 'g j k'."""
     m = re.fullmatch(r"(?:options? )?([a-x])(?: (.*))?", key)

@@ -287,7 +287,7 @@ def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int,
 def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) -> Path:
     """Measure labels, split, write the dataset, the validation report and the export."""
     from ..data import Sample, write_dataset
-    from ..released import export_released
+    from ..data.released import export_released
     from .instruments import INSTRUMENTS
     from .measure import THRESHOLDS, labels_from_metrics
     from .report import write_report

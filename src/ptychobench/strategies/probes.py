@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from ..data import Sample
+from ..names import BASELINES
+from ..data.dataset import require_train
 from ..tasks import NO_ARTIFACTS, Task, get_task
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
 
-PROBES = ("vision-probe", "text-probe", "knn-vote")
+PROBES = tuple(BASELINES)
 
 
 def _none_label(task: Task) -> str | None:
@@ -176,9 +178,7 @@ def finalize(task: Task, chosen: Sequence[set[str]], scores: np.ndarray | None, 
 def _check_splits(train: Sequence[Sample], test: Sequence[Sample], task: Task) -> None:
     if not train:
         raise ValueError("probe: the train split is empty")
-    for s in train:
-        if s.split != "train":
-            raise ValueError(f"probe: training sample {s.id!r} is from split {s.split!r}; fit on train only")
+    require_train(train, "probe fit")
     for s in (*train, *test):
         if s.task != task.name:
             raise ValueError(f"probe for {task.name!r} got sample {s.id!r} of task {s.task!r}")

@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import Sample
+from ..errors import ConfigError
+from ..names import SELECTORS as SELECTOR_OPTIONS
+from ..names import canonical_selector
+from ..data.dataset import require_train
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
 
-SELECTORS = ("random", "sample-type", "knn", "knn-diverse")
+SELECTORS = tuple(SELECTOR_OPTIONS)
 
 
 def check_pool(query: Sample, pool: Sequence[Sample], k: int) -> list[Sample]:
@@ -35,12 +39,8 @@ def check_pool(query: Sample, pool: Sequence[Sample], k: int) -> list[Sample]:
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     by_id: dict[str, Sample] = {}
+    require_train(pool, "demo pool")
     for s in pool:
-        if s.split != "train":
-            raise ValueError(
-                f"demo pool holds sample {s.id!r} of split {s.split!r}: demonstrations come "
-                "from the train split only (pass dataset.samples(task, 'train'))"
-            )
         if s.task != query.task:
             raise ValueError(f"demo pool holds sample {s.id!r} of task {s.task!r}, the query is {query.task!r}")
         by_id[s.id] = s
@@ -55,8 +55,9 @@ def check_pool(query: Sample, pool: Sequence[Sample], k: int) -> list[Sample]:
 
 def _check_demos(query: Sample, demos: list[Sample]) -> list[Sample]:
     # A second guard, after selection: cheap, and it makes the guarantee local to the output.
+    require_train(demos, "selected demos")
     for d in demos:
-        if d.split != "train" or d.id == query.id:
+        if d.id == query.id:
             raise ValueError(f"selector chose {d.id!r} ({d.split}) as a demo for {query.id!r}")
     return demos
 
@@ -188,28 +189,20 @@ _CLASSES: dict[str, type[Selector]] = {
     "knn": KnnSelector,
     "knn-diverse": KnnDiverseSelector,
 }
-_ALIASES = {"rfs": "random", "ssfs": "sample-type", "context-aware": "sample-type",
-            "sample_type": "sample-type", "knn_diverse": "knn-diverse", "mmr": "knn-diverse"}
-
-
 def make_selector(name: str, seed: int = 0, **options) -> Selector:
     """A selector by name: random, sample-type, knn, knn-diverse (aliases: rfs, ssfs).
     Options: ``text_model``, ``image_backbone``, ``embedder`` (knn*); ``lam``,
     ``label_weight``, ``fetch_k`` (knn-diverse)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in _CLASSES:
-        raise ValueError(f"unknown demo selector {name!r}; choose one of {', '.join(SELECTORS)}")
+    key = canonical_selector(name)
     try:
         return _CLASSES[key](seed=seed, **options)
     except TypeError as e:
-        raise ValueError(f"selector {key!r}: bad option ({e})") from None
+        raise ConfigError(f"selector {key!r}: bad option ({e})") from None
 
 
 def demos_for(selector: Selector, pool: Sequence[Sample], k: int) -> Callable[[Sample], list[Sample]]:
-    """A ``demos_for`` callable for :func:`ptychobench.evaluate.predict`; the pool is
+    """A ``demos_for`` callable for :func:`ptychobench.eval.predict.predict`; the pool is
     checked once here so a leak fails before any generation."""
     pool = list(pool)
-    for s in pool:
-        if s.split != "train":
-            raise ValueError(f"demo pool holds sample {s.id!r} of split {s.split!r}; use the train split")
+    require_train(pool, "demo pool")
     return lambda query: selector.select(query, pool, k)

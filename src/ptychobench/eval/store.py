@@ -17,13 +17,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .data import DatasetError
+from ..errors import StoreError
+from .record import PredictionRecord, check_record
 
 STORE_GLOB = "predictions*.jsonl"
-
-
-class StoreError(DatasetError):
-    pass
 
 
 def _key(rec: dict[str, Any]) -> tuple[str, str]:
@@ -36,7 +33,9 @@ class PredictionStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
         self._repair_tail()
-        for rec in _read_lines(self.path):
+        for lineno, rec in _read_lines(self.path, numbered=True):
+            if not isinstance(rec, dict) or not isinstance(rec.get("config"), str) or "sample_id" not in rec:
+                raise StoreError(f"{self.path}:{lineno}: not a prediction record (needs 'config' and 'sample_id')")
             self._latest[_key(rec)] = rec
 
     def _repair_tail(self) -> None:
@@ -62,10 +61,12 @@ class PredictionStore:
         rec = self._latest.get((config, sample_id))
         return rec is not None and not rec.get("error")
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: PredictionRecord | dict[str, Any]) -> None:
+        if isinstance(record, PredictionRecord):
+            record = record.to_dict()
         for key in ("config", "sample_id"):
             if key not in record:
-                raise ValueError(f"a prediction record needs {key!r}")
+                raise StoreError(f"{self.path}: a prediction record needs {key!r}")
         line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -83,22 +84,25 @@ class PredictionStore:
         return list(self._latest.values())
 
 
-def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+def _read_lines(path: Path, numbered: bool = False) -> Iterator[Any]:
+    """The complete lines' records (with their line numbers when ``numbered``); a torn
+    tail of a killed writer is not a record (PredictionStore cuts it)."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    complete, tail = lines[:-1], lines[-1]
-    for lineno, line in enumerate(complete, 1):
+    try:
+        with path.open(encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise StoreError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is it a prediction store?") from None
+    for lineno, line in enumerate(lines[:-1], 1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise StoreError(f"{path}:{lineno}: corrupt prediction record ({e.msg}); "
                              "remove the line to re-run that sample") from None
-    if tail.strip():
-        pass  # torn tail of a killed writer: not a record (PredictionStore cuts it)
+        yield (lineno, rec) if numbered else rec
 
 
 def read_run(run: Path | str) -> list[dict[str, Any]]:
@@ -110,6 +114,7 @@ def read_run(run: Path | str) -> list[dict[str, Any]]:
         raise StoreError(f"{run}: no prediction store ({STORE_GLOB}) here")
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for f in files:
-        for rec in _read_lines(f):
+        for lineno, rec in _read_lines(f, numbered=True):
+            rec = check_record(rec, f"{f}:{lineno}")
             latest[_key(rec)] = rec
     return list(latest.values())

@@ -23,14 +23,11 @@ from typing import Any, Iterable
 
 from PIL import Image, UnidentifiedImageError
 
-from .tasks import TASKS, get_task
+from ..errors import DatasetError
+from ..tasks import TASKS, get_task
 
 SPLITS = ("train", "test")
 MANIFEST = "manifest.json"
-
-
-class DatasetError(ValueError):
-    """Bad input data; the message says where and what to do."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +78,16 @@ class Dataset:
                 f"{self.root}: dataset {self.name!r} has no {task}/{split} split "
                 f"(it has tasks: {', '.join(self.tasks) or 'none'})"
             ) from None
+
+
+def require_train(samples: Iterable[Sample], purpose: str) -> None:
+    """The one guard of the protocol's first rule: demonstrations, fine-tuning examples and
+    probe fits come from the train split only, so no test item can leak into what a model
+    is shown or learns from (the released scripts' demo pool held test items)."""
+    for s in samples:
+        if s.split != "train":
+            raise DatasetError(f"{purpose}: sample {s.id!r} is from split {s.split!r}; "
+                               "use the train split only (dataset.samples(task, 'train'))")
 
 
 # --------------------------------------------------------------------------- writing
@@ -193,7 +200,7 @@ def _read_split(path: Path, task: str, split: str, check_images: bool) -> list[S
                     raise DatasetError(f"{where}: sample {sid!r} of the image task has no 'image'")
                 image = (path.parent / rec["image"]).resolve()
                 if check_images:
-                    _check_image(image, where, sid)
+                    check_image(image, where, sid)
             samples.append(
                 Sample(
                     id=sid,
@@ -211,7 +218,7 @@ def _read_split(path: Path, task: str, split: str, check_images: bool) -> list[S
     return samples
 
 
-def _check_image(image: Path, where: str, sid: str) -> None:
+def check_image(image: Path, where: str, sid: str) -> None:
     if not image.is_file():
         raise DatasetError(f"{where}: image of sample {sid!r} not found: {image}")
     try:

@@ -1,4 +1,4 @@
-"""Model backends: one interface (``base.Backend``), four ways to run a model.
+"""Models: one interface (``base.Backend``), four ways to run a model.
 
 ``load_backend(model, adapter=None, **options)`` takes
 
@@ -29,27 +29,22 @@ from .base import (
     GenerationConfig,
     Message,
 )
-from .presets import PRESETS, Preset, get_preset
-
-SCHEMES = ("hf", "openai", "llamacpp")
-
+from ..errors import ModelError
+from .catalog import PRESETS, SCHEMES, Preset, get_preset, resolve_model
 
 def load_backend(model: str, adapter: str | Path | None = None, **options: Any) -> Backend:
     """A ready backend for a preset name or ``scheme:target`` string (see module doc)."""
     preset = get_preset(model)
     if preset is not None:
         return _load_preset(preset, adapter, options)
-    scheme, sep, target = model.partition(":")
-    if not sep or scheme not in SCHEMES or not target:
-        known = ", ".join(PRESETS)
-        raise ValueError(f"unknown model {model!r}: use a preset ({known}) or hf:<hub id or folder>, "
-                         "openai:<model>, llamacpp:<file.gguf>")
+    scheme = resolve_model(model).backend
+    target = model.partition(":")[2]
     if scheme == "hf":
         from .hf import HFBackend
 
         return HFBackend.load(target, adapter, **options)
     if adapter is not None:
-        raise ValueError(f"{scheme}: backends take no adapter (serve the adapted model instead)")
+        raise ModelError(f"{scheme}: backends take no adapter (serve the adapted model instead)")
     if scheme == "openai":
         from .openai_api import OpenAIBackend
 
@@ -72,16 +67,16 @@ def _load_preset(preset: Preset, adapter: str | Path | None, options: dict[str, 
                          batch_size=batch_size)
     if preset.name == "smollm2-135m":
         from .hf import HFBackend
-        from .presets import file_sha256, smollm2_gguf_path, smollm2_transformers_dir
+        from .assets import file_sha256, smollm2_gguf_path, smollm2_transformers_dir
 
         return HFBackend.load(str(smollm2_transformers_dir()), adapter, name=preset.name,
                               revision=file_sha256(smollm2_gguf_path())[:16], **options)
     if preset.backend == "llamacpp":
         from .llamacpp import LlamaCppBackend
-        from .presets import smollm2_gguf_path
+        from .assets import smollm2_gguf_path
 
         if adapter is not None:
-            raise ValueError(f"{preset.name}: llama.cpp takes no peft adapter; use smollm2-135m (transformers)")
+            raise ModelError(f"{preset.name}: llama.cpp takes no peft adapter; use smollm2-135m (transformers)")
         return LlamaCppBackend(smollm2_gguf_path(), name=preset.name, **options)
     return load_backend(f"{preset.backend}:{preset.model}", adapter, **options)
 
@@ -104,7 +99,7 @@ def load_for_training(model: str, adapter: str | Path | None = None, **options: 
         m.train()
         return m, processor
     if preset is not None and preset.name == "smollm2-135m":
-        from .presets import smollm2_transformers_dir
+        from .assets import smollm2_transformers_dir
 
         target = str(smollm2_transformers_dir())
     elif preset is not None and preset.backend == "hf":
@@ -112,7 +107,7 @@ def load_for_training(model: str, adapter: str | Path | None = None, **options: 
     elif model.startswith("hf:"):
         target = model[3:]
     else:
-        raise ValueError(f"{model!r} cannot be fine-tuned here: use a transformers model "
+        raise ModelError(f"{model!r} cannot be fine-tuned here: use a transformers model "
                          "(smollm2-135m, tiny-vlm, a paper model preset or hf:<id>)")
     from .hf import load_hf_model
 

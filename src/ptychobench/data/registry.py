@@ -9,20 +9,14 @@ put datasets for later use by name.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SHIPPED_DIR = Path(__file__).parent / "datasets"
+from ..errors import DatasetError
+from ..paths import user_datasets_dir
+
+SHIPPED_DIR = Path(__file__).parent.parent / "datasets"
 DEFAULT_DATASET = "sim-v1"
-
-
-def home() -> Path:
-    return Path(os.environ.get("PTYCHOBENCH_HOME", Path.home() / ".local/share/ptychobench"))
-
-
-def user_datasets_dir() -> Path:
-    return home() / "datasets"
 
 
 @dataclass(frozen=True)
@@ -56,7 +50,5 @@ def resolve_dataset(name_or_path: Path | str) -> Path:
     for folder in (SHIPPED_DIR, user_datasets_dir()):
         if (folder / str(name_or_path)).is_dir():
             return (folder / str(name_or_path)).resolve()
-    from .data import DatasetError
-
     known = ", ".join(e.name for e in list_datasets()) or "none"
     raise DatasetError(f"{name_or_path}: no such dataset folder or name (known datasets: {known})")

@@ -1,4 +1,7 @@
-"""Run a backend over samples into the store, and score what the store holds."""
+"""Run a backend over samples into the store: demos, prompts, one record per sample.
+
+A batch whose generation raises is recorded as one error per sample, never dropped, so a
+score always covers every test sample it claims to."""
 
 from __future__ import annotations
 
@@ -6,15 +9,14 @@ import hashlib
 import json
 import time
 import traceback
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from .backends.base import GREEDY, Backend, Generation, GenerationConfig
-from .data import Sample
-from .metrics import Scores, score
+from ..data import Sample
+from ..data.dataset import require_train
+from ..models.base import GREEDY, Backend, Generation, GenerationConfig
+from ..tasks import Task
+from .record import PredictionRecord
 from .store import PredictionStore
-from .tasks import Task, get_task
 
 DemoFn = Callable[[Sample], Sequence[Sample]]
 
@@ -27,33 +29,25 @@ def prompt_hash(messages: list[dict], fingerprint: dict[str, Any]) -> str:
 def make_record(task: Task, sample: Sample, config: str, meta: dict[str, Any], *,
                 reply: str = "", labels: Iterable[str] | None = None, parse_ok: bool = True,
                 error: str | None = None, seconds: float = 0.0, prompt: str | None = None,
-                demos: Sequence[str] = (), extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                demos: Sequence[str] = (), components: dict[str, Any] | None = None,
+                prompt_tokens: int | None = None, completion_tokens: int | None = None) -> PredictionRecord:
     """One store line. ``labels`` None means: parse them from ``reply``."""
     if labels is None:
         parsed = task.parse(reply) if not error else None
         labels = parsed.labels if parsed else frozenset()
         parse_ok = bool(parsed and parsed.ok)
-    return {
-        "config": config,
-        "sample_id": sample.id,
-        "task": task.name,
-        "sample_type": sample.sample_type,
-        "gold": [x for x in task.labels if x in sample.labels],
-        "labels": [x for x in task.labels if x in set(labels)],
-        "parse_ok": parse_ok and not error,
-        "reply": reply,
-        "error": error,
-        "seconds": round(seconds, 4),
-        "prompt_hash": prompt,
-        "demos": list(demos),
-        "meta": meta,
-        **(extra or {}),
-    }
+    return PredictionRecord(
+        config=config, sample_id=sample.id, task=task.name, sample_type=sample.sample_type,
+        gold=[x for x in task.labels if x in sample.labels], labels=[x for x in task.labels if x in set(labels)],
+        parse_ok=parse_ok and not error, reply=reply, error=error, seconds=round(seconds, 4), prompt_hash=prompt,
+        demos=list(demos), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, meta=meta,
+        components=components or {},
+    )
 
 
 def predict(task: Task, samples: Sequence[Sample], backend: Backend, store: PredictionStore,
             config: str, meta: dict[str, Any], generation: GenerationConfig = GREEDY,
-            demos_for: DemoFn | None = None, batch_size: int = 8,
+            demos_for: DemoFn | None = None, batch_size: int = 8, components: dict[str, Any] | None = None,
             on_done: Callable[[int], None] | None = None) -> int:
     """Generate for every sample not yet stored under ``config``; returns how many were
     generated now. A batch whose call raises is recorded as one error per sample."""
@@ -62,9 +56,8 @@ def predict(task: Task, samples: Sequence[Sample], backend: Backend, store: Pred
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         demos = [list(demos_for(s)) if demos_for else [] for s in chunk]
-        for s, ds in zip(chunk, demos):
-            if any(d.split != "train" for d in ds):
-                raise RuntimeError(f"demonstrations for {s.id} include non-train samples")
+        for ds in demos:
+            require_train(ds, "demonstrations")
         convs = [task.render(s, d) for s, d in zip(chunk, demos)]
         t0 = time.perf_counter()
         try:
@@ -79,40 +72,9 @@ def predict(task: Task, samples: Sequence[Sample], backend: Backend, store: Pred
             store.append(make_record(
                 task, s, config, meta, reply=g.text or "", error=g.error,
                 seconds=g.seconds or wall / len(chunk), prompt=prompt_hash(conv, fingerprint),
-                demos=[x.id for x in d],
-                extra={"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens},
+                demos=[x.id for x in d], components=components,
+                prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens,
             ))
         if on_done:
             on_done(len(chunk))
     return len(todo)
-
-
-@dataclass
-class ConfigScores:
-    config: str
-    task: str
-    meta: dict[str, Any]
-    scores: Scores
-    sample_ids: list[str]
-
-
-def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int = 0) -> list[ConfigScores]:
-    """Scores per configuration, over each task's scored labels, from store records only."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[r["config"]].append(r)
-    out = []
-    for config, recs in sorted(groups.items()):
-        recs.sort(key=lambda r: r["sample_id"])
-        task = get_task(recs[0]["task"])
-        sc = score(
-            [frozenset(r["gold"]) for r in recs],
-            [frozenset(r["labels"]) for r in recs],
-            task.scored_labels,
-            sample_types=[r.get("sample_type", "unknown") for r in recs],
-            parse_ok=[bool(r.get("parse_ok", True)) for r in recs],
-            errors=[r.get("error") for r in recs],
-            ci=ci, seed=seed,
-        )
-        out.append(ConfigScores(config, task.name, recs[0].get("meta", {}), sc, [r["sample_id"] for r in recs]))
-    return out

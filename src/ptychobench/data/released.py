@@ -26,8 +26,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .data import SPLITS, Dataset, DatasetError, Sample, _check_image, load_dataset, write_dataset
-from .tasks import PARAM_OPTIONS, TASKS, Task, _key, _option_letters, get_task
+from ..errors import DatasetError
+from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
+from ..tasks import PARAM_OPTIONS, TASKS, Task, get_task, label_key, option_letters
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
@@ -39,16 +40,16 @@ def strict_labels(task: Task, answer: str, where: str) -> frozenset[str]:
     if not m:
         raise DatasetError(f"{where}: the assistant turn has no <answer>...</answer>: {answer[:80]!r}")
     items = [x.strip() for x in re.split(r"[,;]", m.group(1).strip().strip("[]")) if x.strip()]
-    by_key = {_key(label): label for label in task.labels}
+    by_key = {label_key(label): label for label in task.labels}
     labels = set()
     for item in items:
         if task.name == "params":
-            letters = _option_letters(_key(item), allow_letter_runs=False)
+            letters = option_letters(label_key(item), allow_letter_runs=False)
             if len(letters) != 1:
                 raise DatasetError(f"{where}: unknown option {item!r}; options are letters A..X")
             labels |= letters
-        elif _key(item) in by_key:
-            labels.add(by_key[_key(item)])
+        elif label_key(item) in by_key:
+            labels.add(by_key[label_key(item)])
         else:
             raise DatasetError(
                 f"{where}: unknown label {item!r}; the {task.name} task allows: {', '.join(task.labels)}"
@@ -61,7 +62,7 @@ def strip_option_list(text: str) -> str:
     keep = []
     for line in text.splitlines():
         m = _OPTION_LINE.match(line)
-        if m and _key(m.group(2)) == _key(PARAM_OPTIONS[m.group(1)]):
+        if m and label_key(m.group(2)) == label_key(PARAM_OPTIONS[m.group(1)]):
             continue
         keep.append(line)
     return "\n".join(keep).strip()
@@ -120,7 +121,7 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
             if name not in images:
                 raise DatasetError(f"{where}: image {name!r} ({image_refs[0]}) not found under the images folder")
             image = images[name]
-            _check_image(image, where, sid)
+            check_image(image, where, sid)
         meta["released_text"] = text
         samples.append(
             Sample(

@@ -15,7 +15,7 @@ from typing import Any
 
 from .base import GREEDY, Conversation, Generation, GenerationConfig
 from .chat import is_role_error, render_with_fallback, to_text_messages
-from .presets import file_sha256
+from .assets import file_sha256
 
 
 def _cpu_threads() -> int:

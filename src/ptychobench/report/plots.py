@@ -1,0 +1,143 @@
+"""The report's figures (matplotlib, Agg): micro-F1 against k for base and fine-tuned
+models, per-label and per-sample-type heatmaps, the learning curve."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from ..eval.score import ConfigScores
+from ..tasks import PARAM_OPTIONS, get_task
+from .format import safe_name, short_config
+
+
+def _label_name(task: str, label: str, width: int = 38) -> str:
+    """A label as a reader knows it: parameter options by letter and text."""
+    if task != "params" or label not in PARAM_OPTIONS:
+        return label
+    text = f"{label}. {PARAM_OPTIONS[label]}"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    figs: list[tuple[str, Path]] = []
+    tasks = sorted({r.task for r in results})
+    for task in tasks:
+        rs = [r for r in results if r.task == task]
+        sizes = sorted({r.meta.get("train_size") for r in rs}, key=lambda n: math.inf if n == "all" else n)
+        full = [r for r in rs if r.meta.get("train_size") == sizes[-1]]
+        # micro-F1 against k, base and SFT side by side
+        for model in sorted({r.meta.get("model") for r in full if r.meta.get("family") != "baseline"}):
+            mr = [r for r in full if r.meta.get("model") == model]
+            has_sft = any(r.meta.get("strategy") in ("sft", "sft+icl") for r in mr)
+            all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
+            fig, axes = plt.subplots(1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True,
+                                     sharex=True, squeeze=False)
+            for ax, (title, k0, icl) in zip(axes[0], [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]):
+                zero = [r for r in mr if r.meta.get("strategy") == k0]
+                selectors = sorted({r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl})
+                for sel in selectors or [None]:
+                    pts = _mean_by_k(zero + [r for r in mr if r.meta.get("strategy") == icl and r.meta.get("selector") == sel])
+                    if not pts:
+                        continue
+                    ks, f, lo, hi = zip(*pts)
+                    ax.errorbar(ks, f, yerr=[np.subtract(f, lo), np.subtract(hi, f)], marker="o", capsize=3,
+                                label=sel or k0)
+                ax.set_title(f"{model}: {title}")
+                ax.set_xticks(all_k)  # the same k axis in both panels, also where one has k=0 only
+                ax.set_xlim(all_k[0] - 0.5, all_k[-1] + 0.5)
+                ax.set_xlabel("demonstrations k")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
+            axes[0][0].set_ylabel("micro-F1 (95% CI)")
+            axes[0][0].set_ylim(0, 1)
+            fig.suptitle(f"{get_task(task).title}: micro-F1 against k")
+            figs.append(_save(fig, out / f"k_curve_{task}_{safe_name(model)}.png", f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned"))
+        # per-label and per-sample-type heatmaps
+        top = sorted(full, key=lambda r: -r.scores.micro_f1)[:25]
+        for kind, getter in (("per-label F1", lambda r: r.scores.per_label_f1),
+                             ("per-sample-type micro-F1", lambda r: r.scores.per_type_micro_f1)):
+            cols = list(getter(top[0]).keys()) if top else []
+            for r in top:
+                cols += [c for c in getter(r) if c not in cols]
+            caption = f"{get_task(task).title}: {kind} (best {len(top)} cells)"
+            if kind == "per-label F1" and top:
+                # a label no test sample has cannot be found, only falsely predicted: its F1 is 0 by
+                # convention and says nothing, so it is named in the caption instead of drawn
+                support = top[0].scores.per_label_support
+                absent = [c for c in cols if support.get(c, 1) == 0]
+                cols = [c for c in cols if c not in absent]
+                if absent:
+                    caption += f"; not in the test set, left out: {', '.join(absent)}"
+            if not cols:
+                continue
+            m = np.array([[getter(r).get(c, np.nan) for c in cols] for r in top])
+            names = [_label_name(task, c) for c in cols]
+            rows = [short_config(r.config) for r in top]
+            if len(cols) > 12:  # many labels: one row per label, so their names can be read
+                m, names, rows = m.T, rows, names
+            fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 4), 0.32 * len(rows) + 2.2))
+            im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+            ax.set_yticks(range(len(rows)), rows, fontsize=7)
+            for i in range(m.shape[0]):
+                for j in range(m.shape[1]):
+                    if not np.isnan(m[i, j]):
+                        ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                                color="white" if m[i, j] < 0.5 else "black")
+            fig.colorbar(im, ax=ax, fraction=0.03)
+            ax.set_title(f"{get_task(task).title}: {kind}")
+            figs.append(_save(fig, out / f"{'labels' if 'label' in kind else 'types'}_{task}.png", caption))
+        # learning curve
+        if len(sizes) > 1:
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            series: dict[str, list] = defaultdict(list)
+            for r in rs:
+                m_ = r.meta
+                if m_.get("strategy") == "zero-shot":
+                    continue
+                name = f"{m_.get('model')} {m_.get('strategy')}" + (f" {m_.get('selector')} k{m_.get('k')}" if m_.get("selector") else "")
+                series[name].append((int(m_.get("n_train", 0)), r.scores.micro_f1))
+            for name, pts in sorted(series.items()):
+                pts.sort()
+                ax.plot(*zip(*pts), marker="o", label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("labelled training examples")
+            ax.set_ylabel("micro-F1")
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            ax.set_title(f"{get_task(task).title}: learning curve")
+            figs.append(_save(fig, out / f"learning_curve_{task}.png", f"{get_task(task).title}: micro-F1 against training-set size"))
+    return figs
+
+
+def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return caption, path
+
+
+def _mean_by_k(rs: list[ConfigScores]) -> list[tuple]:
+    by_k: dict[int, list[ConfigScores]] = defaultdict(list)
+    for r in rs:
+        by_k[int(r.meta.get("k", 0))].append(r)
+    pts = []
+    for k in sorted(by_k):
+        xs = by_k[k]
+        f = sum(x.scores.micro_f1 for x in xs) / len(xs)
+        lo = sum((x.scores.micro_f1_ci or (f, f))[0] for x in xs) / len(xs)
+        hi = sum((x.scores.micro_f1_ci or (f, f))[1] for x in xs) / len(xs)
+        pts.append((k, f, min(lo, f), max(hi, f)))
+    return pts

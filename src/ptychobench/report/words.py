@@ -1,0 +1,71 @@
+"""The report's summary in words: what a reader should take from the tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..eval.compare import ALPHA, Comparison
+from ..eval.score import ConfigScores
+from ..names import FAMILY_ORDER
+from ..tasks import get_task
+from .format import fmt
+
+
+def summary_in_words(results: list[ConfigScores], comps: list[Comparison]) -> list[str]:
+    lines: list[str] = []
+    for task in sorted({r.task for r in results}):
+        rs = sorted([r for r in results if r.task == task], key=lambda r: -r.scores.micro_f1)
+        best = rs[0]
+        lo, hi = best.scores.micro_f1_ci or (float("nan"), float("nan"))
+        title = get_task(task).title
+        lines.append(f"**{title}** ({best.scores.n} test samples): the best cell is `{best.config}` with "
+                     f"micro-F1 {fmt(best.scores.micro_f1)} (95% CI {fmt(lo)}-{fmt(hi)}).")
+        fam_best = {}
+        for r in rs:
+            fam_best.setdefault(r.meta.get("family", "?"), r)
+        parts = [f"{fam} {fmt(r.scores.micro_f1)}" for fam, r in
+                 sorted(fam_best.items(), key=lambda kv: FAMILY_ORDER.index(kv[0]) if kv[0] in FAMILY_ORDER else 9)]
+        lines.append(f"Best micro-F1 per strategy family: {', '.join(parts)}.")
+        overlapping = [r for r in rs[1:] if (r.scores.micro_f1_ci or (0, 0))[1] >= lo]
+        if overlapping:
+            lines.append(f"{len(overlapping)} other cell(s) have CIs overlapping the best one's lower bound, "
+                         "so the ranking at the top is not settled by this test set.")
+        by_kind: dict[str, list[Comparison]] = defaultdict(list)
+        for c in comps:
+            if c.task == task:
+                by_kind[c.kind].append(c)
+        for kind, cs in sorted(by_kind.items()):
+            better = sum(1 for c in cs if c.p < ALPHA and c.diff > 0)
+            worse = sum(1 for c in cs if c.p < ALPHA and c.diff < 0)
+            mean_diff = sum(c.diff for c in cs) / len(cs)
+            verdict = ("significantly better" if better and not worse else
+                       "significantly worse" if worse and not better else
+                       "mixed" if better and worse else "not significantly different")
+            lines.append(f"- {kind}: {verdict} (p < {ALPHA} better in {better}, worse in {worse} "
+                         f"of {len(cs)} paired comparison(s); mean difference {mean_diff:+.3f}).")
+        parse_fail = sum(r.scores.parse_failures for r in rs)
+        errors = sum(r.scores.errors for r in rs)
+        if parse_fail or errors:
+            lines.append(f"Unparseable replies: {parse_fail}; generation errors: {errors} "
+                         "(both counted as empty predictions).")
+        lines.append("")
+    lines.append(f"p-values are two-sided paired bootstrap ({ALPHA} threshold, no correction for the number "
+                 "of comparisons); Cohen's d is the paired effect size of the micro-F1 difference (the "
+                 "difference over its bootstrap standard error times sqrt(n)).")
+    lines.append("")
+    return lines
+
+
+def adapter_words(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        i = row["info"]
+        if i.get("stopped_by_time_budget"):
+            lines.append(
+                f"Fine-tuning of the {row['task']} adapter for {row['model']} stopped at its "
+                f"{i.get('time_budget_s'):g} s time budget after {fmt(i.get('epochs_done'), 2)} of "
+                f"{i.get('epochs_planned')} epochs: its {row['cells']} cell(s) come from a partly trained model, "
+                "and their numbers can change with the machine's load (a larger `sft: {time_budget_s: ...}` "
+                "trains fully).")
+    return lines + ([""] if lines else [])

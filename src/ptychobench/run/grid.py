@@ -1,0 +1,107 @@
+"""The grid: a config expanded into cells, cells split into shards, training subsets.
+
+A cell is one (task, model, strategy, selector, k, seed, training-set size) or one
+baseline; its name keys the store, so a rerun skips what is done and a killed run loses
+nothing. ``--shard i/n`` gives each of n workers whole groups of cells (one loaded model
+and adapter per group), each into its own store file; ``report`` merges them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from ..data import Sample
+from ..errors import ConfigError
+from ..names import ADAPTER_STRATEGIES, family
+from .config import RunConfig
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    model: str
+    strategy: str  # zero-shot | icl | sft | sft+icl | baseline name
+    selector: str | None
+    k: int
+    seed: int
+    train_size: int | str
+    exp: int  # index into config.experiments
+
+    @property
+    def config(self) -> str:
+        sel = self.selector or "-"
+        return f"{self.task}/{self.model}/{self.strategy}/{sel}/k{self.k}/seed{self.seed}/n{self.train_size}"
+
+    @property
+    def uses_adapter(self) -> bool:
+        return self.strategy in ADAPTER_STRATEGIES
+
+    @property
+    def group(self) -> tuple:
+        """Cells sharing a loaded model (and adapter) run together, on one shard."""
+        return (self.task, self.model, self.uses_adapter, self.seed if self.uses_adapter else None,
+                self.train_size if self.uses_adapter else None, self.exp)
+
+    def meta(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("exp")
+        d["family"] = family(self.strategy)
+        return d
+
+
+def expand(cfg: RunConfig) -> list[Cell]:
+    cells: list[Cell] = []
+    for i, e in enumerate(cfg.experiments):
+        for seed in cfg.seeds:
+            for n in cfg.train_sizes:
+                for b in e.baselines:
+                    cells.append(Cell(e.task, e.label if e.model else b, b, None, 0, seed, n, i))
+                for s in e.strategies:
+                    if s in ("zero-shot", "sft"):
+                        # base zero-shot does not depend on the training set or the seed (greedy)
+                        if s == "zero-shot" and (n != cfg.train_sizes[0] or seed != cfg.seeds[0]):
+                            continue
+                        cells.append(Cell(e.task, e.label, s, None, 0, seed, n, i))
+                    else:
+                        for sel in e.selectors:
+                            for k in e.k:
+                                if k > 0:
+                                    cells.append(Cell(e.task, e.label, s, sel, k, seed, n, i))
+    seen: set[str] = set()
+    for c in cells:
+        if c.config in seen:
+            raise ConfigError(f"{cfg.source}: two experiments give the same cell {c.config}; give one a 'name'")
+        seen.add(c.config)
+    return cells
+
+
+def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    if shard is None:
+        return cells
+    i, n = shard
+    groups = sorted({c.group for c in cells}, key=repr)
+    mine = {g for j, g in enumerate(groups) if j % n == i}
+    return [c for c in cells if c.group in mine]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def train_subset(samples: Sequence[Sample], size: int | str, seed: int) -> list[Sample]:
+    """The first ``size`` of a seeded shuffle: smaller sets are nested in larger ones."""
+    if size == "all" or size >= len(samples):
+        return list(samples)
+    order = sorted(samples, key=lambda s: s.id)
+    random.Random(f"train-subset-{seed}").shuffle(order)
+    return order[: int(size)]

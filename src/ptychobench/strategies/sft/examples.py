@@ -1,0 +1,100 @@
+"""Training examples: the evaluation prompt plus the target answer, and the collators that
+turn them into batches with the loss on the query's answer only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ...data.dataset import require_train
+
+def training_conversations(task: str, samples: Sequence[Any], demo_selector: str | None = None,
+                           k: int = 0, seed: int = 0, selector_options: dict | None = None) -> list[list[dict]]:
+    """One conversation per sample: the evaluation prompt (with ``k`` demos drawn from the
+    other training samples when a selector is named) followed by the target answer."""
+    from ...tasks import get_task
+    from ..selectors import make_selector
+
+    spec = get_task(task)
+    require_train(samples, "fine-tuning")
+    selector = make_selector(demo_selector, seed=seed, **(selector_options or {})) if demo_selector and k else None
+    convs = []
+    for s in samples:
+        demos = selector.select(s, samples, k) if selector else []
+        convs.append([*spec.render(s, demos),
+                      {"role": "assistant", "content": [{"type": "text", "text": spec.target(s.labels)}]}])
+    return convs
+
+
+class Collator:
+    """Released-format conversations (JSON strings) -> a training batch; counts tokens."""
+
+    def __init__(self, processor: Any, max_length: int | None):
+        self.processor = processor
+        self.max_length = max_length
+        self.tokens = 0
+        self.answer_tokens = 0
+        self.samples = 0
+
+    def __call__(self, rows: list[dict]) -> dict:
+        from ...models.collate import conversation_batch
+
+        convs = [json.loads(r["conversation"]) for r in rows]
+        batch = conversation_batch(self.processor, convs, loss_on="last", max_length=None)
+        if self.max_length and batch["input_ids"].shape[1] > self.max_length:
+            lengths = batch["attention_mask"].sum(1).tolist()
+            raise ValueError(f"a training example has {max(lengths)} tokens, over max_length={self.max_length}; "
+                             "raise max_length or use fewer demos (k): truncating would cut the answer off")
+        self.samples += len(convs)
+        self.tokens += int(batch["attention_mask"].sum())
+        self.answer_tokens += int((batch["labels"] != -100).sum())
+        return batch
+
+
+class HubVLMCollator(Collator):
+    """Training batches for a hub VLM and its ``AutoProcessor``: the conversation rendered
+    by the processor's chat template as the backend renders it, images passed to the
+    processor (which expands image tokens its own way), labels on the last answer only.
+    The prompt's token count comes from processing the prompt alone, so any expansion of
+    image tokens is counted exactly."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        from ...models.chat import load_image, render_with_fallback, to_vision_messages
+
+        convs = [json.loads(r["conversation"]) for r in rows]
+        state: dict[str, bool] = {}
+        proc = self.processor
+        proc.tokenizer.padding_side = "right"
+
+        def render(turns: list[dict], gen: bool) -> str:
+            return render_with_fallback(
+                lambda c: proc.apply_chat_template(to_vision_messages(c)[0], tokenize=False,
+                                                   add_generation_prompt=gen), turns, state)
+
+        texts, prompts, images = [], [], []
+        for conv in convs:
+            texts.append(render(conv, False))
+            prompts.append(render(conv[:-1], True))
+            images.append([load_image(p) for p in to_vision_messages(conv)[1]])
+        kw = dict(padding=True, return_tensors="pt", add_special_tokens=False)
+        batch = dict(proc(text=texts, images=images if any(images) else None, **kw))
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for row, (prompt, ims) in enumerate(zip(prompts, images)):
+            n_prompt = int(proc(text=[prompt], images=[ims] if ims else None, **kw)["attention_mask"].sum())
+            labels[row, :n_prompt] = -100
+        batch["labels"] = labels
+        if self.max_length and batch["input_ids"].shape[1] > self.max_length:
+            raise ValueError(f"a training example has {batch['input_ids'].shape[1]} tokens, over "
+                             f"max_length={self.max_length}; raise max_length or use fewer demos (k)")
+        self.samples += len(convs)
+        self.tokens += int(batch["attention_mask"].sum())
+        self.answer_tokens += int((labels != -100).sum())
+        return batch
+
+
+def as_dataset(convs: list[list[dict]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"conversation": [json.dumps(c) for c in convs]})

@@ -1,0 +1,138 @@
+"""The hyper-parameters of a LoRA run: the paper's GPU recipe, a CPU profile, overrides,
+and which linear layers get adapters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ...errors import ConfigError
+
+FORMAT_VERSION = 1
+#: The attention and MLP projections of Llama-family decoders (the paper's targets).
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters of one LoRA fine-tuning run."""
+
+    epochs: float = 50
+    learning_rate: float = 2e-4
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = PROJECTIONS
+    #: LoRA on the top N decoder layers only (None: all). Back-propagation then stops at
+    #: the lowest adapted layer, which is most of the saving on a CPU.
+    lora_layers: int | None = None
+    #: Also adapt the vision tower's projections (hub VLMs; tiny-vlm's encoder is a CNN).
+    train_vision: bool = False
+    batch_size: int = 8  # per device
+    grad_accum: int = 4  # effective batch = batch_size * grad_accum * devices
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    warmup_steps: int = 5
+    max_length: int = 2048
+    optim: str = "auto"  # auto: 8-bit AdamW where bitsandbytes and a GPU are there, else AdamW
+    bf16: bool | None = None  # None: bf16 on a GPU that has it; on the CPU, bf16 autocast
+    gradient_checkpointing: bool = False
+    max_train_samples: int | None = None  # a seeded subset of the train split
+    time_budget_s: float | None = None  # stop (and say so in the manifest) after this long
+    logging_steps: int = 1
+    #: Run the batch's shared prompt prefix once per batch (CPU speed; off with
+    #: gradient checkpointing, which cannot keep a cache).
+    share_prefix: bool = False
+
+
+def _gpu(vision: bool) -> Recipe:
+    # The paper: r=16, alpha=16, dropout 0, attention + MLP, 50 epochs, lr 2e-4, 8-bit AdamW,
+    # weight decay 0.01, linear schedule, 5 warm-up steps, max length 2048,
+    # effective batch 8 (VLM) / 32 (LLM).
+    return Recipe(batch_size=2 if vision else 8, grad_accum=4, gradient_checkpointing=True)
+
+
+def _cpu(vision: bool) -> Recipe:
+    # Measured on this project's 2-core AVX512-BF16 CPU (docs/strategies.md): bf16 autocast,
+    # the shared system prompt run once per batch with the LM head at answer positions
+    # only, LoRA on the top 6 of 30 layers, few epochs at a high rate, and a wall-clock cap
+    # so the default job stays in minutes even on a busy machine. tiny-vlm back-propagates
+    # through every layer anyway (its trained projector sits below them), so LoRA on every
+    # layer costs it little more.
+    if vision:
+        return Recipe(epochs=1, learning_rate=1e-3, lora_layers=None, batch_size=8, grad_accum=1,
+                      warmup_steps=2, time_budget_s=240, share_prefix=True)
+    return Recipe(epochs=3, learning_rate=1e-3, lora_layers=6, batch_size=8, grad_accum=1,
+                  warmup_steps=2, time_budget_s=240, share_prefix=True)
+
+
+PROFILES = {"gpu": _gpu, "cpu": _cpu}
+
+
+def resolve_profile(profile: str) -> str:
+    """``auto`` -> ``gpu`` where CUDA is available, else ``cpu``."""
+    if profile != "auto":
+        return profile
+    try:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+def recipe_for(profile: str, vision: bool, **overrides: Any) -> Recipe:
+    profile = resolve_profile(profile)
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose cpu, gpu or auto")
+    base = PROFILES[profile](vision)
+    names = {f.name for f in fields(Recipe)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {unknown}; known: {', '.join(sorted(names))}")
+    if "target_modules" in overrides and isinstance(overrides["target_modules"], (list, str)):
+        tm = overrides["target_modules"]
+        overrides["target_modules"] = tuple(tm.split(",")) if isinstance(tm, str) else tuple(tm)
+    return replace(base, **overrides)
+
+
+def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str] = ()) -> list[str]:
+    """Full module names of the linear layers to adapt: the recipe's projections, in the
+    top ``lora_layers`` decoder layers (all when None), outside the vision tower unless
+    ``train_vision``."""
+    import torch
+
+    names = []
+    layer_ids = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or name.rsplit(".", 1)[-1] not in recipe.target_modules:
+            continue
+        in_vision = any(p in name for p in vision_tower_prefixes) or bool(
+            re.search(r"(^|\.)(vision_tower|vision_model|visual|vision_encoder)\.", name))
+        if in_vision and not recipe.train_vision:
+            continue
+        m = re.search(r"\.layers\.(\d+)\.", name)
+        names.append((name, int(m.group(1)) if m and not in_vision else None))
+        if m and not in_vision:
+            layer_ids.append(int(m.group(1)))
+    if not names:
+        raise ValueError(f"no linear layer named {', '.join(recipe.target_modules)} in the model; "
+                         "set target_modules to its projection names")
+    if recipe.lora_layers:
+        n_layers = max(layer_ids) + 1 if layer_ids else 0
+        lowest = n_layers - recipe.lora_layers
+        return [n for n, layer in names if layer is None or layer >= lowest]
+    return [n for n, _ in names]
+
+
+def lora_config(model: Any, recipe: Recipe, vision: bool, tiny: bool) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, bias="none",
+        target_modules=lora_targets(model, recipe),
+        modules_to_save=["projector"] if tiny else None,
+        task_type=None if (vision or tiny) else "CAUSAL_LM",
+    )
