@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelError
 from .base import (
     DECODING_PRESETS,
     GREEDY,
@@ -29,8 +30,8 @@ from .base import (
     GenerationConfig,
     Message,
 )
-from ..errors import ModelError
 from .catalog import PRESETS, SCHEMES, Preset, get_preset, resolve_model
+
 
 def load_backend(model: str, adapter: str | Path | None = None, **options: Any) -> Backend:
     """A ready backend for a preset name or ``scheme:target`` string (see module doc)."""
@@ -66,14 +67,14 @@ def _load_preset(preset: Preset, adapter: str | Path | None, options: dict[str, 
                          revision=tiny_vlm_revision(base.config), adapter=adapter,
                          batch_size=batch_size)
     if preset.name == "smollm2-135m":
-        from .hf import HFBackend
         from .assets import file_sha256, smollm2_gguf_path, smollm2_transformers_dir
+        from .hf import HFBackend
 
         return HFBackend.load(str(smollm2_transformers_dir()), adapter, name=preset.name,
                               revision=file_sha256(smollm2_gguf_path())[:16], **options)
     if preset.backend == "llamacpp":
-        from .llamacpp import LlamaCppBackend
         from .assets import smollm2_gguf_path
+        from .llamacpp import LlamaCppBackend
 
         if adapter is not None:
             raise ModelError(f"{preset.name}: llama.cpp takes no peft adapter; use smollm2-135m (transformers)")

@@ -40,7 +40,7 @@ def is_role_error(exc: BaseException) -> bool:
     try:
         from jinja2 import TemplateError
     except ImportError:  # pragma: no cover - jinja2 comes with transformers
-        TemplateError = ()  # type: ignore[assignment]
+        TemplateError = ()  # type: ignore[assignment,misc]
     msg = str(exc).lower()
     return isinstance(exc, TemplateError) or (isinstance(exc, ValueError) and ("system" in msg or "role" in msg))
 

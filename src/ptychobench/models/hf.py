@@ -106,12 +106,12 @@ def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str
     torch_dtype = pick_dtype(dtype, device)
     config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
     vision = is_vision_config(config) if kind == "auto" else kind == "vision"
-    auto_model = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    auto_model: Any = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision,
                               "trust_remote_code": trust_remote_code, **model_kwargs}
     if device == "cuda":
         kwargs.setdefault("device_map", "auto")  # spreads a 70B/90B model over the GPUs
-    model = auto_model.from_pretrained(model_id, **kwargs)
+    model: Any = auto_model.from_pretrained(model_id, **kwargs)
     if device != "cuda" and "device_map" not in model_kwargs:
         model.to(device)
     if vision:
@@ -303,7 +303,8 @@ class HFBackend:
                                            tokenizer=self.tokenizer if config.stop else None)
 
         t0 = time.perf_counter()
-        out = inputs = None
+        out: Any = None
+        inputs: Any = None
         if self.prefix_cache:
             try:
                 inputs = self._prefix_inputs(texts)

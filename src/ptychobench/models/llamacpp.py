@@ -13,9 +13,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .assets import file_sha256
 from .base import GREEDY, Conversation, Generation, GenerationConfig
 from .chat import is_role_error, render_with_fallback, to_text_messages
-from .assets import file_sha256
 
 
 def _cpu_threads() -> int:
@@ -53,7 +53,8 @@ class LlamaCppBackend:
                           top_k=0, seed=config.seed)
         else:
             kwargs.update(temperature=0.0)  # llama.cpp's greedy sampler
-        return self.llama.create_chat_completion(messages=to_text_messages(messages), **kwargs)
+        # llama-cpp's typed dicts describe the same role/content messages
+        return self.llama.create_chat_completion(messages=to_text_messages(messages), **kwargs)  # type: ignore[arg-type,return-value]
 
     def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]:
         out = []

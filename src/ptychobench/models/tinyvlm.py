@@ -27,8 +27,6 @@ import torch
 from torch import nn
 from transformers import BatchFeature, PreTrainedConfig, PreTrainedModel
 
-from .chat import load_image, to_vision_messages
-from .collate import IGNORE_INDEX, conversation_batch
 from .assets import (
     efficientnet_lite0_weights,
     file_sha256,
@@ -36,6 +34,8 @@ from .assets import (
     smollm2_gguf_path,
     smollm2_transformers_dir,
 )
+from .chat import load_image
+from .collate import conversation_batch
 
 IMAGE_TOKEN = "<image>"
 CONFIG_FILE = "tinyvlm_config.json"
@@ -131,7 +131,7 @@ class TinyVLMProcessor:
         images = images or [[] for _ in texts]
         if len(images) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(images)} image lists")
-        flat = []
+        flat: list[torch.Tensor] = []
         for i, (text, ims) in enumerate(zip(texts, images)):
             ims = ims if isinstance(ims, (list, tuple)) else [ims]
             if text.count(self.image_token) != len(ims):
@@ -201,8 +201,9 @@ class TinyVLMBackbone(nn.Module):
     in, hidden states out. What trainers call the base model (TRL's fused LM head runs
     this, then the head, without materialising all logits)."""
 
-    def __init__(self, config: TinyVLMConfig, vision_tower: nn.Module, projector: nn.Module,
-                 language_model: nn.Module):
+    # the encoder and the language model are duck-typed (EfficientNet's extract_features, a
+    # transformers decoder's get_input_embeddings): Any, where torch's stubs would say Module
+    def __init__(self, config: TinyVLMConfig, vision_tower: Any, projector: Any, language_model: Any):
         super().__init__()
         self.config = config
         self.vision_tower = vision_tower
@@ -223,7 +224,9 @@ class TinyVLMBackbone(nn.Module):
         return self.projector(feats.flatten(2).transpose(1, 2))
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        image_mask = input_ids == self.config.image_token_id
+        if self.config.image_token_id is None:
+            raise ValueError("TinyVLMConfig.image_token_id is unset; build the model with load_tiny_vlm")
+        image_mask = input_ids.eq(self.config.image_token_id)
         embeds = self.language_model.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
         n_slots = int(image_mask.sum())
         if n_slots == 0:
@@ -239,6 +242,8 @@ class TinyVLMBackbone(nn.Module):
                 pixel_values: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 **kwargs: Any) -> Any:
         if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("TinyVLM needs input_ids or inputs_embeds")
             inputs_embeds = self.embed(input_ids, pixel_values)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
@@ -254,8 +259,9 @@ class TinyVLM(PreTrainedModel):
     base_model_prefix = "model"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
+    _causal_lm: Any  # set in __init__ through __dict__, outside the module registry
 
-    def __init__(self, config: TinyVLMConfig, language_model: nn.Module, vision_tower: nn.Module):
+    def __init__(self, config: TinyVLMConfig, language_model: Any, vision_tower: Any):
         super().__init__(config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.projector_seed)
@@ -354,7 +360,8 @@ def load_tiny_vlm(adapter: str | Path | None = None, *, device: str = "auto", dt
     processor = TinyVLMProcessor(tokenizer, config)
     language_model = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch_dtype)
     vision = load_efficientnet_lite0()
-    model = TinyVLM(config, language_model, vision).to(device=device, dtype=torch_dtype)
+    model: Any = TinyVLM(config, language_model, vision)
+    model = model.to(device=device, dtype=torch_dtype)
     if adapter is not None:
         adapter = Path(adapter)
         if not (adapter / "adapter_config.json").is_file():

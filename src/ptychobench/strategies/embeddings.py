@@ -195,6 +195,8 @@ class ImageEmbedder(Embedder):
         self._load()
         images = []
         for s in samples:
+            if s.image is None:
+                raise ValueError(f"sample {s.id!r} has no image to embed")
             with Image.open(s.image) as im:
                 images.append(im.convert("RGB"))
         device = "cuda" if _cuda() else "cpu"
@@ -215,7 +217,7 @@ def efficientnet_pixels(images: Sequence[Any], size: int = 224) -> Any:
     import torch
     from PIL import Image
 
-    arrs = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
+    arrs = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
             for im in images]
     x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
     return (x - 127.0) / 128.0

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import Sample
+from ..data.dataset import require_train
 from ..errors import ConfigError
 from ..names import SELECTORS as SELECTOR_OPTIONS
 from ..names import canonical_selector
-from ..data.dataset import require_train
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
 
 SELECTORS = tuple(SELECTOR_OPTIONS)
@@ -171,6 +171,7 @@ class KnnDiverseSelector(KnnSelector):
                 score = self.lam * sims[i] - (1.0 - self.lam) * redundancy
                 if score > best_score + 1e-12:
                     best, best_score = i, score
+            assert best is not None  # near holds at least k candidates
             chosen.append(best)
         return [candidates[i] for i in chosen]
 
