@@ -162,12 +162,14 @@ class Runner:
 
     # one loaded model (or one baseline kind) at a time
     def _run_group(self, cells: list[Cell], progress, grid) -> None:
-        first = cells[0]
-        exp = self.cfg.experiments[first.exp]
-        if first.strategy in BASELINES:
-            for c in cells:
-                self._run_baseline(c, exp, progress, grid)
+        exp = self.cfg.experiments[cells[0].exp]
+        # an experiment with a model and baselines puts both kinds in one group
+        for c in [c for c in cells if c.strategy in BASELINES]:
+            self._run_baseline(c, exp, progress, grid)
+        cells = [c for c in cells if c.strategy not in BASELINES]
+        if not cells:
             return
+        first = cells[0]
         from ..models import load_backend
         from ..models.cpu import torch_threads
 
