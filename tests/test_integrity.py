@@ -210,7 +210,8 @@ def test_limit_is_recorded_for_the_report(tiny_dataset, tmp_path):
     ({"exp": {"model": ["not", "a", "string"]}}, "model must be a string"),
     ({"exp": {"strategies": [["zero-shot"]]}}, "unknown strategy"),
     ({"exp": {"task": ["params"]}}, "task must be one of"),
-    ({"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist"}}, "'adapter' is used by the sft"),
+    ({"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist"}},
+     "'adapter' is used by the sft"),
     ({"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist", "strategies": ["sft"]}},
      "adapter folder /does-not-exist does not exist"),
 ])

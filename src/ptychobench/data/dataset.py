@@ -310,6 +310,8 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
             raise DatasetError(f"{manifest_path}: missing field {key!r}")
     if not isinstance(manifest["name"], str) or not isinstance(manifest["tasks"], list):
         raise DatasetError(f"{manifest_path}: 'name' must be a string and 'tasks' a list")
+    if not manifest["tasks"]:
+        raise DatasetError(f"{manifest_path}: 'tasks' is empty; a dataset has at least one task")
     splits: dict[tuple[str, str], list[Sample]] = {}
     for task in manifest["tasks"]:
         if not isinstance(task, str) or task not in TASKS:
