@@ -451,3 +451,6 @@ def test_score_formats(tiny_dataset, tmp_path):
     wide = runner.invoke(app, ["score", str(tmp_path / "r"), "--format", "wide"])
     assert "params/knn-vote/knn-vote/-/k0/seed0/nall" in wide.output
     assert runner.invoke(app, ["score", str(tmp_path / "r"), "--format", "xml"]).exit_code == 2
+    narrow = runner.invoke(app, ["score", str(tmp_path / "r")], env={"COLUMNS": "80"})
+    assert "params/knn-vote/knn-vote/-/k0/seed0/nall" in narrow.output, "80 columns dropped the config"
+    assert max(len(line) for line in narrow.output.splitlines()) <= 80

@@ -185,21 +185,27 @@ def _scores_csv(results) -> str:
 
 
 def _scores_table(run: Path, results, wide: bool) -> None:
+    """The scores as a table. On a narrow terminal (under a scheduler's 80 columns) rich
+    would squeeze the config column to nothing, so each row gets a number instead and
+    the configs are listed under the table, whole."""
+    out = Console(width=max(200, console.width), soft_wrap=True) if wide else console
+    narrow = not wide and out.width < 120
     table = Table(title=f"scores: {run}")
-    for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
-        # the config column folds rather than vanish on a narrow terminal
-        table.add_column(col, justify="right" if col not in ("task", "config") else "left",
-                         overflow="fold", no_wrap=wide or col != "config", min_width=12 if col == "config" else None)
-    for r in results:
+    first = ("#",) if narrow else ("task", "config")
+    for col in (*first, "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
+        table.add_column(col, justify="left" if col in ("task", "config") else "right", no_wrap=True)
+    for i, r in enumerate(results, 1):
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
         mark = " [red](failed)[/]" if r.failed else ""
-        table.add_row(r.task, r.config + mark, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+        head = (str(i),) if narrow else (r.task, r.config + mark)
+        table.add_row(*head, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
                       f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
-    if wide:
-        Console(width=max(200, console.width), soft_wrap=True).print(table)
-    else:
-        console.print(table)
+    out.print(table)
+    if narrow:
+        for i, r in enumerate(results, 1):
+            out.print(f"{i:>3}  {r.config}" + ("  [red](failed)[/]" if r.failed else ""), soft_wrap=True,
+                      highlight=False)
 
 
 @command("generate")
