@@ -16,7 +16,7 @@ from ptychobench.cli import app
 from ptychobench.data import load_dataset
 from ptychobench.data.dataset import safe_file_name
 from ptychobench.data.released import import_released
-from ptychobench.errors import ConfigError, DatasetError
+from ptychobench.errors import ConfigError, DatasetError, ModelError
 from ptychobench.eval.compare import MIN_N, Comparison
 from ptychobench.eval.score import score_records
 from ptychobench.eval.store import PredictionStore, read_run, write_atomic
@@ -113,6 +113,9 @@ def test_mixed_settings_score_the_newest_only():
             {**base, "config": "c", "sample_id": "2", "labels": [], "settings": "new"}]
     (r,) = score_records(recs)
     assert r.scores.n == 1 and r.stale == 1 and r.scores.micro_f1 == 0.0
+    from ptychobench.eval.compare import by_config
+
+    assert list(by_config(recs)["c"]) == ["2"], "comparisons use the scored records only"
 
 
 def test_old_store_versions_still_score_and_are_redone_on_rerun(tmp_path):
@@ -153,6 +156,19 @@ def test_server_down_fails_the_cell_exits_nonzero_and_is_never_starred(tiny_data
     assert PASSWORD not in _all_text(out) and SECRET not in _all_text(out), "a secret was written"
     ok = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(out), "--allow-failures"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_model_that_loads_text_only_stops_the_image_cells(tiny_dataset, tmp_path, fake):
+    made, _ = fake
+    cfg = _cfg(tiny_dataset, exp={"task": "artifacts"})
+    FakeBackend.vision = False
+    try:
+        with pytest.raises(ModelError, match="text-only"):
+            Runner(parse_config(cfg, "a.yaml"), tmp_path / "r").run()
+    finally:
+        del FakeBackend.vision
+    assert made and made[-1].calls == 0
+    assert (tmp_path / "r" / "predictions.jsonl").read_text() == ""
 
 
 def test_unparseable_replies_fail_the_cell(tiny_dataset, tmp_path, fake):
@@ -219,6 +235,14 @@ def test_config_mistakes_are_one_clear_error(top, message):
     with pytest.raises(ConfigError) as e:
         parse_config(_cfg("d", **top), "my.yaml")
     assert message in str(e.value) and "my.yaml" in str(e.value)
+
+
+def test_adapter_folder_must_hold_an_adapter(tmp_path):
+    exp = {"model": "hf:org/m", "backend_options": {}, "adapter": str(tmp_path), "strategies": ["sft"]}
+    with pytest.raises(ConfigError, match="has no adapter_config.json"):
+        parse_config(_cfg("d", exp=exp), "c.yaml")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    parse_config(_cfg("d", exp=exp), "c.yaml")
 
 
 def test_text_only_hf_folder_is_refused_for_images(tmp_path):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..tasks import get_task
 from .metrics import paired_bootstrap
-from .score import ConfigScores
+from .score import ConfigScores, current_settings
 
 ALPHA = 0.05
 #: below this many paired samples a p-value is reported but no verdict is drawn from it: a
@@ -45,9 +45,14 @@ class Comparison:
 
 
 def by_config(records: list[dict]) -> dict[str, dict[str, dict]]:
-    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    """Each cell's records by sample id, under the cell's newest settings only (as scored)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
-        out[r["config"]][r["sample_id"]] = r
+        groups[r["config"]].append(r)
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for config, recs in groups.items():
+        for r in current_settings(recs)[0]:
+            out[config][r["sample_id"]] = r
     return out
 
 

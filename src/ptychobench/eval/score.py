@@ -43,6 +43,14 @@ class ConfigScores:
                 "failed": self.failed, "stale": self.stale, **self.scores.as_dict()}
 
 
+def current_settings(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """A cell's records made under its newest settings (the last record's), and how many
+    older-settings records were left out. Records come newest last."""
+    newest = recs[-1].get("settings") if recs else None
+    current = [r for r in recs if r.get("settings") == newest]
+    return current, len(recs) - len(current)
+
+
 def failure_rate(scores: Scores) -> float:
     return (scores.errors + scores.parse_failures) / scores.n if scores.n else 0.0
 
@@ -64,9 +72,7 @@ def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int 
         groups[r["config"]].append(r)
     out = []
     for config, recs in sorted(groups.items()):
-        newest = recs[-1].get("settings")
-        current = [r for r in recs if r.get("settings") == newest]
-        stale = len(recs) - len(current)
+        current, stale = current_settings(recs)
         current.sort(key=lambda r: r["sample_id"])
         task = get_task(current[0]["task"])
         errors = [r.get("error") for r in current]

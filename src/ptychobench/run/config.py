@@ -198,6 +198,9 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
             _check(any(s in ADAPTER_STRATEGIES for s in exp.strategies), where,
                    "'adapter' is used by the sft and sft+icl strategies only; add one of them or remove it")
             _check(Path(exp.adapter).expanduser().is_dir(), where, f"adapter folder {exp.adapter} does not exist")
+            _check((Path(exp.adapter).expanduser() / "adapter_config.json").is_file(), where,
+                   f"adapter folder {exp.adapter} has no adapter_config.json; is it a LoRA adapter saved by "
+                   "ptychobench train (peft save_pretrained)?")
     _options(where, "sft", exp.sft, SFT_KEYS | {f.name for f in fields(Recipe)}, "fine-tuning")
     _options(where, "probe_options", exp.probe_options,
              frozenset().union(*(BASELINES[b].options for b in exp.baselines)), f"baselines {exp.baselines}")

@@ -212,8 +212,8 @@ class Runner:
             selector = make_selector(c.selector, seed=c.seed, **exp.selector_options)
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
         meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model,
-                "adapter": str(adapter) if adapter else None, "decoding": self.cfg.generation().as_dict(), "fingerprint": backend.fingerprint(),
-                **self._run_meta()}
+                "adapter": str(adapter) if adapter else None, "decoding": self.cfg.generation().as_dict(),
+                "fingerprint": backend.fingerprint(), **self._run_meta()}
         if adapter:
             meta["adapter_training"] = trained
         components = {**self._dataset_component(), "model": backend.fingerprint(),
