@@ -353,6 +353,11 @@ def test_second_live_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_datas
             Runner(cfg, tmp_path / "run").run()
         assert not (tmp_path / "run" / "predictions.jsonl").exists() or \
             (tmp_path / "run" / "predictions.jsonl").read_text() == ""
+        import yaml
+
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg.raw))
+        res = _run_cli("run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
+        assert "another ptychobench run" in res.output and res.exit_code == 2
     assert Runner(cfg, tmp_path / "run").run()["ran"] == 1
 
 

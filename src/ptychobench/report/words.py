@@ -27,7 +27,7 @@ def run_warnings(results: list[ConfigScores]) -> list[str]:
                          "never ranked best.")
         if r.stale:
             lines.append(f"`{r.config}`: {r.stale} record(s) made under older settings are left out of its score.")
-    return lines + ([""] if lines else [])
+    return [x for line in lines for x in (line, "")]  # each its own paragraph
 
 
 def summary_in_words(results: list[ConfigScores], comps: list[Comparison]) -> list[str]:
