@@ -483,3 +483,17 @@ def test_score_formats(tiny_dataset, tmp_path):
     narrow = runner.invoke(app, ["score", str(tmp_path / "r")], env={"COLUMNS": "80"})
     assert "params/knn-vote/knn-vote/-/k0/seed0/nall" in narrow.output, "80 columns dropped the config"
     assert max(len(line) for line in narrow.output.splitlines()) <= 80
+
+
+def test_server_error_text_is_scrubbed_and_capped():
+    from types import SimpleNamespace
+
+    class Failing:
+        def create(self, **kwargs):
+            raise RuntimeError(f"400 from http://bob:{PASSWORD}@srv/v1: headers {{'Authorization': 'Bearer {SECRET}'}} "
+                               + "<html>" + "x" * 5000)
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=Failing()))
+    b = OpenAIBackend("m", base_url="http://srv/v1", client=client, max_retries=0)
+    (g,) = b.generate([[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]])
+    assert g.error and PASSWORD not in g.error and SECRET not in g.error and len(g.error) < 600
