@@ -497,3 +497,24 @@ def test_server_error_text_is_scrubbed_and_capped():
     b = OpenAIBackend("m", base_url="http://srv/v1", client=client, max_retries=0)
     (g,) = b.generate([[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]])
     assert g.error and PASSWORD not in g.error and SECRET not in g.error and len(g.error) < 600
+
+
+def test_lock_of_a_killed_process_is_taken_over(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    lock_path = tmp_path / "predictions.lock"
+    code = ("import sys, time; from ptychobench.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(120)")
+    owner = subprocess.Popen([sys.executable, "-c", code, str(lock_path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert owner.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"pid {owner.pid}"):
+            RunLock(lock_path).acquire()
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    with RunLock(lock_path):  # the dead owner's lock file is still there; its lock is not
+        assert f"pid {os.getpid()}" in lock_path.read_text()
