@@ -138,29 +138,74 @@ def _print_dataset_summary(manifest: dict, root: Path) -> None:
 def score_cmd(
     run: Path = typer.Argument(..., help="Run folder (all its prediction stores) or one store file."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    fmt: str = typer.Option("table", "--format", help="table, wide (every column, no wrapping), csv or json."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Score a run's stored predictions: micro/macro F1 with 95% bootstrap CI, parse failures.
 
     Example: ptychobench score runs/default
+    Example: ptychobench score runs/default --format csv > scores.csv
     """
     from .eval.score import score_records
-    from .eval.store import read_run
+    from .eval.store import read_run, write_atomic
 
+    if fmt not in ("table", "wide", "csv", "json"):
+        raise ConfigError(f"--format {fmt!r}: choose table, wide, csv or json")
     results = score_records(read_run(run), seed=seed)
+    if fmt == "json":
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
+    elif fmt == "csv":
+        typer.echo(_scores_csv(results), nl=False)
+    else:
+        _scores_table(run, results, wide=fmt == "wide")
+    if json_out:
+        write_atomic(json_out, json.dumps([r.as_dict() for r in results], indent=1))
+
+
+_SCORE_COLUMNS = ("task", "config", "n", "micro_f1", "ci_low", "ci_high", "macro_f1", "exact_match",
+                  "parse_failures", "errors", "failure_rate", "failed")
+
+
+def _score_row(r) -> list:
+    s = r.scores
+    lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
+    return [r.task, r.config, s.n, s.micro_f1, lo, hi, s.macro_f1, s.exact_match, s.parse_failures, s.errors,
+            r.failure_rate, r.failed]
+
+
+def _scores_csv(results) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_SCORE_COLUMNS)
+    w.writerows(_score_row(r) for r in results)
+    return buf.getvalue()
+
+
+def _scores_table(run: Path, results, wide: bool) -> None:
+    """The scores as a table. On a narrow terminal (under a scheduler's 80 columns) rich
+    would squeeze the config column to nothing, so each row gets a number instead and
+    the configs are listed under the table, whole."""
+    out = Console(width=max(200, console.width), soft_wrap=True) if wide else console
+    narrow = not wide and out.width < 120
     table = Table(title=f"scores: {run}")
-    for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
-        table.add_column(col, justify="right" if col not in ("task", "config") else "left",
-                         overflow="fold", no_wrap=col not in ("config",))
-    for r in results:
+    first = ("#",) if narrow else ("task", "config")
+    for col in (*first, "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
+        table.add_column(col, justify="left" if col in ("task", "config") else "right", no_wrap=True)
+    for i, r in enumerate(results, 1):
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
-        table.add_row(r.task, r.config, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+        mark = " [red](failed)[/]" if r.failed else ""
+        head = (str(i),) if narrow else (r.task, r.config + mark)
+        table.add_row(*head, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
                       f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
-    console.print(table)
-    if json_out:
-        json_out.write_text(json.dumps([{"config": r.config, "task": r.task, "meta": r.meta,
-                                         **r.scores.as_dict()} for r in results], indent=1))
+    out.print(table)
+    if narrow:
+        for i, r in enumerate(results, 1):
+            out.print(f"{i:>3}  {r.config}" + ("  [red](failed)[/]" if r.failed else ""), soft_wrap=True,
+                      highlight=False)
 
 
 @command("generate")
@@ -276,6 +321,9 @@ def run_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run only this worker's share of the grid."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends (not for shards)."),
+    allow_failures: bool = typer.Option(False, "--allow-failures",
+                                        help="Exit 0 even when cells fail (errors + unparseable replies "
+                                             "above max_failure_rate)."),
 ) -> None:
     """Run a grid of experiments into a prediction store, then write the report.
 
@@ -305,6 +353,11 @@ def run_command(
         console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name})")
     elif sh is not None:
         console.print(f"shard {sh[0]}/{sh[1]} done; when all shards are done: ptychobench report {run_dir}")
+    if summary.get("failed") and not allow_failures:
+        _fail(f"{len(summary['failed'])} cell(s) failed (errors + unparseable replies above max_failure_rate "
+              f"{cfg.max_failure_rate:g}): {', '.join(summary['failed'][:3])}"
+              f"{' ...' if len(summary['failed']) > 3 else ''}; see the store's 'error' fields, or pass "
+              "--allow-failures", code=1)
 
 
 @command("report")

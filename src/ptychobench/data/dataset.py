@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,7 +42,7 @@ class Sample:
     text: str
     image: Path | None
     labels: frozenset[str]
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def to_record(self, image_root: Path | None = None) -> dict[str, Any]:
         image = None
@@ -61,6 +64,13 @@ class Dataset:
     root: Path
     manifest: dict[str, Any]
     splits: dict[tuple[str, str], list[Sample]]
+
+    def __repr__(self) -> str:
+        """A few lines, not every sample (the default repr of sim-v1 was 930k characters)."""
+        sizes = ", ".join(f"{t} {len(self.splits[(t, 'train')])}/{len(self.splits[(t, 'test')])}"
+                          for t in self.tasks)
+        digest = str(self.manifest.get("content_hash") or "")[:12]
+        return f"Dataset({self.name!r}, root={str(self.root)!r}, train/test: {sizes}, hash={digest!r})"
 
     @property
     def name(self) -> str:
@@ -105,6 +115,40 @@ def content_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_file_name(sample_id: str) -> str:
+    """A file name for a sample id that cannot leave its folder: no separators, no ``..``,
+    no leading dot, bounded length; an id that had to change gets a short hash of the
+    original, so two ids never map to one file."""
+    name = _UNSAFE.sub("_", sample_id).lstrip(".")[:80]
+    if name != sample_id or not name:
+        name = f"{name or 'sample'}-{hashlib.sha256(sample_id.encode()).hexdigest()[:8]}"
+    return name
+
+
+def inside(path: Path, root: Path) -> bool:
+    """``path`` (as written, ``..`` resolved lexically) lies within ``root``."""
+    p = os.path.normpath(os.path.abspath(path))
+    r = os.path.normpath(os.path.abspath(root))
+    return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """All of ``text`` or the old file: a temp file beside it, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def label_counts(samples: Iterable[Sample], task: str) -> dict[str, int]:
     counts = {label: 0 for label in get_task(task).labels}
     for s in samples:
@@ -135,14 +179,14 @@ def write_dataset(
             for s in by_split.get((task, split), []):
                 if s.image is not None:
                     images.mkdir(parents=True, exist_ok=True)
-                    dest = images / f"{s.id}{s.image.suffix.lower() or '.png'}"
+                    dest = images / f"{safe_file_name(s.id)}{s.image.suffix.lower() or '.png'}"
                     if Path(s.image).resolve() != dest.resolve():
                         shutil.copyfile(s.image, dest)
                     s = Sample(s.id, s.split, s.task, s.sample_type, s.text, dest, s.labels, s.metadata)
                 rows.append(json.dumps(s.to_record(out / task), ensure_ascii=False, sort_keys=True))
             path = out / task / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+            write_text_atomic(path, "".join(r + "\n" for r in rows))
     manifest = {
         "name": name,
         "version": version,
@@ -155,67 +199,84 @@ def write_dataset(
         "content_hash": content_hash(out),
         **(extra or {}),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _read_split(path: Path, task: str, split: str, check_images: bool) -> list[Sample]:
+def _read_split(path: Path, task: str, split: str, check_images: bool, root: Path | None = None) -> list[Sample]:
     spec = get_task(task)
     allowed = set(spec.labels)
     samples: list[Sample] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{where}: not valid JSON ({e.msg}); fix or remove the line") from None
-            if not isinstance(rec, dict):
-                raise DatasetError(f"{where}: expected a JSON object per line")
-            for key in ("id", "labels"):
-                if key not in rec:
-                    raise DatasetError(f"{where}: missing field {key!r}")
-            sid = str(rec["id"])
-            if sid in seen:
-                raise DatasetError(f"{where}: duplicate sample id {sid!r} in {split}; ids must be unique")
-            seen.add(sid)
-            labels = rec["labels"]
-            if not isinstance(labels, list):
-                raise DatasetError(f"{where}: 'labels' must be a list")
-            unknown = [x for x in labels if x not in allowed]
-            if unknown:
-                raise DatasetError(
-                    f"{where}: sample {sid!r} has unknown label(s) {unknown}; "
-                    f"the {task} task allows: {', '.join(spec.labels)}"
-                )
-            image = None
-            if spec.modality == "image":
-                if not rec.get("image"):
-                    raise DatasetError(f"{where}: sample {sid!r} of the image task has no 'image'")
-                image = (path.parent / rec["image"]).resolve()
-                if check_images:
-                    check_image(image, where, sid)
-            samples.append(
-                Sample(
-                    id=sid,
-                    split=split,
-                    task=task,
-                    sample_type=str(rec.get("sample_type") or "unknown"),
-                    text=str(rec.get("text") or ""),
-                    image=image,
-                    labels=frozenset(labels),
-                    metadata=rec.get("metadata") or {},
-                )
+    root = root if root is not None else path.parent.parent
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{where}: not valid JSON ({e.msg}); fix or remove the line") from None
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{where}: expected a JSON object per line")
+        for key in ("id", "labels"):
+            if key not in rec:
+                raise DatasetError(f"{where}: missing field {key!r}")
+        if not isinstance(rec["id"], (str, int)) or isinstance(rec["id"], bool) or str(rec["id"]) == "":
+            raise DatasetError(f"{where}: 'id' must be a non-empty string")
+        sid = str(rec["id"])
+        if sid in seen:
+            raise DatasetError(f"{where}: duplicate sample id {sid!r} in {split}; ids must be unique")
+        seen.add(sid)
+        labels = rec["labels"]
+        if not isinstance(labels, list):
+            raise DatasetError(f"{where}: 'labels' must be a list")
+        unknown = [x for x in labels if not isinstance(x, str) or x not in allowed]
+        if unknown:
+            raise DatasetError(
+                f"{where}: sample {sid!r} has unknown label(s) {unknown}; "
+                f"the {task} task allows: {', '.join(spec.labels)}"
             )
+        image = None
+        if spec.modality == "image":
+            if not rec.get("image") or not isinstance(rec["image"], str):
+                raise DatasetError(f"{where}: sample {sid!r} of the image task has no 'image' path")
+            if Path(rec["image"]).is_absolute() or not inside(path.parent / rec["image"], root):
+                raise DatasetError(f"{where}: image {rec['image']!r} of sample {sid!r} lies outside the dataset "
+                                   f"folder {root}; image paths are relative to the split file, inside the dataset")
+            image = (path.parent / rec["image"]).resolve()
+            if check_images:
+                check_image(image, where, sid)
+        samples.append(
+            Sample(
+                id=sid,
+                split=split,
+                task=task,
+                sample_type=str(rec.get("sample_type") or "unknown"),
+                text=str(rec.get("text") or ""),
+                image=image,
+                labels=frozenset(labels),
+                metadata=_metadata(rec.get("metadata"), where),
+            )
+        )
     if not samples:
         raise DatasetError(f"{path}: the {task}/{split} split is empty; every split needs samples")
     return samples
+
+
+def _metadata(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DatasetError(f"{where}: 'metadata' must be a JSON object")
+    return value
 
 
 def check_image(image: Path, where: str, sid: str) -> None:
@@ -224,7 +285,7 @@ def check_image(image: Path, where: str, sid: str) -> None:
     try:
         with Image.open(image) as im:
             im.verify()
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:  # PIL raises SyntaxError on a bad PNG
         raise DatasetError(f"{where}: image of sample {sid!r} is unreadable ({image}): {e}") from None
 
 
@@ -240,18 +301,26 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
         raise DatasetError(f"{manifest_path}: no manifest; is {root} a ptychobench dataset?") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{manifest_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{manifest_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{manifest_path}: expected a JSON object")
     for key in ("name", "tasks"):
         if key not in manifest:
             raise DatasetError(f"{manifest_path}: missing field {key!r}")
+    if not isinstance(manifest["name"], str) or not isinstance(manifest["tasks"], list):
+        raise DatasetError(f"{manifest_path}: 'name' must be a string and 'tasks' a list")
+    if not manifest["tasks"]:
+        raise DatasetError(f"{manifest_path}: 'tasks' is empty; a dataset has at least one task")
     splits: dict[tuple[str, str], list[Sample]] = {}
     for task in manifest["tasks"]:
-        if task not in TASKS:
+        if not isinstance(task, str) or task not in TASKS:
             raise DatasetError(f"{manifest_path}: unknown task {task!r}; known: {', '.join(TASKS)}")
         for split in SPLITS:
             p = root / task / f"{split}.jsonl"
             if not p.is_file():
                 raise DatasetError(f"{p}: missing; a dataset needs train and test for every task")
-            splits[(task, split)] = _read_split(p, task, split, check_images)
+            splits[(task, split)] = _read_split(p, task, split, check_images, root)
         both = {s.id for s in splits[(task, "train")]} & {s.id for s in splits[(task, "test")]}
         if both:
             raise DatasetError(

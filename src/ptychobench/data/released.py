@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
-from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
 from ..tasks import PARAM_OPTIONS, TASKS, Task, get_task, label_key, option_letters
+from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
@@ -70,22 +70,30 @@ def strip_option_list(text: str) -> str:
 
 def _parts(turn: dict, where: str) -> tuple[str, list[str]]:
     content = turn.get("content")
+    if isinstance(content, list) and not all(isinstance(p, dict) for p in content):
+        raise DatasetError(f"{where}: each part of 'content' must be a JSON object")
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
         raise DatasetError(f"{where}: 'content' must be a list of parts or a string")
     texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    if not all(isinstance(t, str) for t in texts):
+        raise DatasetError(f"{where}: a text part's 'text' must be a string")
     images = [
         p.get("image_path") or p.get("image") or p.get("path")
         for p in content
         if isinstance(p, dict) and p.get("type") == "image"
     ]
+    if not all(isinstance(i, str) for i in images if i):
+        raise DatasetError(f"{where}: an image part's path must be a string")
     return "\n".join(texts), [str(i) for i in images if i]
 
 
 def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, task_name: str | None) -> list[Sample]:
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     if not isinstance(records, list) or not records:
@@ -95,8 +103,8 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
     for i, rec in enumerate(records):
         where = f"{path} record {i}"
         msgs = rec.get("messages") if isinstance(rec, dict) else None
-        if not isinstance(msgs, list) or len(msgs) < 2:
-            raise DatasetError(f"{where}: expected 'messages' with a user and an assistant turn")
+        if not isinstance(msgs, list) or len(msgs) < 2 or not all(isinstance(m, dict) for m in msgs):
+            raise DatasetError(f"{where}: expected 'messages', a list of turn objects (a user and an assistant turn)")
         user = next((m for m in msgs if m.get("role") == "user"), None)
         assistant = next((m for m in reversed(msgs) if m.get("role") == "assistant"), None)
         if user is None or assistant is None:
@@ -105,8 +113,13 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
         answer, _ = _parts(assistant, where)
         task = get_task(task_name or ("artifacts" if image_refs else "params"))
         labels = strict_labels(task, answer, where)
+        if not isinstance(rec.get("metadata") or {}, dict):
+            raise DatasetError(f"{where}: 'metadata' must be a JSON object")
         meta: dict[str, Any] = dict(rec.get("metadata") or {})
-        sid = str(meta.pop("ptychobench_id", None) or meta.get("sample_id") or f"{split}-{i:04d}")
+        raw_id = meta.pop("ptychobench_id", None) or meta.get("sample_id")
+        if raw_id is not None and (not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool)):
+            raise DatasetError(f"{where}: metadata 'sample_id' must be a string, got {type(raw_id).__name__}")
+        sid = str(raw_id or f"{split}-{i:04d}")
         base, n = sid, 2
         while sid in ids:  # several images of one physical sample share a sample_id
             sid, n = f"{base}#{n}", n + 1

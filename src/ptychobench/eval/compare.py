@@ -9,9 +9,12 @@ from dataclasses import dataclass
 
 from ..tasks import get_task
 from .metrics import paired_bootstrap
-from .score import ConfigScores
+from .score import ConfigScores, current_settings
 
 ALPHA = 0.05
+#: below this many paired samples a p-value is reported but no verdict is drawn from it: a
+#: 4-sample comparison "significant at p = 0.016" says more about the bootstrap than the models
+MIN_N = 20
 
 
 @dataclass
@@ -29,16 +32,27 @@ class Comparison:
     d: float | None
 
     @property
+    def small(self) -> bool:
+        return self.n < MIN_N
+
+    @property
     def verdict(self) -> str:
+        if self.small:
+            return f"too few samples for a verdict (n = {self.n} < {MIN_N})"
         if self.p >= ALPHA:
             return "no significant difference"
         return "A better" if self.diff > 0 else "B better"
 
 
 def by_config(records: list[dict]) -> dict[str, dict[str, dict]]:
-    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    """Each cell's records by sample id, under the cell's newest settings only (as scored)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
-        out[r["config"]][r["sample_id"]] = r
+        groups[r["config"]].append(r)
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for config, recs in groups.items():
+        for r in current_settings(recs)[0]:
+            out[config][r["sample_id"]] = r
     return out
 
 
@@ -86,8 +100,9 @@ def paired_comparisons(results: list[ConfigScores], recs: dict[str, dict[str, di
                 add("SFT 0-shot vs base 0-shot", r, zs[0])
     # the best model-based cell against the best baseline, per task
     for task in sorted({r.task for r in results}):
-        models = [r for r in results if r.task == task and r.meta.get("family") != "baseline"]
-        bases = [r for r in results if r.task == task and r.meta.get("family") == "baseline"]
+        ok = [r for r in results if r.task == task and not r.failed]
+        models = [r for r in ok if r.meta.get("family") != "baseline"]
+        bases = [r for r in ok if r.meta.get("family") == "baseline"]
         if models and bases:
             add("best model cell vs best baseline",
                 max(models, key=lambda x: x.scores.micro_f1), max(bases, key=lambda x: x.scores.micro_f1))

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import StoreError
+from ..tasks import TASKS
 
-#: 1: the first round's untyped dicts (no ``version`` key); 2: adds ``version`` and ``components``.
-RECORD_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 1: the first round's untyped dicts (no ``version`` key); 2: adds ``version`` and ``components``;
+#: 3: adds ``settings``, the hash of every setting that changes the prediction (``run.settings``).
+RECORD_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class PredictionRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     #: the settings of every component that made the prediction (see module doc)
     components: dict[str, Any] = field(default_factory=dict)
+    #: hash of the cell's settings: a rerun reuses this record only under the same hash
+    settings: str | None = None
     version: int = RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +55,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "labels": (list,), "parse_ok": (bool,), "reply": (str,), "error": (str, type(None)),
     "seconds": (int, float), "prompt_hash": (str, type(None)), "demos": (list,),
     "prompt_tokens": (int, type(None)), "completion_tokens": (int, type(None)), "meta": (dict,),
-    "components": (dict,), "version": (int,),
+    "components": (dict,), "settings": (str, type(None)), "version": (int,),
 }
 _REQUIRED = ("config", "sample_id", "task", "gold", "labels")
 
@@ -68,9 +72,14 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
         raise StoreError(f"{where}: prediction record lacks {', '.join(missing)}")
+    if rec["task"] not in TASKS:
+        raise StoreError(f"{where}: unknown task {rec['task']!r}; known: {', '.join(TASKS)}")
     known = {f.name for f in fields(PredictionRecord)}
     for key, value in rec.items():
         if key in known and not isinstance(value, _TYPES[key]):
             raise StoreError(f"{where}: field {key!r} is {type(value).__name__}, expected "
                              f"{' or '.join(t.__name__ for t in _TYPES[key])}")
+    for key in ("gold", "labels"):
+        if not all(isinstance(x, str) for x in rec[key]):
+            raise StoreError(f"{where}: field {key!r} must be a list of label strings")
     return rec

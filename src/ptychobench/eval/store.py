@@ -6,7 +6,9 @@ mid-write leaves at most a torn last line without its newline; opening the store
 tail off, so a resumed run re-does exactly that sample: nothing lost, duplicated or corrupt.
 
 A record whose generation failed (``error`` set) is kept and counted, and a rerun tries
-that sample again; the newest record for a key wins. Scoring reads only the store.
+that sample again; the newest record for a key wins. A record made under other settings
+(its ``settings`` hash differs from the cell's now) is not reused: the sample is redone.
+Scoring reads only the store. No line carries a secret: each is scrubbed as it is written.
 """
 
 from __future__ import annotations
@@ -14,13 +16,35 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import StoreError
+from ..models.openai_api import scrub_secrets
 from .record import PredictionRecord, check_record
 
 STORE_GLOB = "predictions*.jsonl"
+_SHARD = re.compile(r"predictions-shard(\d+)of(\d+)\.jsonl$")
+
+
+def write_atomic(path: Path | str, data: str | bytes) -> Path:
+    """Write a whole file or nothing: a temp file in the same folder, flushed, then
+    ``os.replace``d over ``path``, so a killed writer never leaves a 0-byte or half file."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _key(rec: dict[str, Any]) -> tuple[str, str]:
@@ -36,6 +60,7 @@ class PredictionStore:
         for lineno, rec in _read_lines(self.path, numbered=True):
             if not isinstance(rec, dict) or not isinstance(rec.get("config"), str) or "sample_id" not in rec:
                 raise StoreError(f"{self.path}:{lineno}: not a prediction record (needs 'config' and 'sample_id')")
+            self._latest.pop(_key(rec), None)
             self._latest[_key(rec)] = rec
 
     def _repair_tail(self) -> None:
@@ -56,10 +81,16 @@ class PredictionStore:
     def get(self, config: str, sample_id: str) -> dict[str, Any] | None:
         return self._latest.get((config, sample_id))
 
-    def is_done(self, config: str, sample_id: str) -> bool:
-        """Stored without an error: a rerun skips it."""
+    def is_done(self, config: str, sample_id: str, settings: str | None = None) -> bool:
+        """Stored without an error (and, given ``settings``, under those settings): a rerun
+        skips it. A record of another settings hash, or of an old store without one, is redone."""
         rec = self._latest.get((config, sample_id))
-        return rec is not None and not rec.get("error")
+        return (rec is not None and not rec.get("error")
+                and (settings is None or rec.get("settings") == settings))
+
+    def touch(self) -> None:
+        """Create the (empty) store file: a shard with no cells still shows it finished."""
+        self.path.touch(exist_ok=True)
 
     def append(self, record: PredictionRecord | dict[str, Any]) -> None:
         if isinstance(record, PredictionRecord):
@@ -67,7 +98,7 @@ class PredictionStore:
         for key in ("config", "sample_id"):
             if key not in record:
                 raise StoreError(f"{self.path}: a prediction record needs {key!r}")
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        line = (scrub_secrets(json.dumps(record, ensure_ascii=False, sort_keys=True)) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -78,6 +109,7 @@ class PredictionStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self._latest.pop(_key(record), None)  # newest last: scoring reads a cell's newest settings
         self._latest[_key(record)] = record
 
     def records(self) -> list[dict[str, Any]]:
@@ -105,16 +137,36 @@ def _read_lines(path: Path, numbered: bool = False) -> Iterator[Any]:
         yield (lineno, rec) if numbered else rec
 
 
-def read_run(run: Path | str) -> list[dict[str, Any]]:
-    """All records of a run folder (every shard's store merged) or of one store file."""
+def missing_shards(files: Iterable[Path]) -> list[str]:
+    """The shard stores a run folder should hold but does not (from the i-of-n names present)."""
+    have: dict[int, set[int]] = {}
+    for f in files:
+        m = _SHARD.match(f.name)
+        if m:
+            have.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+    return [f"predictions-shard{i}of{n}.jsonl" for n, got in sorted(have.items()) for i in range(n) if i not in got]
+
+
+def read_run(run: Path | str, allow_partial: bool = False) -> list[dict[str, Any]]:
+    """All records of a run folder (every shard's store merged) or of one store file, the
+    newest record of each (cell, sample) last. A folder with some shards' stores but not
+    all is an error (its scores would silently cover part of the grid) unless ``allow_partial``."""
     run = Path(run)
+    if not run.exists():
+        raise StoreError(f"{run}: no such run folder or store file")
     files: Iterable[Path] = [run] if run.is_file() else sorted(run.glob(STORE_GLOB))
     files = list(files)
     if not files:
         raise StoreError(f"{run}: no prediction store ({STORE_GLOB}) here")
+    missing = [] if run.is_file() else missing_shards(files)
+    if missing and not allow_partial:
+        raise StoreError(f"{run}: shard store(s) {', '.join(missing)} missing; run those shards "
+                         "(ptychobench run CONFIG --out RUN --shard i/n) before scoring, or score the shards present "
+                         "one store file at a time")
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for f in files:
         for lineno, rec in _read_lines(f, numbered=True):
             rec = check_record(rec, f"{f}:{lineno}")
+            latest.pop(_key(rec), None)
             latest[_key(rec)] = rec
     return list(latest.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,30 @@ from .base import GREEDY, Conversation, Generation, GenerationConfig
 from .chat import to_openai_messages
 
 OPENAI_URL = "https://api.openai.com/v1"
+#: what a server's error text may carry that must never reach a store, a report or a log:
+#: credentials in URLs, bearer tokens, API keys (named or OpenAI-shaped)
+_SECRETS = (
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]*@"), r"\1***:***@"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),
+    (re.compile(r"(?i)(api[_-]?key|authorization|x-api-key|password|token)([\"']?\s*[:=]\s*[\"']?)"
+                r"(?!\*\*\*)(?!bearer\b|basic\b)[^\"'\s,}&]+"), r"\1\2***"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-***"),
+)
+#: server error text kept in a record: enough to diagnose, never a whole HTML page
+MAX_ERROR_CHARS = 500
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with credentials, tokens and keys replaced by ``***``."""
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def scrub_error(exc: BaseException) -> str:
+    """One line naming the error, its secrets scrubbed and its length capped."""
+    text = scrub_secrets(" ".join(f"{type(exc).__name__}: {exc}".split()))
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + " ..."
 
 
 def _retryable(exc: Exception) -> bool:
@@ -59,7 +84,7 @@ class OpenAIBackend:
         self._rng_lock = threading.Lock()
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"backend": "openai", "model": self.model, "base_url": self.base_url, "adapter": None}
+        return {"backend": "openai", "model": self.model, "base_url": scrub_secrets(self.base_url), "adapter": None}
 
     def _request(self, conv: Conversation, config: GenerationConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(conv),
@@ -75,22 +100,27 @@ class OpenAIBackend:
         return kwargs
 
     def _sleep_before(self, attempt: int, exc: Exception) -> None:
+        time.sleep(self._delay(attempt, exc))
+
+    def _delay(self, attempt: int, exc: Exception) -> float:
+        """Exponential backoff with jitter (concurrent workers do not retry in lockstep), but
+        never shorter than the server's ``Retry-After``: asked to wait, we wait at least that."""
         delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
-        retry_after = getattr(getattr(exc, "response", None), "headers", {}) or {}
-        try:
-            delay = max(delay, float(retry_after.get("retry-after", 0)))
-        except (TypeError, ValueError):
-            pass
         with self._rng_lock:
-            delay *= 0.5 + self._rng.random()  # jitter: concurrent workers do not retry in lockstep
-        time.sleep(delay)
+            delay *= 0.5 + self._rng.random()
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        try:
+            retry_after = float(headers.get("retry-after", 0) or 0)
+        except (TypeError, ValueError, AttributeError):
+            retry_after = 0.0
+        return max(delay, retry_after)
 
     def _one(self, conv: Conversation, config: GenerationConfig) -> Generation:
         t0 = time.perf_counter()
         try:
             kwargs = self._request(conv, config)
         except Exception as e:  # noqa: BLE001 - e.g. a missing image file
-            return Generation(error=f"{type(e).__name__}: {e}")
+            return Generation(error=scrub_error(e))
         errors: list[str] = []
         for attempt in range(self.max_retries + 1):
             try:
@@ -105,7 +135,7 @@ class OpenAIBackend:
                     extra={"attempts": attempt + 1, "finish_reason": choice.finish_reason,
                            **({"retried_after": errors} if errors else {})})
             except Exception as e:  # noqa: BLE001
-                errors.append(f"{type(e).__name__}: {e}")
+                errors.append(scrub_error(e))
                 if not _retryable(e) or attempt == self.max_retries:
                     break
                 self._sleep_before(attempt, e)

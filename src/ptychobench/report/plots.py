@@ -121,10 +121,16 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
 
 
 def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
+    import io
+
     import matplotlib.pyplot as plt
 
+    from ..eval.store import write_atomic
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_atomic(path, buf.getvalue())  # never a 0-byte PNG from a killed run
     plt.close(fig)
     return caption, path
 

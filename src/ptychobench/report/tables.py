@@ -17,7 +17,8 @@ def main_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
     rows = []
     for task in sorted({r.task for r in results}):
         rs = [r for r in results if r.task == task]
-        best = max(rs, key=lambda r: r.scores.micro_f1)
+        # a failed cell (too many errors or unparseable replies) is never the best
+        best = max((r for r in rs if not r.failed), key=lambda r: r.scores.micro_f1, default=None)
         for r in sorted(rs, key=lambda r: (FAMILY_ORDER.index(r.meta.get("family", "baseline"))
                                            if r.meta.get("family") in FAMILY_ORDER else 9,
                                            str(r.meta.get("model")), str(r.meta.get("selector")),
@@ -29,7 +30,7 @@ def main_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
                 "selector": m.get("selector") or "", "k": m.get("k", 0), "seed": m.get("seed", 0),
                 "n_train": m.get("n_train", m.get("train_size")), "n": s.n, "micro_f1": s.micro_f1, "ci": (lo, hi),
                 "macro_f1": s.macro_f1, "exact": s.exact_match, "parse_fail": s.parse_failures,
-                "errors": s.errors, "best": r is best, "config": r.config,
+                "errors": s.errors, "best": r is best, "config": r.config, "failed": r.failed,
             })
     return rows
 
@@ -39,7 +40,7 @@ HEAD = ["task", "model", "strategy", "selector", "k", "seed", "n train", "n test
 
 
 def row_cells(row: dict[str, Any]) -> list[str]:
-    star = " ★" if row["best"] else ""
+    star = " ★" if row["best"] else (" (failed)" if row.get("failed") else "")
     return [row["task"], str(row["model"]), row["strategy"], row["selector"], str(row["k"]), str(row["seed"]),
             str(row["n_train"]), str(row["n"]), f"{row['micro_f1']:.3f}{star}",
             f"[{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]", f"{row['macro_f1']:.3f}", f"{row['exact']:.3f}",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..eval.compare import by_config, paired_comparisons
 from ..eval.score import score_records
-from ..eval.store import read_run
+from ..eval.store import read_run, write_atomic
 from .plots import make_plots
 from .tables import (
     ADAPTER_HEAD,
@@ -48,8 +48,8 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
     rows = main_rows(results)
     adapter_table = [adapter_cells(a) for a in adapters]
 
-    (run_dir / "scores.json").write_text(json.dumps(
-        [{"config": r.config, "task": r.task, "meta": r.meta, **r.scores.as_dict()} for r in results], indent=1))
+    # every file whole or not at all (a kill mid-write left a 0-byte PNG, new plots with an old page)
+    write_atomic(run_dir / "scores.json", json.dumps([r.as_dict() for r in results], indent=1))
     md = ["# PtychoBench report", "", f"Run folder: `{run_dir}`; {len(records)} stored predictions in "
           f"{len(results)} cells (every shard's store merged).", "", "## Summary", "", *words,
           "## Main table", "", "micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test samples); "
@@ -61,7 +61,7 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
     md_path = run_dir / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
+    write_atomic(md_path, "\n".join(md) + "\n")
 
     def para(line: str) -> str:
         text = html.escape(line)
@@ -84,6 +84,6 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
         body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     html_path = run_dir / "report.html"
-    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>PtychoBench report</title>"
+    write_atomic(html_path, f"<!doctype html><html><head><meta charset='utf-8'><title>PtychoBench report</title>"
                          f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     return {"md": md_path, "html": html_path, "scores": run_dir / "scores.json"}

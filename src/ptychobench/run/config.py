@@ -9,6 +9,7 @@ the experiment and the key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,16 @@ class RunConfig:
     max_new_tokens: int | None = None
     batch_size: int = 8
     limit: int | None = None  # first N test samples only (smoke tests)
+    #: a cell whose errors + unparseable replies pass this share is failed (never starred; run exits 1)
+    max_failure_rate: float = 0.2
     source: str = ""
+    #: the mapping as read from the file (the run folder keeps a copy, secrets removed)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        exps = ", ".join(e.label for e in self.experiments)
+        return (f"RunConfig({self.name!r}, dataset={self.dataset!r}, experiments=[{exps}], seeds={self.seeds}, "
+                f"train_sizes={self.train_sizes}, decoding={self.decoding!r}, limit={self.limit})")
 
     def generation(self) -> GenerationConfig:
         gen = DECODING_PRESETS[self.decoding]
@@ -86,12 +96,64 @@ def _options(where: str, key: str, given: Any, allowed: frozenset[str] | set[str
     _check(not bad, where, f"{key}: unknown option(s) {bad} for {owner}; allowed: {sorted(allowed) or 'none'}")
 
 
+#: OpenAI model names known to take text only (others, and local servers, are checked when run)
+_OPENAI_TEXT_ONLY = ("gpt-3.5", "gpt-4-0613", "gpt-4-32k", "o1-mini", "o3-mini", "text-", "davinci", "babbage")
+
+
+def _hf_config(target: str) -> dict[str, Any] | None:
+    """A hub model's config.json from a local folder or the local hub cache (no network)."""
+    folder = Path(target).expanduser()
+    path: Path | None = folder / "config.json" if folder.is_dir() else None
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(target, "config.json")
+            path = Path(cached) if isinstance(cached, str) else None
+        except Exception:  # noqa: BLE001 - a malformed id: the loader says so later
+            path = None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def takes_images(model: str, backend: str, modality: str | None) -> bool | None:
+    """Whether a model can read images, where that is known without loading it (None: unknown)."""
+    if modality is not None:
+        return modality == "vision"
+    target = model.partition(":")[2]
+    if backend == "llamacpp":
+        return False  # the llama.cpp backend sends text messages only
+    if backend == "openai":
+        return False if target.lower().startswith(_OPENAI_TEXT_ONLY) else None
+    if backend == "hf":
+        conf = _hf_config(target)
+        if conf is None:
+            return None
+        if "vision_config" in conf:
+            return True
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        return conf.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    return None
+
+
+def _looks_like_path(target: str) -> bool:
+    return target.startswith(("/", "./", "../", "~")) or target.count("/") > 1
+
+
 def _parse_experiment(e: Any, where: str) -> Experiment:
     _check(isinstance(e, dict), where, "must be a mapping")
     efields = {f.name for f in fields(Experiment)}
     bad = set(e) - efields
     _check(not bad, where, f"unknown key(s) {sorted(bad)}; allowed: {sorted(efields)}")
-    _check(e.get("task") in TASKS, where, f"task must be one of {list(TASKS)}")
+    _check(isinstance(e.get("task"), str) and e.get("task") in TASKS, where, f"task must be one of {list(TASKS)}")
+    for key in ("model", "name", "adapter"):
+        _check(e.get(key) is None or isinstance(e[key], str), where, f"{key} must be a string")
     e = dict(e)
     for key in ("strategies", "selectors", "k", "baselines"):
         if key in e:
@@ -123,8 +185,12 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
             spec = resolve_model(exp.model)
         except ModelError as err:
             raise ConfigError(f"{where}: {err}") from None
+        if spec.backend == "hf" and ":" in exp.model:
+            target = exp.model.partition(":")[2]
+            _check(not _looks_like_path(target) or Path(target).expanduser().is_dir(), where,
+                   f"model folder {target} does not exist")
         if modality == "image":
-            _check(spec.modality != "text", where,
+            _check(takes_images(exp.model, spec.backend, spec.modality) is not False, where,
                    f"model {exp.model!r} takes text only; the {exp.task} task needs a vision-language model")
         _options(where, "backend_options", exp.backend_options, BACKEND_OPTIONS[spec.backend], exp.model)
         if exp.adapter is not None:
@@ -132,6 +198,9 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
             _check(any(s in ADAPTER_STRATEGIES for s in exp.strategies), where,
                    "'adapter' is used by the sft and sft+icl strategies only; add one of them or remove it")
             _check(Path(exp.adapter).expanduser().is_dir(), where, f"adapter folder {exp.adapter} does not exist")
+            _check((Path(exp.adapter).expanduser() / "adapter_config.json").is_file(), where,
+                   f"adapter folder {exp.adapter} has no adapter_config.json; is it a LoRA adapter saved by "
+                   "ptychobench train (peft save_pretrained)?")
     _options(where, "sft", exp.sft, SFT_KEYS | {f.name for f in fields(Recipe)}, "fine-tuning")
     _options(where, "probe_options", exp.probe_options,
              frozenset().union(*(BASELINES[b].options for b in exp.baselines)), f"baselines {exp.baselines}")
@@ -141,26 +210,43 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    try:
+        return _parse_config(data, source)
+    except (TypeError, AttributeError) as e:  # a list or mapping where a name belongs, and the like
+        raise ConfigError(f"{source}: a value has the wrong type ({e}); see the config reference") from None
+
+
+def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
     _check(isinstance(data, dict), source, "the config must be a YAML mapping")
-    known = {f.name for f in fields(RunConfig)} - {"source"}
+    known = {f.name for f in fields(RunConfig)} - {"source", "raw"}
     unknown = set(data) - known
     _check(not unknown, source, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
     _check("name" in data and "dataset" in data, source, "needs 'name' and 'dataset'")
+    for key in ("name", "dataset"):
+        _check(isinstance(data[key], str) and data[key].strip() != "", source, f"{key} must be a non-empty string")
+    _check(isinstance(data.get("decoding", "greedy"), str), source, "decoding must be a name")
+    _check("/" not in data["name"] and "\\" not in data["name"] and not data["name"].startswith("."), source,
+           f"name {data['name']!r} must be a plain name (it names the default run folder runs/<name>)")
     _check("experiments" in data and data["experiments"], source, "needs a non-empty 'experiments' list")
     _check(data.get("decoding", "greedy") in DECODING_PRESETS, source,
            f"decoding must be one of {list(DECODING_PRESETS)}")
     exps = [_parse_experiment(e, f"{source}: experiments[{i}]") for i, e in enumerate(_list(data["experiments"]))]
-    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps, "source": source})
+    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps, "source": source,
+                       "raw": data})
     cfg.seeds = _list(cfg.seeds)
     cfg.train_sizes = _list(cfg.train_sizes)
     _check(all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds), source,
            f"seeds must be integers, got {cfg.seeds}")
     for n in cfg.train_sizes:
         _check(n == "all" or _positive_int(n), source, f"train size {n!r} must be 'all' or a positive int")
-    _check(cfg.limit is None or _positive_int(cfg.limit), source, f"limit must be a positive integer, got {cfg.limit!r}")
+    _check(cfg.limit is None or _positive_int(cfg.limit), source,
+           f"limit must be a positive integer, got {cfg.limit!r}")
     _check(cfg.max_new_tokens is None or _positive_int(cfg.max_new_tokens), source,
            f"max_new_tokens must be a positive integer, got {cfg.max_new_tokens!r}")
     _check(_positive_int(cfg.batch_size), source, f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    rate = cfg.max_failure_rate
+    _check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 1, source,
+           f"max_failure_rate must be a number in 0..1, got {rate!r}")
     return cfg
 
 

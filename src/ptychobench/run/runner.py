@@ -1,5 +1,11 @@
 """Execute the grid: one loaded model (or one baseline kind) at a time, every cell's
-predictions into the store, each record naming the settings that made it."""
+predictions into the store, each record naming the settings that made it.
+
+Integrity: one writer per store (``lock.RunLock``); each cell's settings hash
+(``settings.py``) decides what is done, so predictions made under other settings are
+never reused; the run folder keeps every config it ran under as
+``configs/config-<hash>.yaml`` (secrets removed), never overwriting one; and a cell whose
+errors and unparseable replies pass ``max_failure_rate`` is reported as failed."""
 
 from __future__ import annotations
 
@@ -10,13 +16,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import Dataset, Sample, load_dataset
+from ..errors import ConfigError, ModelError
 from ..eval.predict import make_record, predict
-from ..eval.store import PredictionStore
+from ..eval.score import ConfigScores, score_records
+from ..eval.store import PredictionStore, write_atomic
+from ..models.catalog import get_preset, resolve_model
 from ..names import BASELINES
 from ..paths import adapters_dir
 from ..tasks import get_task
 from .config import Experiment, RunConfig
 from .grid import Cell, expand, shard_cells, train_subset
+from .lock import RunLock
+from .settings import config_copy_text, settings_hash, short_hash
 
 
 def store_path(run_dir: Path, shard: tuple[int, int] | None) -> Path:
@@ -41,28 +52,80 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.shard = shard
         self.console = console or Console()
+        self.cells = shard_cells(expand(cfg), shard)
+        self.preflight()
         self.ds = load_dataset(cfg.dataset)
         self.store = PredictionStore(store_path(self.run_dir, shard))
-        self.cells = shard_cells(expand(cfg), shard)
+        dataset_hash = self.ds.manifest.get("content_hash")
+        self.settings = {c.config: settings_hash(cfg, c, cfg.experiments[c.exp], dataset_hash) for c in self.cells}
+
+    def __repr__(self) -> str:
+        shard = f", shard={self.shard[0]}/{self.shard[1]}" if self.shard else ""
+        return f"Runner({self.cfg.name!r}, dataset={self.ds.name!r}, {len(self.cells)} cells -> {self.run_dir}{shard})"
+
+    def preflight(self) -> None:
+        """What can be known to fail before anything runs or is written: an API model with
+        no key for OpenAI's own endpoint. (Names, options, adapters and image capability
+        are checked when the config is parsed.)"""
+        import os
+
+        for i, exp in enumerate(self.cfg.experiments):
+            if not exp.model or resolve_model(exp.model).backend != "openai":
+                continue
+            preset = get_preset(exp.model)
+            base = exp.backend_options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+            if not base and not exp.backend_options.get("api_key") and not os.environ.get("OPENAI_API_KEY"):
+                raise ConfigError(f"{self.cfg.source}: experiments[{i}]: model {exp.model!r} "
+                                  f"({preset.model if preset else exp.model} on api.openai.com) needs an API key: "
+                                  "set OPENAI_API_KEY, or a base_url for a local server")
+
+    def _lock_path(self) -> Path:
+        return self.store.path.with_suffix(".lock")
+
+    def _keep_config(self) -> Path:
+        """``configs/config-<hash>.yaml``: each config the folder ran under, written once."""
+        text = config_copy_text(self.cfg)
+        path = self.run_dir / "configs" / f"config-{short_hash(text)}.yaml"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text)
+        return path
 
     def _dataset_component(self) -> dict[str, Any]:
         return {"dataset": {"name": self.ds.name, "content_hash": self.ds.manifest.get("content_hash"),
                             "limit": self.cfg.limit}}
+
+    def _run_meta(self) -> dict[str, Any]:
+        """What ``report`` needs from the config, kept in each record: the threshold of a
+        failed cell, and whether the test set was cut."""
+        return {"max_failure_rate": self.cfg.max_failure_rate, "limit": self.cfg.limit}
 
     def test_samples(self, task: str) -> list[Sample]:
         test = self.ds.samples(task, "test")
         return test[: self.cfg.limit] if self.cfg.limit else test
 
     def pending(self) -> list[Cell]:
-        return [c for c in self.cells
-                if not all(self.store.is_done(c.config, s.id) for s in self.test_samples(c.task))]
+        return [c for c in self.cells if not all(self.store.is_done(c.config, s.id, self.settings[c.config])
+                                                 for s in self.test_samples(c.task))]
 
     def run(self) -> dict[str, Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(Path(self.cfg.source).read_text()
-                                                  if Path(self.cfg.source).is_file() else "")
+        with RunLock(self._lock_path()):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict[str, Any]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.store = PredictionStore(self.store.path)  # re-read under the lock: the last writer's lines count
+        self.store.touch()
+        kept = self._keep_config()
         t0 = time.perf_counter()
         todo = self.pending()
         self.console.print(f"[bold]{len(self.cells)}[/] cells, {len(self.cells) - len(todo)} already in the store, "
@@ -77,20 +140,36 @@ class Runner:
             for group_cells in groups.values():
                 self._run_group(group_cells, progress, grid)
         wall = time.perf_counter() - t0
+        failed = self.failed_cells()
+        for r in failed:
+            self.console.print(f"[bold red]failed cell[/] {r.config}: {r.scores.errors} error(s) and "
+                               f"{r.scores.parse_failures} unparseable repl(ies) of {r.scores.n} "
+                               f"({r.failure_rate:.0%} > {self.cfg.max_failure_rate:.0%})", highlight=False)
         summary = {"cells": len(self.cells), "ran": len(todo), "seconds": round(wall, 1),
-                   "store": str(self.store.path), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                   "store": str(self.store.path), "config": str(kept.relative_to(self.run_dir)),
+                   "failed": [r.config for r in failed], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with (self.run_dir / "runs.jsonl").open("a") as f:
             f.write(json.dumps(summary) + "\n")
         return summary
 
+    def failed_cells(self) -> list[ConfigScores]:
+        """This run's cells whose errors + unparseable replies pass ``max_failure_rate``."""
+        mine = {c.config for c in self.cells}
+        recs = [r for r in self.store.records() if r["config"] in mine]
+        if not recs:
+            return []
+        return [r for r in score_records(recs, ci=False, max_failure_rate=self.cfg.max_failure_rate) if r.failed]
+
     # one loaded model (or one baseline kind) at a time
     def _run_group(self, cells: list[Cell], progress, grid) -> None:
-        first = cells[0]
-        exp = self.cfg.experiments[first.exp]
-        if first.strategy in BASELINES:
-            for c in cells:
-                self._run_baseline(c, exp, progress, grid)
+        exp = self.cfg.experiments[cells[0].exp]
+        # an experiment with a model and baselines puts both kinds in one group
+        for c in [c for c in cells if c.strategy in BASELINES]:
+            self._run_baseline(c, exp, progress, grid)
+        cells = [c for c in cells if c.strategy not in BASELINES]
+        if not cells:
             return
+        first = cells[0]
         from ..models import load_backend
         from ..models.cpu import torch_threads
 
@@ -103,6 +182,9 @@ class Runner:
         trained = training_summary(adapter) if adapter else None  # one adapter for the group's cells
         progress.update(grid, description=f"loading {exp.model}{' + adapter' if adapter else ''}")
         backend = load_backend(exp.model, adapter=str(adapter) if adapter else None, **exp.backend_options)
+        if get_task(first.task).modality == "image" and getattr(backend, "vision", None) is False:
+            raise ModelError(f"model {exp.model!r} loaded as a text-only model; the {first.task} task needs a "
+                             "vision-language model (nothing was stored for its cells)")
         try:
             # on a shared CPU one thread can be several times faster than all (ptychobench.models.cpu)
             with torch_threads():
@@ -129,8 +211,9 @@ class Runner:
         if c.k > 0:
             selector = make_selector(c.selector, seed=c.seed, **exp.selector_options)
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
-        meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model, "adapter": str(adapter) if adapter else None,
-                "decoding": self.cfg.generation().as_dict(), "fingerprint": backend.fingerprint()}
+        meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model,
+                "adapter": str(adapter) if adapter else None, "decoding": self.cfg.generation().as_dict(),
+                "fingerprint": backend.fingerprint(), **self._run_meta()}
         if adapter:
             meta["adapter_training"] = trained
         components = {**self._dataset_component(), "model": backend.fingerprint(),
@@ -138,10 +221,11 @@ class Runner:
                       "selector": {**selector.describe(), "k": c.k} if selector else None,
                       "adapter": {"path": str(adapter), "sft": exp.sft, "training": trained} if adapter else None}
         bar = progress.add_task(f"  {c.config}", total=len(test))
-        progress.update(bar, completed=sum(self.store.is_done(c.config, s.id) for s in test))
+        settings = self.settings[c.config]
+        progress.update(bar, completed=sum(self.store.is_done(c.config, s.id, settings) for s in test))
         predict(task, test, backend, self.store, c.config, meta, self.cfg.generation(), demos_for,
                 batch_size=exp.batch_size or self.cfg.batch_size, components=components,
-                on_done=lambda n: progress.advance(bar, n))
+                on_done=lambda n: progress.advance(bar, n), settings=settings)
         progress.update(bar, visible=False)
         progress.advance(grid)
 
@@ -155,10 +239,11 @@ class Runner:
         t0 = time.perf_counter()
         preds = fit_predict_probe(c.task, subset, test, c.strategy, seed=c.seed, **exp.probe_options)
         per = (time.perf_counter() - t0) / max(1, len(test))
-        meta = {**c.meta(), "n_train": len(subset), "probe_options": exp.probe_options}
+        meta = {**c.meta(), "n_train": len(subset), "probe_options": exp.probe_options, **self._run_meta()}
         components = {**self._dataset_component(), "probe": {"name": c.strategy, "options": exp.probe_options}}
+        settings = self.settings[c.config]
         for s, labels in zip(test, preds):
-            if not self.store.is_done(c.config, s.id):
+            if not self.store.is_done(c.config, s.id, settings):
                 self.store.append(make_record(task, s, c.config, meta, labels=labels, seconds=per,
-                                              components=components))
+                                              components=components, settings=settings))
         progress.advance(grid)
