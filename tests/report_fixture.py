@@ -14,7 +14,8 @@ from ptychobench.tasks import get_task
 
 #: (strategy, selector, k, family, how good the cell is)
 CELLS = [("zero-shot", None, 0, "zero-shot", 0.2), ("icl", "knn", 1, "icl", 0.5),
-         ("icl", "random", 1, "icl", 0.3), ("sft", None, 0, "sft", 0.7), ("sft+icl", "knn", 1, "sft+icl", 0.8)]
+         ("icl", "random", 1, "icl", 0.3), ("sft", None, 0, "sft", 0.7), ("sft+icl", "knn", 1, "sft+icl", 0.8),
+         ("knn-vote", None, 0, "baseline", 0.4)]
 
 
 def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None, model: str = "fake-vlm",
@@ -35,8 +36,9 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
         test = ds.samples(task, "test")[:limit] if limit else ds.samples(task, "test")
         component = {"dataset": {"name": ds.name, "content_hash": ds.manifest.get("content_hash"), "limit": limit}}
         for strategy, sel, k, family, p_right in CELLS:
-            config = f"{task}/{model}/{strategy}/{sel or '-'}/k{k}/seed0/nall"
-            meta = {"task": task, "model": model, "strategy": strategy, "selector": sel, "k": k, "seed": 0,
+            name = strategy if family == "baseline" else model
+            config = f"{task}/{name}/{strategy}/{sel or '-'}/k{k}/seed0/nall"
+            meta = {"task": task, "model": name, "strategy": strategy, "selector": sel, "k": k, "seed": 0,
                     "train_size": "all", "family": family, "n_train": len(train)}
             for s in test:
                 roll = rng.random()
@@ -45,12 +47,14 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
                     labels = sorted(s.labels)
                 elif roll < p_right + 0.1:
                     labels, ok = [], False
-                elif roll < p_right + 0.15:
+                elif roll < p_right + 0.15 and family != "baseline":
                     labels, error = [], "RuntimeError: the server closed the connection"
                 else:
                     labels = sorted(rng.sample(t.labels, 2))
-                reply = "" if error else (t.target(labels) if ok else "I think it <b>looks</b> fine </script>")
+                reply = "" if error or family == "baseline" else (t.target(labels) if ok else "I think it <b>looks</b> fine </script>")
                 demos = [d.id for d in rng.sample(train, k)]
+                if family != "baseline" and roll >= p_right and not error and ok and rng.random() < 0.3:
+                    reply = "<answer>[" + ", ".join(labels) + "]</answer> </script><!-- <b>bold</b>"
                 store.append(PredictionRecord(config=config, sample_id=s.id, task=task, sample_type=s.sample_type,
                                               gold=sorted(s.labels), labels=labels, parse_ok=ok, reply=reply,
                                               error=error, demos=demos, meta=meta, components=component))

@@ -113,7 +113,7 @@ def comparison_sentence(c: Comparison, meta_a: dict[str, Any], meta_b: dict[str,
     "fine-tuned m beats m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)"."""
     a, b = cell_phrase(meta_a), cell_phrase(meta_b)
     lo, hi = c.ci
-    stats = f"p = {fmt(c.p)}, n = {c.n}"
+    stats = f"{'p < 0.001' if c.p < 0.001 else f'p = {fmt(c.p)}'}, n = {c.n}"
     if c.p < ALPHA and c.n >= MIN_N:
         if c.diff > 0:
             return f"{a} beats {b} by {c.diff:.2f} [{lo:.2f}, {hi:.2f}] ({stats})."
@@ -131,5 +131,7 @@ def comparison_sentences(results: list[ConfigScores], comps: list[Comparison]) -
     out: dict[str, list[str]] = {}
     for c in sorted(comps, key=lambda c: (c.task, c.kind != "best model cell vs best baseline", c.kind)):
         s = comparison_sentence(c, meta.get(c.a, {}), meta.get(c.b, {}))
-        out.setdefault(c.task, []).append(s[0].upper() + s[1:])
+        if s.startswith(("fine-tuned", "the ")):  # model names keep their case
+            s = s[0].upper() + s[1:]
+        out.setdefault(c.task, []).append(s)
     return out
