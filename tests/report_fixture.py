@@ -51,7 +51,8 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
                     labels, error = [], "RuntimeError: the server closed the connection"
                 else:
                     labels = sorted(rng.sample(t.labels, 2))
-                reply = "" if error or family == "baseline" else (t.target(labels) if ok else "I think it <b>looks</b> fine </script>")
+                reply = ("" if error or family == "baseline" else
+                         t.target(labels) if ok else "I think it <b>looks</b> fine </script>")
                 demos = [d.id for d in rng.sample(train, k)]
                 if family != "baseline" and roll >= p_right and not error and ok and rng.random() < 0.3:
                     reply = "<answer>[" + ", ".join(labels) + "]</answer> </script><!-- <b>bold</b>"

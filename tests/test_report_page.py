@@ -10,12 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_fixture import add_model_cells
 
 from ptychobench.eval.compare import Comparison
 from ptychobench.report import write_report
 from ptychobench.report.headline import comparison_sentence
 from ptychobench.report.samples import sample_f1
+from report_fixture import add_model_cells
 
 
 def page_data(html: str) -> dict:
