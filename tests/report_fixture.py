@@ -45,7 +45,7 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
                 error, ok = None, True
                 if roll < p_right:
                     labels = sorted(s.labels)
-                elif roll < p_right + 0.1:
+                elif roll < p_right + 0.1 and family != "baseline":
                     labels, ok = [], False
                 elif roll < p_right + 0.15 and family != "baseline":
                     labels, error = [], "RuntimeError: the server closed the connection"

@@ -181,7 +181,8 @@ def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | No
         n = max((r.scores.n for r in rs), default=0)
         ax.set_title(f"{get_task(task).title} (n = {n} test samples)", fontsize=10)
     axes[-1, 0].set_xlabel("micro-F1 with 95% bootstrap CI (squares: baselines)")
-    return _save(fig, out / "forest.png", "Every cell's micro-F1 with its 95% CI; dashed: the best baseline")
+    return _save(fig, out / "forest.png", "Every cell's micro-F1 with its 95% CI; dashed: the best baseline; "
+                 "[x/n failed]: x of the n test samples got an unparseable reply or a generation error")
 
 
 def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
