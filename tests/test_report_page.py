@@ -126,14 +126,14 @@ ZS = {"model": "m", "strategy": "zero-shot", "family": "zero-shot", "k": 0}
 
 def test_comparisons_read_as_sentences():
     assert comparison_sentence(comp(0.16, (0.07, 0.25), 0.002, 44), SFT, ZS) == \
-        "fine-tuned m beats m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)."
+        "fine-tuned m beats base m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)."
     assert comparison_sentence(comp(-0.1, (-0.2, -0.03), 0.01, 44), SFT, ZS).startswith(
-        "fine-tuned m falls behind m zero-shot by 0.10 [0.03, 0.20]")
+        "fine-tuned m falls behind base m zero-shot by 0.10 [0.03, 0.20]")
     assert "not distinguishable" in comparison_sentence(comp(0.05, (-0.05, 0.15), 0.3, 44), SFT, ZS)
     few = comparison_sentence(comp(0.4, (0.2, 0.6), 0.016, 4), SFT, ZS)
     assert "too few" in few and "beats" not in few
     icl = {"model": "m", "strategy": "icl", "family": "icl", "k": 3, "selector": "knn"}
-    assert comparison_sentence(comp(0.1, (0.0, 0.2), 0.5, 30), icl, ZS).startswith("m with 3 knn demos and")
+    assert comparison_sentence(comp(0.1, (0.0, 0.2), 0.5, 30), icl, ZS).startswith("base m with 3 knn demos and")
 
 
 def test_heatmaps_show_n_and_k_curves_show_baselines(run: Path, monkeypatch):

@@ -93,24 +93,25 @@ def fact_lines(f: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def cell_phrase(meta: dict[str, Any]) -> str:
-    """A cell as a sentence names it: "fine-tuned smollm2-135m with 1 knn demo"."""
+    """A cell as a sentence names it: "fine-tuned smollm2-135m with 1 knn demo", "base
+    smollm2-135m zero-shot" ("base" tells the model without an adapter from the fine-tuned one)."""
     model, strategy, sel = meta.get("model", "?"), meta.get("strategy"), meta.get("selector")
     k = int(meta.get("k") or 0)
     demos = f" with {k} {sel} demo{'s' if k != 1 else ''}" if k and sel else ""
     if meta.get("family") == "baseline":
         return f"the {model} baseline"
     if strategy == "zero-shot":
-        return f"{model} zero-shot"
+        return f"base {model} zero-shot"
     if strategy == "sft":
         return f"fine-tuned {model}"
     if strategy == "sft+icl":
         return f"fine-tuned {model}{demos}"
-    return f"{model}{demos}"
+    return f"base {model}{demos}"
 
 
 def comparison_sentence(c: Comparison, meta_a: dict[str, Any], meta_b: dict[str, Any]) -> str:
     """One comparison in words, with the difference of micro-F1 and its 95% CI:
-    "fine-tuned m beats m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)"."""
+    "fine-tuned m beats base m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)"."""
     a, b = cell_phrase(meta_a), cell_phrase(meta_b)
     lo, hi = c.ci
     stats = f"{'p < 0.001' if c.p < 0.001 else f'p = {fmt(c.p)}'}, n = {c.n}"
@@ -131,7 +132,7 @@ def comparison_sentences(results: list[ConfigScores], comps: list[Comparison]) -
     out: dict[str, list[str]] = {}
     for c in sorted(comps, key=lambda c: (c.task, c.kind != "best model cell vs best baseline", c.kind)):
         s = comparison_sentence(c, meta.get(c.a, {}), meta.get(c.b, {}))
-        if s.startswith(("fine-tuned", "the ")):  # model names keep their case
+        if s.startswith(("fine-tuned", "the ", "base ")):  # model names keep their case
             s = s[0].upper() + s[1:]
         out.setdefault(c.task, []).append(s)
     return out
