@@ -139,25 +139,34 @@ def score_cmd(
     run: Path = typer.Argument(..., help="Run folder (all its prediction stores) or one store file."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    fmt: str = typer.Option("table", "--format", help="table (fits the terminal), wide (every column, any "
+                                                       "width), csv or json (one row per cell)."),
 ) -> None:
     """Score a run's stored predictions: micro/macro F1 with 95% bootstrap CI, parse failures.
 
     Example: ptychobench score runs/default
+    Example: ptychobench score runs/default --format csv > scores.csv
     """
     from .eval.score import score_records
     from .eval.store import read_run
+    from .report.score_formats import FORMATS, format_scores
 
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     results = score_records(read_run(run), seed=seed)
-    table = Table(title=f"scores: {run}")
-    for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
-        table.add_column(col, justify="right" if col not in ("task", "config") else "left",
-                         overflow="fold", no_wrap=col not in ("config",))
-    for r in results:
-        s = r.scores
-        lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
-        table.add_row(r.task, r.config, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
-                      f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
-    console.print(table)
+    if fmt != "table":
+        typer.echo(format_scores(results, fmt).rstrip("\n"))
+    else:
+        table = Table(title=f"scores: {run}")
+        for col in ("task", "config", "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
+            table.add_column(col, justify="right" if col not in ("task", "config") else "left",
+                             overflow="fold", no_wrap=col not in ("config",))
+        for r in results:
+            s = r.scores
+            lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
+            table.add_row(r.task, r.config, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                          f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
+        console.print(table)
     if json_out:
         json_out.write_text(json.dumps([{"config": r.config, "task": r.task, "meta": r.meta,
                                          **r.scores.as_dict()} for r in results], indent=1))
@@ -311,14 +320,17 @@ def run_command(
 def report_command(
     run_dir: Path = typer.Argument(..., help="Run folder; every predictions*.jsonl in it (all shards) is merged."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The run's dataset (folder or name) when it "
+                                          "has moved; the sample browser shows its images and texts."),
 ) -> None:
-    """Write report.md and a self-contained report.html for a run (tables, plots, statistics).
+    """Write report.md and a self-contained report.html for a run (tables, plots, statistics,
+    every sample with each cell's answer).
 
     Example: ptychobench report runs/default
     """
     from .report import write_report
 
-    paths = write_report(run_dir, seed=seed)
+    paths = write_report(run_dir, seed=seed, dataset=dataset)
     console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name}, {paths['scores'].name})")
 
 

@@ -90,7 +90,7 @@ def find_dataset(run_dir: Path, records: list[dict[str, Any]],
                       "differs), so samples are shown by id only.")
     what = f"dataset {name!r}" if name else "the run's dataset"
     return None, (f"The {what} is not available on this machine, so samples are shown by id only "
-                  "(pass the dataset to `report` to see images and texts).")
+                  "(`ptychobench report RUN --dataset PATH` shows its images and texts).")
 
 
 def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -> dict[str, Any]:
