@@ -167,3 +167,26 @@ def test_heatmaps_show_n_and_k_curves_show_baselines(run: Path, monkeypatch):
 def test_no_leftover_temporary_files(run: Path):
     write_report(run)
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_thumbnails_of_16_bit_and_float_images_keep_their_contrast(tmp_path: Path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ptychobench.report.samples import thumbnail
+
+    ramp = np.tile(np.linspace(0, 60000, 200), (200, 1))
+    for name, img in (("a16.png", Image.fromarray(ramp.astype(np.uint16))),
+                      ("f.tif", Image.fromarray(ramp.astype(np.float32) / 60000 - 0.5))):
+        img.save(tmp_path / name)
+        uri = thumbnail(tmp_path / name)
+        assert uri is not None
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as t:
+            a = np.asarray(t.convert("L"), dtype=float)
+            assert max(t.size) == 96
+            assert a[:, :5].mean() < 30 and a[:, -5:].mean() > 225  # the whole ramp, not clipped white
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    assert thumbnail(tmp_path / "bad.png") is None

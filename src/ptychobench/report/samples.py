@@ -41,11 +41,16 @@ def sample_f1(gold: list[str], pred: list[str], scored: tuple[str, ...]) -> floa
 def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     """A data URI of a small JPEG of the image (None when it cannot be read): reconstructions
     are noisy, so PNG would not shrink them; at this size JPEG keeps what a reader checks."""
+    import numpy as np
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if im.mode in ("L", "I", "I;16", "F") else "RGB")
+            if im.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float: scaled to 8 bits, not clipped
+                a = np.asarray(im, dtype=np.float64)
+                lo, hi = np.nanmin(a), np.nanmax(a)
+                im = Image.fromarray(np.uint8(np.clip((a - lo) / ((hi - lo) or 1) * 255, 0, 255)))
+            im = im.convert("L" if im.mode == "L" else "RGB")
             im.thumbnail((px, px))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
