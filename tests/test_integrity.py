@@ -19,7 +19,8 @@ from ptychobench.data.released import import_released
 from ptychobench.errors import ConfigError, DatasetError, ModelError
 from ptychobench.eval.compare import MIN_N, Comparison
 from ptychobench.eval.score import score_records
-from ptychobench.eval.store import PredictionStore, read_run, write_atomic
+from ptychobench.eval.store import PredictionStore, read_run
+from ptychobench.files import write_atomic
 from ptychobench.models.base import Generation
 from ptychobench.models.openai_api import OpenAIBackend, scrub_secrets
 from ptychobench.report.words import run_warnings, summary_in_words

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "ptychobench"
 #: the flow, bottom to top; a module may import its own layer's package or lower layers
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "paths": 1, "names": 1,
+    "paths": 1, "names": 1, "files": 1,
     "tasks": 2,
     "data": 3,
     "sim": 4, "models": 4,

@@ -147,7 +147,8 @@ def score_cmd(
     Example: ptychobench score runs/default --format csv > scores.csv
     """
     from .eval.score import score_records
-    from .eval.store import read_run, write_atomic
+    from .eval.store import read_run
+    from .files import write_atomic
 
     if fmt not in ("table", "wide", "csv", "json"):
         raise ConfigError(f"--format {fmt!r}: choose table, wide, csv or json")

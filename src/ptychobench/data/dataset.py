@@ -76,6 +76,13 @@ class Dataset:
     def name(self) -> str:
         return self.manifest["name"]
 
+    def __repr__(self) -> str:
+        """One line (the dataclass repr listed every sample: 930,538 characters for sim-v1)."""
+        sizes = ", ".join(f"{t} {len(self.splits.get((t, 'train'), []))}/{len(self.splits.get((t, 'test'), []))}"
+                          for t in self.tasks)
+        digest = str(self.manifest.get("content_hash") or "?")[:12]
+        return f"Dataset({self.name!r}, train/test: {sizes}, hash {digest}, root={str(self.root)!r})"
+
     @property
     def tasks(self) -> list[str]:
         return [t for t in TASKS if (t, "train") in self.splits]

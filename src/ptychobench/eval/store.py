@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -27,24 +26,6 @@ from .record import PredictionRecord, check_record
 
 STORE_GLOB = "predictions*.jsonl"
 _SHARD = re.compile(r"predictions-shard(\d+)of(\d+)\.jsonl$")
-
-
-def write_atomic(path: Path | str, data: str | bytes) -> Path:
-    """Write a whole file or nothing: a temp file in the same folder, flushed, then
-    ``os.replace``d over ``path``, so a killed writer never leaves a 0-byte or half file."""
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _key(rec: dict[str, Any]) -> tuple[str, str]:

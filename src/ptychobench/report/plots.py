@@ -41,11 +41,13 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
             fig, axes = plt.subplots(1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True,
                                      sharex=True, squeeze=False)
-            for ax, (title, k0, icl) in zip(axes[0], [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]):
+            panels = [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]
+            for ax, (title, k0, icl) in zip(axes[0], panels):
                 zero = [r for r in mr if r.meta.get("strategy") == k0]
                 selectors = sorted({r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl})
                 for sel in selectors or [None]:
-                    pts = _mean_by_k(zero + [r for r in mr if r.meta.get("strategy") == icl and r.meta.get("selector") == sel])
+                    pts = _mean_by_k(zero + [r for r in mr
+                                             if r.meta.get("strategy") == icl and r.meta.get("selector") == sel])
                     if not pts:
                         continue
                     ks, f, lo, hi = zip(*pts)
@@ -56,11 +58,13 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
                 ax.set_xlim(all_k[0] - 0.5, all_k[-1] + 0.5)
                 ax.set_xlabel("demonstrations k")
                 ax.grid(alpha=0.3)
-                ax.legend(fontsize=8)
+            _baseline_lines(axes[0], [r for r in full if r.meta.get("family") == "baseline"])
             axes[0][0].set_ylabel("micro-F1 (95% CI)")
             axes[0][0].set_ylim(0, 1)
             fig.suptitle(f"{get_task(task).title}: micro-F1 against k")
-            figs.append(_save(fig, out / f"k_curve_{task}_{safe_name(model)}.png", f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned"))
+            figs.append(_save(fig, out / f"k_curve_{task}_{safe_name(model)}.png",
+                              f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned; "
+                              "dashed: baselines"))
         # per-label and per-sample-type heatmaps
         top = sorted(full, key=lambda r: -r.scores.micro_f1)[:25]
         for kind, getter in (("per-label F1", lambda r: r.scores.per_label_f1),
@@ -80,18 +84,21 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             if not cols:
                 continue
             m = np.array([[getter(r).get(c, np.nan) for c in cols] for r in top])
-            names = [_label_name(task, c) for c in cols]
+            # n behind every value: a label's support (test samples that have it) or a type's count
+            count = (lambda r: r.scores.per_label_support) if "label" in kind else (lambda r: r.scores.per_type_n)
+            n = np.array([[count(r).get(c, 0) for c in cols] for r in top])
+            names = [f"{_label_name(task, c)} (n={count(top[0]).get(c, 0)})" for c in cols]
             rows = [short_config(r.config) for r in top]
             if len(cols) > 12:  # many labels: one row per label, so their names can be read
-                m, names, rows = m.T, rows, names
-            fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 4), 0.32 * len(rows) + 2.2))
+                m, n, names, rows = m.T, n.T, rows, names
+            fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 4), 0.4 * len(rows) + 2.4))
             im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
             ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
             ax.set_yticks(range(len(rows)), rows, fontsize=7)
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if not np.isnan(m[i, j]):
-                        ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        ax.text(j, i, f"{m[i, j]:.2f}\nn={n[i, j]}", ha="center", va="center", fontsize=5.5,
                                 color="white" if m[i, j] < 0.5 else "black")
             fig.colorbar(im, ax=ax, fraction=0.03)
             ax.set_title(f"{get_task(task).title}: {kind}")
@@ -104,7 +111,9 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
                 m_ = r.meta
                 if m_.get("strategy") == "zero-shot":
                     continue
-                name = f"{m_.get('model')} {m_.get('strategy')}" + (f" {m_.get('selector')} k{m_.get('k')}" if m_.get("selector") else "")
+                name = f"{m_.get('model')} {m_.get('strategy')}"
+                if m_.get("selector"):
+                    name += f" {m_.get('selector')} k{m_.get('k')}"
                 series[name].append((int(m_.get("n_train", 0)), r.scores.micro_f1))
             for name, pts in sorted(series.items()):
                 pts.sort()
@@ -116,8 +125,64 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             ax.set_title(f"{get_task(task).title}: learning curve")
-            figs.append(_save(fig, out / f"learning_curve_{task}.png", f"{get_task(task).title}: micro-F1 against training-set size"))
+            figs.append(_save(fig, out / f"learning_curve_{task}.png",
+                              f"{get_task(task).title}: micro-F1 against training-set size"))
     return figs
+
+
+def _baseline_lines(axes, baselines: list[ConfigScores]) -> None:
+    """Each baseline's micro-F1 as a dashed horizontal line on every panel, so a curve is
+    read against what a model-free method reaches on the same test set."""
+    styles = ["--", ":", "-.", (0, (5, 1))]
+    for ax in axes:
+        for i, b in enumerate(sorted(baselines, key=lambda r: -r.scores.micro_f1)):
+            ax.axhline(b.scores.micro_f1, color="0.35", lw=1.2, ls=styles[i % len(styles)],
+                       label=f"{b.meta.get('model')} (baseline) {b.scores.micro_f1:.2f}")
+        ax.legend(fontsize=7)
+
+
+def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | None:
+    """Every cell's micro-F1 with its 95% CI, one panel per task, best first; the best
+    baseline as a dashed reference line. The one picture of a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r.task for r in results})
+    if not tasks:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    heights = [len([r for r in results if r.task == t]) for t in tasks]
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(8, 0.3 * sum(heights) + 1.3 * len(tasks) + 0.4),
+                             gridspec_kw={"height_ratios": [h + 2 for h in heights]}, squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks):
+        rs = sorted([r for r in results if r.task == task], key=lambda r: r.scores.micro_f1)
+        for i, r in enumerate(rs):
+            f = r.scores.micro_f1
+            lo, hi = r.scores.micro_f1_ci or (f, f)
+            base = r.meta.get("family") == "baseline"
+            ax.errorbar([f], [i], xerr=[[max(f - lo, 0)], [max(hi - f, 0)]], fmt="s" if base else "o",
+                        color="0.4" if base else "C0", capsize=2.5, ms=5)
+        names = []
+        for r in rs:
+            bad = r.scores.errors + r.scores.parse_failures
+            names.append(short_config(r.config) + (f"  [{bad}/{r.scores.n} failed]" if bad else ""))
+        ax.set_yticks(range(len(rs)), names, fontsize=7)
+        bases = [r for r in rs if r.meta.get("family") == "baseline"]
+        if bases:
+            b = max(bases, key=lambda r: r.scores.micro_f1)
+            ax.axvline(b.scores.micro_f1, color="C3", ls="--", lw=1.2,
+                       label=f"best baseline: {b.meta.get('model')} {b.scores.micro_f1:.2f}")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(-0.7, len(rs) - 0.3)
+        ax.grid(axis="x", alpha=0.3)
+        n = max((r.scores.n for r in rs), default=0)
+        ax.set_title(f"{get_task(task).title} (n = {n} test samples)", fontsize=10)
+    axes[-1, 0].set_xlabel("micro-F1 with 95% bootstrap CI (squares: baselines)")
+    return _save(fig, out / "forest.png", "Every cell's micro-F1 with its 95% CI; dashed: the best baseline; "
+                 "[x/n failed]: x of the n test samples got an unparseable reply or a generation error")
 
 
 def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
@@ -125,13 +190,13 @@ def _save(fig, path: Path, caption: str) -> tuple[str, Path]:
 
     import matplotlib.pyplot as plt
 
-    from ..eval.store import write_atomic
+    from ..files import write_atomic
 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    write_atomic(path, buf.getvalue())  # never a 0-byte PNG from a killed run
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
     return caption, path
 
 

@@ -57,7 +57,8 @@ def comp_cells(c: Comparison) -> list[str]:
 
 def md_table(head: list[str], rows: list[list[str]]) -> str:
     esc = [[x.replace("|", "\\|") for x in r] for r in rows]
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in esc])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
 
 
 def html_table(head: list[str], rows: list[list[str]], best: list[bool] | None = None) -> str:

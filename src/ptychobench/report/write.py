@@ -1,6 +1,7 @@
 """``ptychobench report RUN_DIR``: tables, plots, paired comparisons and a summary in
 words, from the run's stores only (every shard merged). Writes ``report.md`` and a
-self-contained ``report.html`` (plots embedded)."""
+self-contained ``report.html``: a headline (what ran on what, a forest plot, comparisons
+in sentences), the tables, the plots and a per-sample browser, all embedded."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from pathlib import Path
 
 from ..eval.compare import by_config, paired_comparisons
 from ..eval.score import score_records
-from ..eval.store import read_run, write_atomic
-from .plots import make_plots
+from ..eval.store import read_run
+from ..tasks import get_task
+from .browser import CSS as BROWSER_CSS
+from .browser import browser_html
+from ..files import write_atomic
+from .headline import comparison_sentences, fact_lines, facts
+from .plots import forest_plot, make_plots
+from .samples import browser_data, find_dataset
 from .tables import (
     ADAPTER_HEAD,
     COMP_HEAD,
@@ -28,15 +35,28 @@ from .tables import (
 )
 from .words import adapter_words, summary_in_words
 
-
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;overflow-wrap:break-word}code{overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:13px;margin:0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f0f0f0}td:nth-child(-n+4){text-align:left}tr.best td{background:#fff4c2;font-weight:600}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}
-.summary p,.summary li{font-size:15px;line-height:1.5}"""
+.scroll{overflow-x:auto;margin:1em 0;max-width:100%}
+img{max-width:100%;height:auto;border:1px solid #ddd;margin:.5em 0}figure{margin:1.5em 0}
+figcaption{font-size:13px;color:#555}
+.summary p,.summary li,.headline li{font-size:15px;line-height:1.5}
+.facts td,.facts th{text-align:left;vertical-align:top;font-size:13px}.facts th{white-space:nowrap}
+.warn{background:#fff1d6;border-left:4px solid #e0a000;padding:.4em .7em}
+pre{font-size:12px;background:#f6f6f6;padding:.5em;overflow-x:auto}
+nav a{margin-right:1em}
+@media (max-width:600px){body{margin:.5em auto;padding:0 .5em}h1{font-size:1.4em}h2{font-size:1.15em}
+table{font-size:11px}th,td{padding:2px 4px}.summary p,.summary li,.headline li{font-size:14px}
+figure{overflow-x:auto}figure img{max-width:none;width:640px}
+.pb-filters label{flex:1 1 100%;display:flex;gap:.4em;align-items:center}.pb-filters select{flex:1;max-width:none}}"""
 
 
-def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
+def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None = None) -> dict[str, Path]:
+    """Score every cell of the run and write ``report.md``, ``report.html`` (one file: plots
+    and the per-sample browser embedded) and ``scores.json``. ``dataset`` points at the
+    run's dataset when it has moved (the browser shows its images and texts)."""
     run_dir = Path(run_dir)
     records = read_run(run_dir)
     results = score_records(records, seed=seed)
@@ -44,24 +64,37 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
     comps = paired_comparisons(results, recs)
     adapters = adapter_rows(results)
     words = summary_in_words(results, comps) + adapter_words(adapters)
-    figs = make_plots(results, run_dir / "report_files")
+    files = run_dir / "report_files"
+    forest = forest_plot(results, files)
+    figs = make_plots(results, files)
     rows = main_rows(results)
     adapter_table = [adapter_cells(a) for a in adapters]
+    head_facts = facts(run_dir, records)
+    facts_list = fact_lines(head_facts)
+    sentences = comparison_sentences(results, comps)
+    ds, note = find_dataset(run_dir, records, dataset)
+    browser = browser_data(records, ds, note)
 
-    # every file whole or not at all (a kill mid-write left a 0-byte PNG, new plots with an old page)
     write_atomic(run_dir / "scores.json", json.dumps([r.as_dict() for r in results], indent=1))
-    md = ["# PtychoBench report", "", f"Run folder: `{run_dir}`; {len(records)} stored predictions in "
-          f"{len(results)} cells (every shard's store merged).", "", "## Summary", "", *words,
-          "## Main table", "", "micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test samples); "
-          "★ marks the best row per task. Parse failures and errors count as empty predictions.", "",
-          md_table(HEAD, [row_cells(r) for r in rows]), "", "## Paired comparisons", "",
-          md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)", "",
-          *(["## Fine-tuned adapters", "", md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
-          "## Plots", ""]
+    md = ["# PtychoBench report", "", *(f"- **{k}**: {v}" for k, v in facts_list), "",
+          f"Run folder: `{run_dir}`; {len(records)} stored predictions in "
+          f"{len(results)} cells (every shard's store merged).", ""]
+    if forest:
+        md += [f"![{forest[0]}]({forest[1].relative_to(run_dir)})", ""]
+    for task, ss in sentences.items():
+        md += [f"**{get_task(task).title}**", "", *(f"- {x}" for x in ss), ""]
+    md += ["## Summary", "", *words,
+           "## Main table", "", "micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test samples); "
+           "★ marks the best row per task. Parse failures and errors count as empty predictions.", "",
+           md_table(HEAD, [row_cells(r) for r in rows]), "", "## Paired comparisons", "",
+           md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)", "",
+           *(["## Fine-tuned adapters", "", md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
+           "## Plots", ""]
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
-    md_path = run_dir / "report.md"
-    write_atomic(md_path, "\n".join(md) + "\n")
+    md += ["Every test sample with each cell's reply, parsed labels and demonstrations: see the "
+           "per-sample browser in `report.html`.", ""]
+    md_path = write_atomic(run_dir / "report.md", "\n".join(md) + "\n")
 
     def para(line: str) -> str:
         text = html.escape(line)
@@ -69,21 +102,45 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
         text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
         return f"<li>{text[2:]}</li>" if line.startswith("- ") else (f"<p>{text}</p>" if line else "")
 
-    body = ["<h1>PtychoBench report</h1>", f"<p>Run folder: <code>{html.escape(str(run_dir))}</code>; "
-            f"{len(records)} stored predictions in {len(results)} cells.</p>",
-            "<h2>Summary</h2><div class='summary'>", *(para(x) for x in words), "</div>",
-            "<h2>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
-            "samples); the highlighted row is the best per task.</p>",
-            html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows]),
-            "<h2>Paired comparisons</h2>",
-            html_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "<p>(none)</p>",
-            *(["<h2>Fine-tuned adapters</h2>", html_table(ADAPTER_HEAD, adapter_table)] if adapters else []),
-            "<h2>Plots</h2>"]
-    for caption, p in figs:
+    def figure(caption: str, p: Path) -> str:
         data = base64.b64encode(p.read_bytes()).decode()
-        body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    html_path = run_dir / "report.html"
-    write_atomic(html_path, f"<!doctype html><html><head><meta charset='utf-8'><title>PtychoBench report</title>"
-                         f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+        return (f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def scroll(table: str) -> str:
+        return f"<div class='scroll'>{table}</div>"
+
+    limited = [d["limit"] for d in head_facts["datasets"] if d["limit"]]
+    body = ["<h1>PtychoBench report</h1>",
+            "<nav><a href='#summary'>summary</a><a href='#main'>main table</a><a href='#plots'>plots</a>"
+            "<a href='#samples'>samples</a></nav>",
+            "<section class='headline'>",
+            *([f"<p class='warn'>This run used only the first {', '.join(map(str, sorted(set(limited))))} test "
+               "samples per task (<code>limit</code>): its numbers describe that subset.</p>"] if limited else []),
+            scroll("<table class='facts'>" + "".join(
+                f"<tr><th>{html.escape(k)}</th><td>{para(v)[3:-4]}</td></tr>" for k, v in facts_list) + "</table>"),
+            *(f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
+              for name, text in head_facts["configs"].items()),
+            *([figure(*forest)] if forest else []),
+            *(f"<h3>{html.escape(get_task(task).title)}</h3><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in ss)
+              + "</ul>" for task, ss in sentences.items()),
+            "</section>",
+            f"<p>Run folder: <code>{html.escape(str(run_dir))}</code>; "
+            f"{len(records)} stored predictions in {len(results)} cells.</p>",
+            "<h2 id='summary'>Summary</h2><div class='summary'>", *(para(x) for x in words), "</div>",
+            "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
+            "samples); the highlighted row is the best per task.</p>",
+            scroll(html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows])),
+            "<h2>Paired comparisons</h2>",
+            scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
+            *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
+            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs),
+            "<h2 id='samples'>Samples</h2>",
+            "<p>Every test sample with the gold labels and, per cell, the reply, the parsed labels, the "
+            "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",
+            browser_html(browser)]
+    html_path = write_atomic(run_dir / "report.html", (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>PtychoBench report</title>"
+        f"<style>{CSS}{BROWSER_CSS}</style></head><body>{''.join(body)}</body></html>"))
     return {"md": md_path, "html": html_path, "scores": run_dir / "scores.json"}

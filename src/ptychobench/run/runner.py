@@ -19,7 +19,8 @@ from ..data import Dataset, Sample, load_dataset
 from ..errors import ConfigError, ModelError
 from ..eval.predict import make_record, predict
 from ..eval.score import ConfigScores, score_records
-from ..eval.store import PredictionStore, write_atomic
+from ..eval.store import PredictionStore
+from ..files import write_atomic
 from ..models.catalog import get_preset, resolve_model
 from ..names import BASELINES
 from ..paths import adapters_dir

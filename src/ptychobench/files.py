@@ -1,0 +1,27 @@
+"""Files written whole or not at all, for every writer of the tool (store side files,
+reports, configs, manifests): a kill mid-write leaves the previous file, never a 0-byte
+PNG or new plots next to an old page."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path | str, data: str | bytes) -> Path:
+    """Write a whole file or nothing: a temp file in the same folder, flushed, then
+    ``os.replace``d over ``path``, so a killed writer never leaves a 0-byte or half file."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

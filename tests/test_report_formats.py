@@ -1,0 +1,56 @@
+"""``score --format table|wide|csv|json`` and a dataset's one-line repr."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ptychobench.cli import app
+from ptychobench.data import load_dataset
+from report_fixture import add_model_cells
+
+
+@pytest.fixture
+def run(tmp_path: Path, tiny_dataset: Path) -> Path:
+    (tmp_path / "run").mkdir()
+    add_model_cells(tmp_path / "run", tiny_dataset)
+    return tmp_path / "run"
+
+
+def score(run: Path, *args: str):
+    return CliRunner().invoke(app, ["score", str(run), *args], env={"COLUMNS": "80"})
+
+
+def test_csv_and_json_have_one_row_per_cell_with_its_settings(run: Path):
+    csv = score(run, "--format", "csv")
+    assert csv.exit_code == 0, csv.output
+    df = pd.read_csv(io.StringIO(csv.output))
+    assert len(df) == 12 and {"config", "model", "strategy", "k", "n", "micro_f1", "micro_f1_lo"} <= set(df.columns)
+    assert (df.micro_f1_lo <= df.micro_f1).all() and (df.micro_f1 <= df.micro_f1_hi).all()
+    js = score(run, "--format", "json")
+    rows = json.loads(js.output)
+    assert [r["config"] for r in rows] == list(df.config)
+
+
+def test_wide_keeps_every_column_at_80_columns(run: Path):
+    out = score(run, "--format", "wide").output
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["task", "config", "model"] and "errors" in header
+    assert "artifacts/fake-vlm/sft+icl/knn/k1/seed0/nall" in out  # the config, whole
+
+
+def test_unknown_format_is_one_clear_error(run: Path):
+    r = score(run, "--format", "xlsx")
+    assert r.exit_code == 2 and "choose from table, wide, csv, json" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_dataset_repr_is_one_short_line(tiny_dataset: Path):
+    text = repr(load_dataset(tiny_dataset))
+    assert "\n" not in text and len(text) < 300
+    assert "'tiny'" in text and "artifacts 12/6" in text and "params 12/6" in text
