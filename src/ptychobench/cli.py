@@ -151,7 +151,7 @@ def score_cmd(
     from .files import write_atomic
 
     if fmt not in ("table", "wide", "csv", "json"):
-        raise ConfigError(f"--format {fmt!r}: choose table, wide, csv or json")
+        raise ConfigError(f"--format {fmt!r}: choose from table, wide, csv, json")
     results = score_records(read_run(run), seed=seed)
     if fmt == "json":
         typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
@@ -163,15 +163,16 @@ def score_cmd(
         write_atomic(json_out, json.dumps([r.as_dict() for r in results], indent=1))
 
 
-_SCORE_COLUMNS = ("task", "config", "n", "micro_f1", "ci_low", "ci_high", "macro_f1", "exact_match",
-                  "parse_failures", "errors", "failure_rate", "failed")
+_SETTINGS = ("model", "strategy", "selector", "k", "seed")
+_SCORE_COLUMNS = ("task", "config", *_SETTINGS, "n", "micro_f1", "micro_f1_lo", "micro_f1_hi", "macro_f1",
+                  "exact_match", "parse_failures", "errors", "failure_rate", "failed")
 
 
 def _score_row(r) -> list:
     s = r.scores
     lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
-    return [r.task, r.config, s.n, s.micro_f1, lo, hi, s.macro_f1, s.exact_match, s.parse_failures, s.errors,
-            r.failure_rate, r.failed]
+    return [r.task, r.config, *(r.meta.get(k) for k in _SETTINGS), s.n, s.micro_f1, lo, hi, s.macro_f1,
+            s.exact_match, s.parse_failures, s.errors, r.failure_rate, r.failed]
 
 
 def _scores_csv(results) -> str:
@@ -192,14 +193,14 @@ def _scores_table(run: Path, results, wide: bool) -> None:
     out = Console(width=max(200, console.width), soft_wrap=True) if wide else console
     narrow = not wide and out.width < 120
     table = Table(title=f"scores: {run}")
-    first = ("#",) if narrow else ("task", "config")
+    first = ("#",) if narrow else ("task", "config", "model") if wide else ("task", "config")
     for col in (*first, "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
         table.add_column(col, justify="left" if col in ("task", "config") else "right", no_wrap=True)
     for i, r in enumerate(results, 1):
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
         mark = " [red](failed)[/]" if r.failed else ""
-        head = (str(i),) if narrow else (r.task, r.config + mark)
+        head = (str(i),) if narrow else (r.task, r.config + mark, *([str(r.meta.get("model"))] if wide else []))
         table.add_row(*head, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
                       f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
     out.print(table)
