@@ -274,7 +274,7 @@ class Task:
             key = f" {label_key(clause)} "
             for label, name in names.items():
                 at = key.find(f" {name} ")
-                if at >= 0 and not _NEGATION.search(key[:at]) and not _DENIED_AFTER.match(
+                if at >= 0 and not _denied(key[:at]) and not _DENIED_AFTER.match(
                         key[at + len(name) + 2:]):
                     found.add(label)
             if self.name == "params":
@@ -283,7 +283,7 @@ class Task:
                 words = key.split()
                 for j, w in enumerate(words):  # a lone alias: "blurry", "halo", "noise"
                     label = _ARTIFACT_ALIASES.get(w)
-                    if (label and label != NO_ARTIFACTS and not _NEGATION.search(" ".join(words[:j]))
+                    if (label and label != NO_ARTIFACTS and not _denied(" ".join(words[:j]))
                             and not _DENIED_AFTER.match(" " + " ".join(words[j + 1:]))):
                         found.add(label)
         return found
@@ -310,6 +310,9 @@ _ARTIFACT_ALIASES = {
 }
 
 _OPTION_KEYS = {letter: label_key(text) for letter, text in PARAM_OPTIONS.items()}
+_LABEL_WORDS = frozenset(
+    " ".join([*map(label_key, ARTIFACT_LABELS), *_OPTION_KEYS.values(), *_ARTIFACT_ALIASES]).split()
+) - frozenset("the of to or by on off set no non number 0 1 2".split())
 
 
 def option_letters(key: str, allow_letter_runs: bool) -> set[str]:
@@ -328,6 +331,25 @@ def option_letters(key: str, allow_letter_runs: bool) -> set[str]:
     return set()
 
 
+#: Words a denial reaches across: "no obvious signs of grid artifacts, halos or blurring".
+_FILLER = frozenset("any obvious visible significant clear sign signs of or and nor a an apparent evident "
+                    "noticeable see seen detect detected present option options".split())
+
+
+def _denied(before: str) -> bool:
+    """Whether a mention is denied by the normalised clause text ``before`` it: a denial
+    word, followed by at most three words that are neither label words nor fillers (so
+    "no grid artifacts, halos or blurring" denies blurring, "without halos, the main
+    problem is low contrast" does not deny low contrast)."""
+    cues = list(_NEGATION.finditer(before))
+    if not cues:
+        return False
+    rest = before[cues[-1].end():].split()
+    other = [w for w in rest if w not in _FILLER and w not in _LABEL_WORDS and w.rstrip("s") not in _LABEL_WORDS
+             and not re.fullmatch(r"[a-x]", w)]
+    return len(other) <= 3
+
+
 def _free_letters(clause: str) -> set[str]:
     """Option letters standing alone in free text, unless denied earlier in the clause.
     "I" and "A" count only in a list ("A, G", "I and K", "option A"), never as the
@@ -341,7 +363,7 @@ def _free_letters(clause: str) -> set[str]:
                 r"(?:\boptions?|[,;/(]|\band|\bor)\s*$", before, re.IGNORECASE)
             if not listed:
                 continue
-        if _NEGATION.search(label_key(before)):
+        if _denied(label_key(before)):
             continue
         found.add(letter)
     return found

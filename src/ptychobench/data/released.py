@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
-from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
 from ..tasks import PARAM_OPTIONS, TASKS, Task, get_task, label_key, option_letters
+from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
