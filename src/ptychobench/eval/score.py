@@ -35,7 +35,7 @@ def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int 
             sample_types=[r.get("sample_type", "unknown") for r in recs],
             parse_ok=[bool(r.get("parse_ok", True)) for r in recs],
             errors=[r.get("error") for r in recs],
-            ci=ci, seed=seed,
+            ci=ci, seed=seed, all_labels=task.labels if task.unscored else None,
         )
         out.append(ConfigScores(config, task.name, recs[0].get("meta", {}), sc, [r["sample_id"] for r in recs]))
     return out

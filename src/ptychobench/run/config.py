@@ -9,6 +9,7 @@ the experiment and the key.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ..models.base import DECODING_PRESETS, GenerationConfig
 from ..models.catalog import BACKEND_OPTIONS, resolve_model
 from ..names import ADAPTER_STRATEGIES, BASELINES, DEMO_STRATEGIES, SELECTORS, STRATEGIES, canonical_selector
 from ..strategies.sft.recipe import Recipe
-from ..tasks import TASKS
+from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 #: ``sft:`` keys besides the Recipe's fields (they go to ``train_adapter``)
@@ -43,6 +44,13 @@ class Experiment:
     probe_options: dict[str, Any] = field(default_factory=dict)
     selector_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
+    #: ``ours`` or ``released`` (the authors' prompt verbatim; docs/paper.md)
+    prompt: str = "ours"
+    #: ``tolerant`` or ``strict`` (the authors' parser; docs/paper.md)
+    parse: str = "tolerant"
+    #: environment variables the experiment needs (an API key); when one is unset the
+    #: experiment is left out of the grid and the run says so, rather than failing
+    requires_env: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -61,6 +69,8 @@ class RunConfig:
     batch_size: int = 8
     limit: int | None = None  # first N test samples only (smoke tests)
     source: str = ""
+    #: experiments left out because an environment variable they need is unset: (label, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def generation(self) -> GenerationConfig:
         gen = DECODING_PRESETS[self.decoding]
@@ -93,10 +103,14 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     _check(not bad, where, f"unknown key(s) {sorted(bad)}; allowed: {sorted(efields)}")
     _check(e.get("task") in TASKS, where, f"task must be one of {list(TASKS)}")
     e = dict(e)
-    for key in ("strategies", "selectors", "k", "baselines"):
+    for key in ("strategies", "selectors", "k", "baselines", "requires_env"):
         if key in e:
             e[key] = _list(e[key])
     exp = Experiment(**e)
+    _check(exp.prompt in PROMPT_MODES, where, f"prompt must be one of {list(PROMPT_MODES)}, got {exp.prompt!r}")
+    _check(exp.parse in PARSE_MODES, where, f"parse must be one of {list(PARSE_MODES)}, got {exp.parse!r}")
+    _check(all(isinstance(v, str) and v for v in exp.requires_env), where,
+           "requires_env must be a list of environment variable names")
     modality = TASKS[exp.task].modality
     if not exp.model:
         _check(bool(exp.baselines), where, "needs a 'model' or 'baselines'")
@@ -142,7 +156,7 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
     _check(isinstance(data, dict), source, "the config must be a YAML mapping")
-    known = {f.name for f in fields(RunConfig)} - {"source"}
+    known = {f.name for f in fields(RunConfig)} - {"source", "skipped"}
     unknown = set(data) - known
     _check(not unknown, source, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
     _check("name" in data and "dataset" in data, source, "needs 'name' and 'dataset'")
@@ -150,7 +164,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
     _check(data.get("decoding", "greedy") in DECODING_PRESETS, source,
            f"decoding must be one of {list(DECODING_PRESETS)}")
     exps = [_parse_experiment(e, f"{source}: experiments[{i}]") for i, e in enumerate(_list(data["experiments"]))]
-    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps, "source": source})
+    skipped = [(e.label, f"needs {', '.join(v for v in e.requires_env if not os.environ.get(v))}")
+               for e in exps if any(not os.environ.get(v) for v in e.requires_env)]
+    exps = [e for e in exps if all(os.environ.get(v) for v in e.requires_env)]
+    _check(bool(exps), source, f"every experiment needs an unset environment variable: {skipped}")
+    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps,
+                       "source": source, "skipped": skipped})
     cfg.seeds = _list(cfg.seeds)
     cfg.train_sizes = _list(cfg.train_sizes)
     _check(all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds), source,
