@@ -13,6 +13,7 @@ from pathlib import Path
 from ..eval.compare import by_config, paired_comparisons
 from ..eval.score import score_records
 from ..eval.store import read_run
+from .paper_tables import paper_sections
 from .plots import make_plots
 from .tables import (
     ADAPTER_HEAD,
@@ -60,6 +61,8 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
           "## Plots", ""]
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
+    paper_md, paper_html = paper_sections(results, recs, comps)  # the paper's layout (report/paper_tables.py)
+    md += paper_md
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
 
@@ -83,6 +86,7 @@ def write_report(run_dir: Path | str, seed: int = 0) -> dict[str, Path]:
         data = base64.b64encode(p.read_bytes()).decode()
         body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body += paper_html
     html_path = run_dir / "report.html"
     html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>PtychoBench report</title>"
                          f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
