@@ -156,3 +156,189 @@ def test_tolerant_parse_skips_denials_and_reads_every_letter():
     for reply, want in cases.items():
         assert PARAMS.parse(reply).labels == want, reply
     assert not PARAMS.parse("I am not sure what to do here.").ok
+
+
+# ----------------------------------------------------------------- scoring both ways
+def test_released_scores_binarise_over_the_strings_seen():
+    from ptychobench.eval.metrics import released_scores
+
+    # union: Blurring, Grid artifacts, grid -> micro tp 1, fp 1, fn 1; macro (0 + 1 + 0) / 3
+    s = released_scores([["Grid artifacts"], ["Blurring"]], [["Grid artifacts", "grid"], []])
+    assert s["micro_precision"] == pytest.approx(0.5) and s["micro_recall"] == pytest.approx(0.5)
+    assert s["micro_f1"] == pytest.approx(0.5) and s["macro_f1"] == pytest.approx(1 / 3)
+    assert released_scores([[]], [[]])["micro_f1"] == 0.0
+
+
+def test_score_variants_present_labels_no_artifacts_class_and_bootstrap_mean_std():
+    from ptychobench.eval.metrics import score
+
+    gold = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset({"Blurring"}), frozenset({NO_ARTIFACTS})]
+    pred = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset(), frozenset({"Phase ramp"})]
+    s = score(gold, pred, ARTIFACTS.scored_labels, all_labels=ARTIFACTS.labels, n_resamples=2000)
+    # fixed space: tp 1, fp 1, fn 1 -> micro 0.5; macro over 11 labels: only Grid scores 1
+    assert s.micro_f1 == pytest.approx(0.5) and s.macro_f1 == pytest.approx(1 / 11)
+    # present in gold: Grid (F1 1) and Blurring (F1 0) -> 0.5
+    assert s.present_labels == 2 and s.macro_f1_present == pytest.approx(0.5)
+    # "No obvious artifacts" as a class: one more tp, one more fn -> 2 tp, 1 fp, 2 fn -> 4/7
+    assert s.micro_f1_with_none == pytest.approx(4 / 7)
+    assert s.micro_f1_ci[0] <= s.micro_f1_boot_mean <= s.micro_f1_ci[1] and s.micro_f1_boot_std > 0
+    assert s.micro_f1_with_none_boot_mean is not None
+    # the parameter task scores every label: no such variant
+    assert score([frozenset({"G"})], [frozenset({"G"})], PARAMS.scored_labels, ci=False).micro_f1_with_none is None
+
+
+def test_authors_cohens_d_is_mean_over_std_of_the_bootstrap_differences():
+    from ptychobench.eval.metrics import paired_bootstrap
+
+    gold = [frozenset({"G", "K"})] * 6 + [frozenset({"L"})] * 6
+    a = [frozenset({"G", "K"})] * 5 + [frozenset()] + [frozenset({"L"})] * 6
+    b = [frozenset({"G"})] * 6 + [frozenset({"L", "A"})] * 6
+    c = paired_bootstrap(gold, a, b, PARAMS.scored_labels, n_resamples=3000)
+    assert c.cohens_d_authors == pytest.approx(c.diff_boot_mean / c.diff_boot_std)
+    assert c.diff_boot_mean > 0 and c.cohens_d_authors > 0 and 0 <= c.p_value_authors <= 1
+    # their d grows with the test set (a z-score of the difference), ours (d_z) does not
+    c2 = paired_bootstrap(gold * 4, a * 4, b * 4, PARAMS.scored_labels, n_resamples=3000)
+    assert c2.cohens_d_authors > 1.5 * c.cohens_d_authors
+    assert c2.cohens_d == pytest.approx(c.cohens_d, rel=0.25)
+
+
+# ----------------------------------------------------------------- config and grid
+def test_prompt_and_parse_are_checked_and_key_the_cells(monkeypatch):
+    from ptychobench.errors import ConfigError
+    from ptychobench.run import expand, parse_config
+
+    base = {"name": "x", "dataset": "d"}
+    for key, bad in (("prompt", "authors"), ("parse", "lenient")):
+        with pytest.raises(ConfigError) as e:
+            parse_config({**base, "experiments": [{"task": "params", "model": "hf:m", key: bad}]}, "my.yaml")
+        assert "my.yaml: experiments[0]" in str(e.value) and f"{key} must be one of" in str(e.value)
+    cfg = parse_config({**base, "experiments": [
+        {"task": "params", "model": "hf:m", "strategies": ["zero-shot", "icl"], "k": [1]},
+        {"task": "params", "model": "hf:m", "name": "m-exact", "prompt": "released", "parse": "strict",
+         "strategies": ["zero-shot", "icl"], "k": [1]}]}, "x.yaml")
+    names = [c.config for c in expand(cfg)]
+    assert "params/hf:m/zero-shot/-/k0/seed0/nall" in names  # the default keeps its old key
+    assert "params/m-exact/icl/random/k1/seed0/nall/prompt-released/parse-strict" in names
+
+
+def test_requires_env_leaves_an_experiment_out_until_the_key_is_set(monkeypatch):
+    from ptychobench.run import parse_config
+
+    data = {"name": "x", "dataset": "d", "experiments": [
+        {"task": "params", "model": "hf:m"},
+        {"task": "params", "model": "gpt-4o", "requires_env": ["PTYCHOBENCH_TEST_KEY"]}]}
+    monkeypatch.delenv("PTYCHOBENCH_TEST_KEY", raising=False)
+    cfg = parse_config(data, "x.yaml")
+    assert [e.model for e in cfg.experiments] == ["hf:m"] and "PTYCHOBENCH_TEST_KEY" in cfg.skipped[0][1]
+    monkeypatch.setenv("PTYCHOBENCH_TEST_KEY", "set")
+    assert [e.model for e in parse_config(data, "x.yaml").experiments] == ["hf:m", "gpt-4o"]
+
+
+def test_sampling_runs_base_zero_shot_once_per_seed():
+    from ptychobench.run import expand, parse_config
+
+    def zero_shots(decoding):
+        cfg = parse_config({"name": "x", "dataset": "d", "seeds": [0, 1, 2], "decoding": decoding,
+                            "experiments": [{"task": "params", "model": "hf:m"}]}, "x.yaml")
+        return [c.seed for c in expand(cfg) if c.strategy == "zero-shot"]
+
+    assert zero_shots("greedy") == [0] and zero_shots("paper") == [0, 1, 2]
+
+
+def test_paper_configs_fine_tune_all_four_models():
+    from ptychobench.run import load_config
+
+    for name in ("paper", "paper-exact"):
+        cfg = load_config(name)
+        tuned = {e.model: e.sft for e in cfg.experiments if "sft" in e.strategies}
+        assert set(tuned) == {"llama-3.2-11b-vision", "llama-3.2-90b-vision", "llama-3.1-8b", "llama-3.1-70b"}
+        assert tuned["llama-3.2-90b-vision"]["quantize"] == tuned["llama-3.1-70b"]["quantize"] == "4bit"
+    exact = load_config("paper-exact")
+    assert {(e.prompt, e.parse) for e in exact.experiments} == {("released", "strict")}
+
+
+# ----------------------------------------------------------------- fine-tuning recipe
+def test_paper_profile_is_the_authors_recipe():
+    from ptychobench.errors import ConfigError
+    from ptychobench.strategies.sft.recipe import recipe_for
+
+    vlm, llm = recipe_for("paper", vision=True), recipe_for("paper", vision=False)
+    assert vlm.train_vision and vlm.loss_on == "sequence" and vlm.batch_size * vlm.grad_accum == 8
+    assert llm.loss_on == "sequence" and llm.batch_size * llm.grad_accum == 32 and llm.optim == "auto"
+    assert recipe_for("gpu", vision=True).train_vision and recipe_for("gpu", vision=True).loss_on == "answer"
+    with pytest.raises(ConfigError, match="loss_on 'prompt'"):
+        recipe_for("gpu", vision=False, loss_on="prompt")
+
+
+def test_whole_sequence_labels_skip_padding_and_image_tokens():
+    import torch
+
+    from ptychobench.strategies.sft.examples import whole_sequence_labels
+
+    class Proc:
+        image_token_id = 7
+
+    ids = torch.tensor([[5, 7, 9, 10, 0], [5, 9, 11, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    assert whole_sequence_labels(ids, mask, Proc()).tolist() == [[5, -100, 9, 10, -100], [5, 9, 11, -100, -100]]
+
+
+def test_released_training_conversations_answer_with_the_released_string(imported):
+    from ptychobench.strategies.sft.examples import training_conversations
+
+    _, ds = imported
+    train = ds.samples("params", "train")
+    ours = training_conversations("params", train)
+    theirs = training_conversations("params", train, prompt="released")
+    assert ours[0][-1]["content"][0]["text"] == "<answer>G, J, K</answer>"
+    assert theirs[0][-1]["content"][0]["text"] == "<answer>K, G, J</answer>"
+    assert theirs[0][0]["role"] == "user" and ours[0][0]["role"] == "system"
+
+
+# ----------------------------------------------------------------- a run, both protocols, one report
+class _Fake:
+    """A backend that answers every artifact query the same way and remembers the prompts."""
+
+    def __init__(self):
+        self.seen = []
+
+    def fingerprint(self):
+        return {"name": "fake"}
+
+    def generate(self, convs, config):
+        from ptychobench.models.base import Generation
+
+        self.seen += [(c, config.seed) for c in convs]
+        return [Generation(text="Grid artifacts are visible. <answer>[grid artifacts, Phase ramp]</answer>")
+                for _ in convs]
+
+
+def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch):
+    import ptychobench.models as models
+    from ptychobench.eval.store import read_run
+    from ptychobench.report import write_report
+    from ptychobench.run import Runner, parse_config
+
+    _, ds = imported
+    fake = _Fake()
+    monkeypatch.setattr(models, "load_backend", lambda *a, **k: fake)
+    exp = {"task": "artifacts", "model": "hf:fake", "strategies": ["zero-shot", "icl"],
+           "selectors": ["random", "sample-type"], "k": [1]}
+    cfg = parse_config({"name": "both", "dataset": str(ds.root), "decoding": "paper", "seeds": [0, 1],
+                        "experiments": [{**exp, "name": "ours"},
+                                        {**exp, "name": "theirs", "prompt": "released", "parse": "strict"}]}, "b.yaml")
+    Runner(cfg, tmp_path / "run").run()
+    recs = read_run(tmp_path / "run")
+    ours = [r for r in recs if r["config"].startswith("artifacts/ours/")]
+    theirs = [r for r in recs if r["config"].startswith("artifacts/theirs/")]
+    assert ours and theirs and all(r["config"].endswith("/prompt-released/parse-strict") for r in theirs)
+    assert {tuple(r["labels"]) for r in ours} == {("Grid artifacts", "Phase ramp")}  # tolerant
+    assert {tuple(r["labels"]) for r in theirs} == {("Phase ramp",)}  # strict: "grid artifacts" is no label
+    assert {(r["components"]["prompt"], r["components"]["parse"]) for r in theirs} == {("released", "strict")}
+    assert {r["components"]["decoding"]["seed"] for r in theirs} == {0, 1}  # one sampling seed per seed
+    released_prompts = [c for c, _ in fake.seen if c[0]["role"] != "system"]
+    assert released_prompts and all(c[-1]["content"][1]["text"].startswith("You are an expert") for c in released_prompts)
+    out = write_report(tmp_path / "run")
+    md = out["md"].read_text()
+    assert "The paper's tables" in md and "in-context learning (model x selector x k)" in md
+    assert "sample-type (SSFS)" in md and "theirs: micro-F1" in md and "Cohen's d (theirs" in md
