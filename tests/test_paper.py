@@ -172,7 +172,8 @@ def test_released_scores_binarise_over_the_strings_seen():
 def test_score_variants_present_labels_no_artifacts_class_and_bootstrap_mean_std():
     from ptychobench.eval.metrics import score
 
-    gold = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset({"Blurring"}), frozenset({NO_ARTIFACTS})]
+    gold = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset({"Blurring"}),
+            frozenset({NO_ARTIFACTS})]
     pred = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset(), frozenset({"Phase ramp"})]
     s = score(gold, pred, ARTIFACTS.scored_labels, all_labels=ARTIFACTS.labels, n_resamples=2000)
     # fixed space: tp 1, fp 1, fn 1 -> micro 0.5; macro over 11 labels: only Grid scores 1
@@ -337,7 +338,8 @@ def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch)
     assert {(r["components"]["prompt"], r["components"]["parse"]) for r in theirs} == {("released", "strict")}
     assert {r["components"]["decoding"]["seed"] for r in theirs} == {0, 1}  # one sampling seed per seed
     released_prompts = [c for c, _ in fake.seen if c[0]["role"] != "system"]
-    assert released_prompts and all(c[-1]["content"][1]["text"].startswith("You are an expert") for c in released_prompts)
+    assert released_prompts
+    assert all(c[-1]["content"][1]["text"].startswith("You are an expert") for c in released_prompts)
     out = write_report(tmp_path / "run")
     md = out["md"].read_text()
     assert "The paper's tables" in md and "in-context learning (model x selector x k)" in md
