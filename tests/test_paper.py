@@ -122,6 +122,26 @@ STRICT_PARAMS = [
 ]
 
 
+# (reply, what the authors' bootstrap scorer's parse_answer_string marks), read from their
+# code: tags and brackets removed anywhere, the whole reply split at ",", exact names only
+# (the 12 artifact classes, "No obvious artifacts" included; letters A..X), others ignored.
+BOOTSTRAP_CASES = [
+    (ARTIFACTS, "<answer>[Grid artifacts, Blurring]</answer>", ["Grid artifacts", "Blurring"]),
+    (ARTIFACTS, "<answer>[No obvious artifacts]</answer>", [NO_ARTIFACTS]),
+    (ARTIFACTS, "I see: <answer>[Grid artifacts, Blurring]</answer>", ["Blurring"]),  # text joins item 1
+    (ARTIFACTS, "<answer>Phase ramp, Halo artifacts]", ["Phase ramp", "Halo artifacts"]),
+    (ARTIFACTS, "<answer>[grid artifacts]</answer>", []),
+    (PARAMS, "<answer>G, J, K</answer>", ["G", "J", "K"]),
+    (PARAMS, "<answer>[G, J]</answer> because K", ["G"]),  # 'J because K' is no letter
+    (PARAMS, "G and K", []),
+]
+
+
+@pytest.mark.parametrize("task, reply, theirs", BOOTSTRAP_CASES)
+def test_bootstrap_parse_reproduces_the_authors_bootstrap_scorer(task, reply, theirs):
+    assert task.parse(reply, "bootstrap").labels == frozenset(theirs), reply
+
+
 @pytest.mark.parametrize("task, reply, theirs", [(ARTIFACTS, r, t) for r, t in STRICT_ARTIFACTS]
                          + [(PARAMS, r, t) for r, t in STRICT_PARAMS])
 def test_strict_parse_reproduces_the_authors_parser(task, reply, theirs):
@@ -344,3 +364,4 @@ def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch)
     md = out["md"].read_text()
     assert "The paper's tables" in md and "in-context learning (model x selector x k)" in md
     assert "sample-type (SSFS)" in md and "theirs: micro-F1" in md and "Cohen's d (theirs" in md
+    assert "theirs: bootstrap scorer mean ± std" in md

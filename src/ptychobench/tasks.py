@@ -15,7 +15,10 @@ Two switches reproduce the authors' released scripts when asked (docs/paper.md):
   inference scripts: the first match of ``<answer>[...]</answer>`` (brackets required for
   the artifact task, optional for the parameter task), case-sensitive, on one line,
   comma-split, exact names only; items outside the label space are kept aside in
-  :attr:`ParseResult.extra`, since the authors' scorer counts them as labels of their own).
+  :attr:`ParseResult.extra`, since the authors' scorer counts them as labels of their own),
+  or ``bootstrap`` (the parser of the authors' bootstrap scorer, whose mean the paper
+  reports: every answer tag and bracket removed from the whole reply, the rest split at
+  commas, exact names only, anything else ignored).
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ _STRICT_RE = {
     "params": re.compile(r"<answer>\[?(.*?)\]?</answer>"),
 }
 PROMPT_MODES = ("ours", "released")
-PARSE_MODES = ("tolerant", "strict")
+PARSE_MODES = ("tolerant", "strict", "bootstrap")
 #: Words that, earlier in the same clause, turn a label mention into its denial
 #: ("there are no grid artifacts", "without blurring", "I would not enable G").
 _NEGATION = re.compile(r"\b(no|not|never|without|none|neither|nor|absent|absence|lack|lacks|lacking|free of|"
@@ -226,6 +229,8 @@ class Task:
         authors' parser (module doc)."""
         if (mode or self.parse_mode) == "strict":
             return self.parse_strict(reply)
+        if (mode or self.parse_mode) == "bootstrap":
+            return self.parse_bootstrap(reply)
         if reply is None:
             return ParseResult(frozenset(), False)
         matches = _ANSWER_RE.findall(reply)
@@ -245,6 +250,16 @@ class Task:
         known = set(self.labels)
         return ParseResult(frozenset(x for x in items if x in known), True,
                            tuple(dict.fromkeys(x for x in items if x not in known)))
+
+    def parse_bootstrap(self, reply: str | None) -> ParseResult:
+        """The authors' bootstrap-scorer parser (``evaluation/ptychobench_loader.py``): the
+        tags and brackets removed wherever they are, the whole reply split at commas, items
+        stripped and kept when exactly a label ("No obvious artifacts" included: that scorer
+        counts it as a class). Text around the tag merges into the first or last item, which
+        then matches nothing. ``ok``: some item matched."""
+        text = (reply or "").replace("<answer>", "").replace("</answer>", "").replace("[", "").replace("]", "")
+        found = {x.strip() for x in text.split(",")} & set(self.labels)
+        return ParseResult(frozenset(found), bool(found))
 
     def _labels_in(self, body: str) -> set[str]:
         """Labels inside an answer tag: each comma (etc.) separated item names one, or for
