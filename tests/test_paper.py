@@ -365,3 +365,21 @@ def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch)
     assert "The paper's tables" in md and "in-context learning (model x selector x k)" in md
     assert "sample-type (SSFS)" in md and "theirs: micro-F1" in md and "Cohen's d (theirs" in md
     assert "theirs: bootstrap scorer mean ± std" in md
+
+
+def test_collator_puts_the_loss_where_the_recipe_says(imported):
+    from transformers import AutoTokenizer
+
+    from ptychobench.models.assets import smollm2_transformers_dir
+    from ptychobench.strategies.sft.examples import Collator, as_dataset, training_conversations
+
+    tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())
+    _, ds = imported
+    rows = list(as_dataset(training_conversations("params", ds.samples("params", "train"), prompt="released")))
+    answer = Collator(tok, 4096, "answer")(rows)
+    whole = Collator(tok, 4096, "sequence")(rows)
+    labelled = (whole["labels"] != -100).sum(1)
+    assert labelled.tolist() == whole["attention_mask"].sum(1).tolist()  # every real token, padding not
+    assert ((answer["labels"] != -100).sum(1) < labelled / 10).all()  # the answer is a sliver of it
+    first = tok.decode(answer["labels"][0][answer["labels"][0] != -100])
+    assert first.startswith("<answer>K, G, J</answer>")
