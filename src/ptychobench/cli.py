@@ -277,7 +277,8 @@ def train_command(
     model: str = typer.Option(..., "--model", help="smollm2-135m, tiny-vlm, a paper preset or hf:<id or folder>."),
     dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Dataset folder or name."),
     out: Path = typer.Option(..., "--out", help="Adapter folder to write (reused if its settings match)."),
-    profile: str = typer.Option("cpu", "--profile", help="cpu (fits a 2-core CPU), gpu (the paper's recipe) or auto."),
+    profile: str = typer.Option("cpu", "--profile", help="cpu (a 2-core CPU), gpu (the paper's recipe), "
+                                "paper (the authors' exact recipe) or auto."),
     demos: str | None = typer.Option(None, "--demos", help="Train on k-shot prompts: random, sample-type, knn, knn-diverse."),
     k: int = typer.Option(0, "--k", help="Demos per training prompt (with --demos)."),
     seed: int = typer.Option(0, "--seed"),

@@ -12,10 +12,16 @@ looked up under ``--images``. The task of a file is the artifact task when its r
 carry images and the parameter task otherwise. A folder may hold the two split files
 directly or one sub-folder per task.
 
-What is kept: the user's full text in ``metadata["released_text"]`` so an export gives
-back what was imported. For the parameter task the lettered option list is stripped from
-``Sample.text`` (the task states it once in its system turn); for the artifact task the
-question is an instruction the task restates, so ``Sample.text`` is empty.
+What is kept, so that the ``released`` prompt mode (``Task.render``) can send the authors'
+exact prompt and an export gives back byte-identical messages:
+``metadata["released_text"]`` (the user's text verbatim), ``metadata["released_answer"]``
+(the assistant's answer string verbatim: its label order and spelling), and
+``metadata["released_image_path"]`` (the image path as written, foreign prefix included);
+a record whose turns are not the documented ``[text, image]`` / ``[text]`` shape also keeps
+``metadata["released_messages"]`` whole. Our own prompt (the default) uses ``Sample.text``:
+for the parameter task the user's text without the lettered option list (the task states
+it once in its system turn); for the artifact task the question is an instruction the task
+restates, so ``Sample.text`` is empty.
 """
 
 from __future__ import annotations
@@ -136,6 +142,11 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
             image = images[name]
             check_image(image, where, sid)
         meta["released_text"] = text
+        meta["released_answer"] = answer
+        if image_refs:
+            meta["released_image_path"] = image_refs[0]
+        if msgs != _rebuilt_messages(text, image_refs[0] if image_refs else None, answer):
+            meta["released_messages"] = msgs
         samples.append(
             Sample(
                 id=sid,
@@ -189,29 +200,48 @@ def import_released(src: Path | str, out: Path | str, images: Path | str | None 
     return load_dataset(out)
 
 
+def _rebuilt_messages(text: str, image_path: str | None, answer: str) -> list[dict[str, Any]]:
+    """The documented released record's turns: the question, the image, the answer."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if image_path is not None:
+        content.append({"type": "image", "image_path": image_path})
+    return [{"role": "user", "content": content},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+RELEASED_KEYS = ("released_text", "released_answer", "released_image_path", "released_messages")
+
+
+def released_image_name(sample: Sample) -> str | None:
+    """The image's original file name (from the released path) or, for generated data,
+    the dataset's own file name."""
+    if sample.image is None:
+        return None
+    original = sample.metadata.get("released_image_path")
+    return Path(str(original).replace("\\", "/")).name if original else sample.image.name
+
+
 def released_record(task: Task, sample: Sample, image_path: str | None) -> dict[str, Any]:
-    meta = dict(sample.metadata)
-    text = meta.pop("released_text", None)
-    if text is None:
-        text = task.system_prompt() if not sample.text else f"{sample.text}\n\n{task.system_prompt()}"
+    """The sample as a released record. An imported sample gives back its messages
+    byte-identical (text, answer string, image path as written) while its labels are
+    unchanged; otherwise the text and answer are rebuilt (``Task.released_text``/``target``)."""
+    meta = {k: v for k, v in sample.metadata.items() if k not in RELEASED_KEYS}
+    text = task.released_text(sample)
+    answer = task.released_answer(sample)
+    original = sample.metadata.get("released_messages")
+    unchanged = answer == sample.metadata.get("released_answer")
+    image_path = sample.metadata.get("released_image_path", image_path) if image_path is not None else None
     meta.setdefault("sample_type", sample.sample_type)
     meta.setdefault("sample_id", sample.id)
     if meta["sample_id"] != sample.id:
         meta["ptychobench_id"] = sample.id
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    if image_path is not None:
-        content.append({"type": "image", "image_path": image_path})
-    return {
-        "messages": [
-            {"role": "user", "content": content},
-            {"role": "assistant", "content": [{"type": "text", "text": task.target(sample.labels)}]},
-        ],
-        "metadata": meta,
-    }
+    messages = original if (original and unchanged) else _rebuilt_messages(text, image_path, answer)
+    return {"messages": messages, "metadata": meta}
 
 
 def export_released(dataset: Dataset | Path | str, out: Path | str) -> Path:
-    """Write a dataset in the released format: ``out/{task}/{train,test}.json`` + ``images/``."""
+    """Write a dataset in the released format: ``out/{task}/{train,test}.json`` + ``images/``.
+    Images keep their original file names; imported records keep their messages as read."""
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     out = Path(out)
     for task_name in ds.tasks:
@@ -224,8 +254,9 @@ def export_released(dataset: Dataset | Path | str, out: Path | str) -> Path:
                 image_path = None
                 if s.image is not None:
                     (out / "images").mkdir(exist_ok=True)
-                    shutil.copyfile(s.image, out / "images" / s.image.name)
-                    image_path = f"images/{s.image.name}"
+                    name = released_image_name(s)
+                    shutil.copyfile(s.image, out / "images" / name)
+                    image_path = f"images/{name}"  # an imported sample keeps its own path
                 records.append(released_record(task, s, image_path))
             (folder / f"{split}.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
     return out

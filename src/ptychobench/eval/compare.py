@@ -30,6 +30,11 @@ class Comparison:
     ci: tuple[float, float]
     p: float
     d: float | None
+    #: the authors' definitions (eval.metrics): d = mean/std of the bootstrap differences
+    d_authors: float | None = None
+    p_authors: float | None = None
+    diff_mean: float | None = None
+    diff_std: float | None = None
 
     @property
     def small(self) -> bool:
@@ -65,7 +70,8 @@ def compare_cells(task: str, kind: str, a: str, b: str, recs: dict[str, dict[str
     pa = [frozenset(recs[a][i]["labels"]) for i in ids]
     pb = [frozenset(recs[b][i]["labels"]) for i in ids]
     c = paired_bootstrap(gold, pa, pb, t.scored_labels)
-    return Comparison(task, kind, a, b, c.n, c.micro_f1_a, c.micro_f1_b, c.diff, c.diff_ci, c.p_value, c.cohens_d)
+    return Comparison(task, kind, a, b, c.n, c.micro_f1_a, c.micro_f1_b, c.diff, c.diff_ci, c.p_value, c.cohens_d,
+                      c.cohens_d_authors, c.p_value_authors, c.diff_boot_mean, c.diff_boot_std)
 
 
 def paired_comparisons(results: list[ConfigScores], recs: dict[str, dict[str, dict]]) -> list[Comparison]:

@@ -84,7 +84,7 @@ def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int 
             # an error is counted as an error only, not as an unparseable reply too
             parse_ok=[bool(r.get("parse_ok", True)) or bool(e) for r, e in zip(current, errors)],
             errors=errors,
-            ci=ci, seed=seed,
+            ci=ci, seed=seed, all_labels=task.labels if task.unscored else None,
         )
         rate = failure_rate(sc)
         out.append(ConfigScores(config, task.name, current[-1].get("meta", {}), sc,

@@ -70,7 +70,7 @@ def html_table(head: list[str], rows: list[list[str]], best: list[bool] | None =
 
 
 ADAPTER_HEAD = ["task", "model", "adapter", "train samples", "steps", "epochs done / planned", "stopped by budget",
-                "wall s", "mean train loss", "cells"]
+                "wall s", "mean train loss", "optimiser, loss on", "cells"]
 
 
 def adapter_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
@@ -93,9 +93,10 @@ def adapter_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
 def adapter_cells(row: dict[str, Any]) -> list[str]:
     i = row["info"]
     if not i:
-        return [row["task"], str(row["model"]), row["name"], *["?"] * 6, str(row["cells"])]
+        return [row["task"], str(row["model"]), row["name"], *["?"] * 7, str(row["cells"])]
     budget = i.get("time_budget_s")
     stopped = f"yes ({budget:g} s)" if i.get("stopped_by_time_budget") else "no"
     return [row["task"], str(row["model"]), row["name"], str(i.get("train_samples", "?")), str(i.get("steps", "?")),
             f"{fmt(i.get('epochs_done'), 2)} / {i.get('epochs_planned', '?')}", stopped,
-            fmt(i.get("wall_time_s"), 0), fmt(i.get("train_loss"), 3), str(row["cells"])]
+            fmt(i.get("wall_time_s"), 0), fmt(i.get("train_loss"), 3),
+            f"{i.get('optim') or '?'}, {i.get('loss_on') or 'answer'}", str(row["cells"])]

@@ -21,6 +21,7 @@ from ..files import write_atomic
 from .headline import comparison_sentences, fact_lines, facts
 from .plots import forest_plot, make_plots
 from .samples import browser_data, find_dataset
+from .paper_tables import paper_sections
 from .tables import (
     ADAPTER_HEAD,
     COMP_HEAD,
@@ -92,6 +93,8 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
            "## Plots", ""]
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
+    paper_md, paper_html = paper_sections(results, recs, comps)  # the paper's layout (report/paper_tables.py)
+    md += paper_md
     md += ["Every test sample with each cell's reply, parsed labels and demonstrations: see the "
            "per-sample browser in `report.html`.", ""]
     md_path = write_atomic(run_dir / "report.md", "\n".join(md) + "\n")
@@ -134,7 +137,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
             "<h2>Paired comparisons</h2>",
             scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
             *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
-            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs),
+            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs), *paper_html,
             "<h2 id='samples'>Samples</h2>",
             "<p>Every test sample with the gold labels and, per cell, the reply, the parsed labels, the "
             "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",

@@ -10,6 +10,7 @@ the experiment and the key.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ..models.base import DECODING_PRESETS, GenerationConfig
 from ..models.catalog import BACKEND_OPTIONS, resolve_model
 from ..names import ADAPTER_STRATEGIES, BASELINES, DEMO_STRATEGIES, SELECTORS, STRATEGIES, canonical_selector
 from ..strategies.sft.recipe import Recipe
-from ..tasks import TASKS
+from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 #: ``sft:`` keys besides the Recipe's fields (they go to ``train_adapter``)
@@ -44,6 +45,13 @@ class Experiment:
     probe_options: dict[str, Any] = field(default_factory=dict)
     selector_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
+    #: ``ours`` or ``released`` (the authors' prompt verbatim; docs/paper.md)
+    prompt: str = "ours"
+    #: ``tolerant`` or ``strict`` (the authors' parser; docs/paper.md)
+    parse: str = "tolerant"
+    #: environment variables the experiment needs (an API key); when one is unset the
+    #: experiment is left out of the grid and the run says so, rather than failing
+    requires_env: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -64,6 +72,8 @@ class RunConfig:
     #: a cell whose errors + unparseable replies pass this share is failed (never starred; run exits 1)
     max_failure_rate: float = 0.2
     source: str = ""
+    #: experiments left out because an environment variable they need is unset: (label, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     #: the mapping as read from the file (the run folder keeps a copy, secrets removed)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -155,10 +165,14 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     for key in ("model", "name", "adapter"):
         _check(e.get(key) is None or isinstance(e[key], str), where, f"{key} must be a string")
     e = dict(e)
-    for key in ("strategies", "selectors", "k", "baselines"):
+    for key in ("strategies", "selectors", "k", "baselines", "requires_env"):
         if key in e:
             e[key] = _list(e[key])
     exp = Experiment(**e)
+    _check(exp.prompt in PROMPT_MODES, where, f"prompt must be one of {list(PROMPT_MODES)}, got {exp.prompt!r}")
+    _check(exp.parse in PARSE_MODES, where, f"parse must be one of {list(PARSE_MODES)}, got {exp.parse!r}")
+    _check(all(isinstance(v, str) and v for v in exp.requires_env), where,
+           "requires_env must be a list of environment variable names")
     modality = TASKS[exp.task].modality
     if not exp.model:
         _check(bool(exp.baselines), where, "needs a 'model' or 'baselines'")
@@ -218,7 +232,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
 
 def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
     _check(isinstance(data, dict), source, "the config must be a YAML mapping")
-    known = {f.name for f in fields(RunConfig)} - {"source", "raw"}
+    known = {f.name for f in fields(RunConfig)} - {"source", "raw", "skipped"}
     unknown = set(data) - known
     _check(not unknown, source, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
     _check("name" in data and "dataset" in data, source, "needs 'name' and 'dataset'")
@@ -231,8 +245,12 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
     _check(data.get("decoding", "greedy") in DECODING_PRESETS, source,
            f"decoding must be one of {list(DECODING_PRESETS)}")
     exps = [_parse_experiment(e, f"{source}: experiments[{i}]") for i, e in enumerate(_list(data["experiments"]))]
-    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps, "source": source,
-                       "raw": data})
+    skipped = [(e.label, f"needs {', '.join(v for v in e.requires_env if not os.environ.get(v))}")
+               for e in exps if any(not os.environ.get(v) for v in e.requires_env)]
+    exps = [e for e in exps if all(os.environ.get(v) for v in e.requires_env)]
+    _check(bool(exps), source, f"every experiment needs an unset environment variable: {skipped}")
+    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps,
+                       "source": source, "skipped": skipped, "raw": data})
     cfg.seeds = _list(cfg.seeds)
     cfg.train_sizes = _list(cfg.train_sizes)
     _check(all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds), source,

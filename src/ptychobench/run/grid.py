@@ -28,11 +28,15 @@ class Cell:
     seed: int
     train_size: int | str
     exp: int  # index into config.experiments
+    prompt: str = "ours"  # ours | released (docs/paper.md)
+    parse: str = "tolerant"  # tolerant | strict
 
     @property
     def config(self) -> str:
         sel = self.selector or "-"
-        return f"{self.task}/{self.model}/{self.strategy}/{sel}/k{self.k}/seed{self.seed}/n{self.train_size}"
+        modes = (f"/prompt-{self.prompt}" if self.prompt != "ours" else "") + (
+            f"/parse-{self.parse}" if self.parse != "tolerant" else "")  # default cells keep their old keys
+        return f"{self.task}/{self.model}/{self.strategy}/{sel}/k{self.k}/seed{self.seed}/n{self.train_size}{modes}"
 
     @property
     def uses_adapter(self) -> bool:
@@ -53,22 +57,25 @@ class Cell:
 
 def expand(cfg: RunConfig) -> list[Cell]:
     cells: list[Cell] = []
+    sampling = cfg.generation().do_sample
     for i, e in enumerate(cfg.experiments):
+        modes = {"prompt": e.prompt, "parse": e.parse}
         for seed in cfg.seeds:
             for n in cfg.train_sizes:
                 for b in e.baselines:
                     cells.append(Cell(e.task, e.label if e.model else b, b, None, 0, seed, n, i))
                 for s in e.strategies:
                     if s in ("zero-shot", "sft"):
-                        # base zero-shot does not depend on the training set or the seed (greedy)
-                        if s == "zero-shot" and (n != cfg.train_sizes[0] or seed != cfg.seeds[0]):
+                        # base zero-shot does not depend on the training set, nor on the seed
+                        # unless decoding samples (each seed then samples its own replies)
+                        if s == "zero-shot" and (n != cfg.train_sizes[0] or (seed != cfg.seeds[0] and not sampling)):
                             continue
-                        cells.append(Cell(e.task, e.label, s, None, 0, seed, n, i))
+                        cells.append(Cell(e.task, e.label, s, None, 0, seed, n, i, **modes))
                     else:
                         for sel in e.selectors:
                             for k in e.k:
                                 if k > 0:
-                                    cells.append(Cell(e.task, e.label, s, sel, k, seed, n, i))
+                                    cells.append(Cell(e.task, e.label, s, sel, k, seed, n, i, **modes))
     seen: set[str] = set()
     for c in cells:
         if c.config in seen:

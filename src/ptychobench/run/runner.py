@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +40,7 @@ def adapter_dir(ds: Dataset, cell: Cell, exp: Experiment, subset: Sequence[Sampl
     key = json.dumps({
         "dataset": ds.manifest.get("content_hash"), "task": cell.task, "model": exp.model,
         "train": sorted(s.id for s in subset), "seed": cell.seed, "sft": exp.sft,
+        **({"prompt": exp.prompt} if exp.prompt != "ours" else {}),
     }, sort_keys=True)
     h = hashlib.sha256(key.encode()).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in exp.label)
@@ -129,6 +131,8 @@ class Runner:
         kept = self._keep_config()
         t0 = time.perf_counter()
         todo = self.pending()
+        for label, why in self.cfg.skipped:
+            self.console.print(f"[yellow]left out[/] experiment {label}: {why}")
         self.console.print(f"[bold]{len(self.cells)}[/] cells, {len(self.cells) - len(todo)} already in the store, "
                            f"{len(todo)} to run -> {self.store.path}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -199,32 +203,35 @@ class Runner:
 
         out = adapter_dir(self.ds, cell, exp, subset)
         progress.console.print(f"training adapter {out.name} on {len(subset)} samples (reused when present)")
+        sft = {**exp.sft, **({"prompt": exp.prompt} if exp.prompt != "ours" else {})}
         return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed,
-                                  train_samples=subset, **exp.sft))
+                                  train_samples=subset, **sft))
 
     def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, trained, progress, grid) -> None:
         from ..strategies import make_selector
 
-        task = get_task(c.task)
+        task = get_task(c.task).with_modes(prompt=c.prompt, parse=c.parse)
         test = self.test_samples(c.task)
+        gen = self.cfg.generation()
+        gen = replace(gen, seed=c.seed) if gen.do_sample else gen  # each seed samples its own replies
         demos_for = None
         selector = None
         if c.k > 0:
             selector = make_selector(c.selector, seed=c.seed, **exp.selector_options)
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
         meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model,
-                "adapter": str(adapter) if adapter else None, "decoding": self.cfg.generation().as_dict(),
+                "adapter": str(adapter) if adapter else None, "decoding": gen.as_dict(),
                 "fingerprint": backend.fingerprint(), **self._run_meta()}
         if adapter:
             meta["adapter_training"] = trained
         components = {**self._dataset_component(), "model": backend.fingerprint(),
-                      "decoding": self.cfg.generation().as_dict(),
+                      "decoding": gen.as_dict(), "prompt": c.prompt, "parse": c.parse,
                       "selector": {**selector.describe(), "k": c.k} if selector else None,
                       "adapter": {"path": str(adapter), "sft": exp.sft, "training": trained} if adapter else None}
         bar = progress.add_task(f"  {c.config}", total=len(test))
         settings = self.settings[c.config]
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id, settings) for s in test))
-        predict(task, test, backend, self.store, c.config, meta, self.cfg.generation(), demos_for,
+        predict(task, test, backend, self.store, c.config, meta, gen, demos_for,
                 batch_size=exp.batch_size or self.cfg.batch_size, components=components,
                 on_done=lambda n: progress.advance(bar, n), settings=settings)
         progress.update(bar, visible=False)

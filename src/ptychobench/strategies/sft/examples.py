@@ -9,30 +9,35 @@ from typing import Any
 
 from ...data.dataset import require_train
 
+
 def training_conversations(task: str, samples: Sequence[Any], demo_selector: str | None = None,
-                           k: int = 0, seed: int = 0, selector_options: dict | None = None) -> list[list[dict]]:
+                           k: int = 0, seed: int = 0, selector_options: dict | None = None,
+                           prompt: str = "ours") -> list[list[dict]]:
     """One conversation per sample: the evaluation prompt (with ``k`` demos drawn from the
-    other training samples when a selector is named) followed by the target answer."""
+    other training samples when a selector is named) followed by the target answer. With
+    ``prompt="released"``: the released question and the released answer string verbatim,
+    as the authors train."""
     from ...tasks import get_task
     from ..selectors import make_selector
 
-    spec = get_task(task)
+    spec = get_task(task).with_modes(prompt=prompt)
     require_train(samples, "fine-tuning")
     selector = make_selector(demo_selector, seed=seed, **(selector_options or {})) if demo_selector and k else None
     convs = []
     for s in samples:
         demos = selector.select(s, samples, k) if selector else []
-        convs.append([*spec.render(s, demos),
-                      {"role": "assistant", "content": [{"type": "text", "text": spec.target(s.labels)}]}])
+        answer = spec.released_answer(s) if prompt == "released" else spec.target(s.labels)
+        convs.append([*spec.render(s, demos), {"role": "assistant", "content": [{"type": "text", "text": answer}]}])
     return convs
 
 
 class Collator:
     """Released-format conversations (JSON strings) -> a training batch; counts tokens."""
 
-    def __init__(self, processor: Any, max_length: int | None):
+    def __init__(self, processor: Any, max_length: int | None, loss_on: str = "answer"):
         self.processor = processor
         self.max_length = max_length
+        self.loss_on = loss_on
         self.tokens = 0
         self.answer_tokens = 0
         self.samples = 0
@@ -41,7 +46,10 @@ class Collator:
         from ...models.collate import conversation_batch
 
         convs = [json.loads(r["conversation"]) for r in rows]
-        batch = conversation_batch(self.processor, convs, loss_on="last", max_length=None)
+        batch = conversation_batch(self.processor, convs, loss_on="all" if self.loss_on == "answers" else "last",
+                                   max_length=None)
+        if self.loss_on == "sequence":
+            batch["labels"] = whole_sequence_labels(batch["input_ids"], batch["attention_mask"], self.processor)
         if self.max_length and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
             raise ValueError(f"a training example has {max(lengths)} tokens, over max_length={self.max_length}; "
@@ -79,9 +87,10 @@ class HubVLMCollator(Collator):
             images.append([load_image(p) for p in to_vision_messages(conv)[1]])
         kw = dict(padding=True, return_tensors="pt", add_special_tokens=False)
         batch = dict(proc(text=texts, images=images if any(images) else None, **kw))
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = -100
+        labels = whole_sequence_labels(batch["input_ids"], batch["attention_mask"], proc)
         for row, (prompt, ims) in enumerate(zip(prompts, images)):
+            if self.loss_on == "sequence":
+                break
             n_prompt = int(proc(text=[prompt], images=[ims] if ims else None, **kw)["attention_mask"].sum())
             labels[row, :n_prompt] = -100
         batch["labels"] = labels
@@ -92,6 +101,17 @@ class HubVLMCollator(Collator):
         self.tokens += int(batch["attention_mask"].sum())
         self.answer_tokens += int((labels != -100).sum())
         return batch
+
+
+def whole_sequence_labels(input_ids: Any, attention_mask: Any, processor: Any) -> Any:
+    """Labels on every real token (the authors' loss): padding and image placeholder
+    tokens (``processor.image_token_id`` where the processor has one) carry none."""
+    labels = input_ids.clone()
+    labels[attention_mask == 0] = -100
+    image_token = getattr(processor, "image_token_id", None)
+    if isinstance(image_token, int):
+        labels[input_ids == image_token] = -100
+    return labels
 
 
 def as_dataset(convs: list[list[dict]]) -> Any:

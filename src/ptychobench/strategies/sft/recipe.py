@@ -45,13 +45,27 @@ class Recipe:
     #: Run the batch's shared prompt prefix once per batch (CPU speed; off with
     #: gradient checkpointing, which cannot keep a cache).
     share_prefix: bool = False
+    #: Which tokens carry the loss: ``answer`` (the query's answer only; ours), ``answers``
+    #: (every assistant turn, demos' answers too) or ``sequence`` (every token, prompt
+    #: included, padding and image tokens excepted: the authors' scripts).
+    loss_on: str = "answer"
+    #: ``4bit``: QLoRA (the base model loaded in 4-bit NF4 by bitsandbytes, LoRA on top), the
+    #: memory-saving recipe for the 70B/90B models on fewer GPUs; None: the base in bf16.
+    quantize: str | None = None
 
 
 def _gpu(vision: bool) -> Recipe:
-    # The paper: r=16, alpha=16, dropout 0, attention + MLP, 50 epochs, lr 2e-4, 8-bit AdamW,
-    # weight decay 0.01, linear schedule, 5 warm-up steps, max length 2048,
-    # effective batch 8 (VLM) / 32 (LLM).
-    return Recipe(batch_size=2 if vision else 8, grad_accum=4, gradient_checkpointing=True)
+    # The paper: r=16, alpha=16, dropout 0, attention + MLP (vision and language layers of
+    # the VLM: finetune_vision_layers=True), 50 epochs, lr 2e-4, 8-bit AdamW, weight decay
+    # 0.01, linear schedule, 5 warm-up steps, max length 2048, effective batch 8 (VLM) / 32 (LLM).
+    return Recipe(batch_size=2 if vision else 8, grad_accum=4, gradient_checkpointing=True, train_vision=vision)
+
+
+def _paper(vision: bool) -> Recipe:
+    # The authors' scripts exactly where we can: the gpu recipe, their per-device batches
+    # (VLM 1 x 8, LLM 4 x 8) and the loss on the whole sequence (their LLM labels are the
+    # input ids; their VLM collator masks only padding and image tokens).
+    return replace(_gpu(vision), batch_size=1 if vision else 4, grad_accum=8, loss_on="sequence")
 
 
 def _cpu(vision: bool) -> Recipe:
@@ -68,7 +82,9 @@ def _cpu(vision: bool) -> Recipe:
                   warmup_steps=2, time_budget_s=240, share_prefix=True)
 
 
-PROFILES = {"gpu": _gpu, "cpu": _cpu}
+PROFILES = {"gpu": _gpu, "paper": _paper, "cpu": _cpu}
+LOSS_ON = ("answer", "answers", "sequence")
+QUANTIZE = (None, "4bit")
 
 
 def resolve_profile(profile: str) -> str:
@@ -86,7 +102,7 @@ def resolve_profile(profile: str) -> str:
 def recipe_for(profile: str, vision: bool, **overrides: Any) -> Recipe:
     profile = resolve_profile(profile)
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose cpu, gpu or auto")
+        raise ConfigError(f"unknown profile {profile!r}; choose cpu, gpu, paper or auto")
     base = PROFILES[profile](vision)
     names = {f.name for f in fields(Recipe)}
     unknown = sorted(set(overrides) - names)
@@ -95,7 +111,12 @@ def recipe_for(profile: str, vision: bool, **overrides: Any) -> Recipe:
     if "target_modules" in overrides and isinstance(overrides["target_modules"], (list, str)):
         tm = overrides["target_modules"]
         overrides["target_modules"] = tuple(tm.split(",")) if isinstance(tm, str) else tuple(tm)
-    return replace(base, **overrides)
+    recipe = replace(base, **overrides)
+    if recipe.loss_on not in LOSS_ON:
+        raise ConfigError(f"loss_on {recipe.loss_on!r}: choose one of {', '.join(LOSS_ON)}")
+    if recipe.quantize not in QUANTIZE:
+        raise ConfigError(f"quantize {recipe.quantize!r}: choose 4bit or leave it out")
+    return recipe
 
 
 def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str] = ()) -> list[str]:

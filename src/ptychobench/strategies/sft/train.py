@@ -34,10 +34,26 @@ from .prefix import shared_prefix_trainer
 from .recipe import lora_config, recipe_for, resolve_profile
 
 
+def qlora_quantization() -> Any:
+    """The QLoRA base-model quantisation (4-bit NF4, double quantisation, bf16 compute);
+    needs bitsandbytes and a CUDA GPU."""
+    import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise ValueError("quantize: 4bit needs bitsandbytes (pip install bitsandbytes)") from None
+    if not torch.cuda.is_available():
+        raise ValueError("quantize: 4bit needs a CUDA GPU")
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, profile: str = "cpu",
                   demo_selector: str | None = None, k: int = 0, seed: int = 0, *,
                   train_samples: Sequence[Any] | None = None, selector_options: dict | None = None,
-                  force: bool = False, progress: bool = False, **overrides: Any) -> Path:
+                  force: bool = False, progress: bool = False, prompt: str = "ours", **overrides: Any) -> Path:
     """Fine-tune ``model`` with LoRA on ``task``'s train split of ``dataset``; write the
     adapter and its manifest to ``out``; return ``out``.
 
@@ -47,9 +63,12 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
     ``demo_selector``/``k``: train on k-shot prompts (demos from the other train samples).
     ``train_samples``: train on these samples of the dataset's train split (a training-set
     size sweep) instead of all of it; demos then come from them too.
+    ``prompt``: ``ours`` or ``released`` (train on the released question and answer strings
+    verbatim, as the authors do; docs/paper.md). ``profile="paper"``: the authors' recipe
+    (vision layers too, loss on the whole sequence, their batch sizes, 8-bit AdamW).
     Reuses ``out`` when its manifest has the same settings (``force`` retrains)."""
-    from ...models.catalog import get_preset
     from ...data import content_hash, load_dataset
+    from ...models.catalog import get_preset
     from ...tasks import get_task
 
     spec = get_task(task)
@@ -80,14 +99,14 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
     if recipe.max_train_samples and recipe.max_train_samples < len(train):
         train = sorted(random.Random(f"sft:{seed}").sample(train, recipe.max_train_samples), key=lambda s: s.id)
     settings = settings_of(task, model, ds, dataset_hash, recipe, demo_selector, k, seed, len(train),
-                         [s.id for s in train])
+                         [s.id for s in train], prompt)
     old = read_manifest(out)
     if old and not force and old.get("settings") == settings and (out / "adapter_config.json").is_file():
         return out
 
     import torch
 
-    convs = training_conversations(task, train, demo_selector, k, seed, selector_options)
+    convs = training_conversations(task, train, demo_selector, k, seed, selector_options, prompt)
     t_load = time.perf_counter()
     from ...models.hf import quiet_peft
 
@@ -99,7 +118,13 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and torch.cuda.is_available():  # accelerate launch / torchrun: one replica per GPU
             load_options["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+        if recipe.quantize == "4bit":
+            load_options["quantization_config"] = qlora_quantization()
         base, processor = load_for_training(model, **load_options)
+        if recipe.quantize == "4bit":
+            from peft import prepare_model_for_kbit_training
+
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=recipe.gradient_checkpointing)
         tokenizer = getattr(processor, "tokenizer", processor)
         hub_vlm = spec.modality == "image" and not tiny
         from peft import get_peft_model
@@ -131,7 +156,7 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
             report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
             disable_tqdm=not progress,
         )
-        collator = (HubVLMCollator if hub_vlm else Collator)(processor, recipe.max_length)
+        collator = (HubVLMCollator if hub_vlm else Collator)(processor, recipe.max_length, recipe.loss_on)
         clock = step_clock()
         callbacks = [clock] + ([time_budget(recipe.time_budget_s)] if recipe.time_budget_s else [])
         from trl import SFTConfig, SFTTrainer
@@ -145,7 +170,8 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
             common[f"{ckpt}_kwargs"] = {"use_reentrant": False}
         args = SFTConfig(**common, max_length=recipe.max_length, dataset_kwargs={"skip_prepare_dataset": True})
         trainer_cls = SFTTrainer
-        if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm:
+        # the shared-prefix trainer scores answer positions only: not with a whole-sequence loss
+        if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm and recipe.loss_on != "sequence":
             trainer_cls = shared_prefix_trainer(SFTTrainer)
         trainer = trainer_cls(model=peft_model, args=args, train_dataset=as_dataset(convs), data_collator=collator,
                               processing_class=tokenizer, callbacks=callbacks)
