@@ -43,7 +43,12 @@ class Runner:
         self.console = console or Console()
         self.ds = load_dataset(cfg.dataset)
         self.store = PredictionStore(store_path(self.run_dir, shard))
-        self.cells = shard_cells(expand(cfg), shard)
+        plan = None
+        if shard is not None:  # every shard computes the same balanced plan (run/plan.py)
+            from .plan import plan_run
+
+            plan = plan_run(cfg, self.ds, shard[1])
+        self.cells = shard_cells(expand(cfg), shard, plan)
 
     def _dataset_component(self) -> dict[str, Any]:
         return {"dataset": {"name": self.ds.name, "content_hash": self.ds.manifest.get("content_hash"),
@@ -139,11 +144,22 @@ class Runner:
                       "adapter": {"path": str(adapter), "sft": exp.sft, "training": trained} if adapter else None}
         bar = progress.add_task(f"  {c.config}", total=len(test))
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id) for s in test))
+        t0 = time.perf_counter()
         predict(task, test, backend, self.store, c.config, meta, self.cfg.generation(), demos_for,
                 batch_size=exp.batch_size or self.cfg.batch_size, components=components,
                 on_done=lambda n: progress.advance(bar, n))
         progress.update(bar, visible=False)
         progress.advance(grid)
+        self._log_cell(c, test, t0)
+
+    def _log_cell(self, c: Cell, test: Sequence[Sample], t0: float) -> None:
+        """One line per finished cell where no one watches a live bar (a scheduler's log file)."""
+        if self.console.is_terminal:
+            return
+        recs = [self.store.get(c.config, s.id) for s in test]
+        errors = sum(1 for r in recs if r and r.get("error"))
+        self.console.print(f"cell {c.config} n={len(test)} time={time.perf_counter() - t0:.1f}s errors={errors}",
+                           highlight=False, soft_wrap=True)
 
     def _run_baseline(self, c: Cell, exp: Experiment, progress, grid) -> None:
         from ..strategies import fit_predict_probe
@@ -162,3 +178,4 @@ class Runner:
                 self.store.append(make_record(task, s, c.config, meta, labels=labels, seconds=per,
                                               components=components))
         progress.advance(grid)
+        self._log_cell(c, test, t0)
