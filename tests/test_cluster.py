@@ -24,7 +24,7 @@ from ptychobench.run.scheduler import detect_shard, resolve_shard, shard_devices
 
 @pytest.mark.parametrize("env, want", [
     ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4"}, (2, 4)),
-    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}, (3, 4)),  # --array=1-4
+    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "PTYCHOBENCH_SHARDS": "4"}, (2, 4)),  # resubmitted
     ({"PBS_ARRAY_INDEX": "1", "PTYCHOBENCH_SHARDS": "3"}, (1, 3)),  # PBS Pro
     ({"PBS_ARRAYID": "0", "PTYCHOBENCH_SHARDS": "2"}, (0, 2)),  # Torque
     ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4"}, (3, 4)),  # srun -n 4
@@ -37,11 +37,12 @@ def test_shard_auto_reads_the_scheduler(env, want):
 
 def test_shard_auto_count_and_clear_errors():
     assert resolve_shard("auto/5", {"PBS_ARRAY_INDEX": "4"}) == (4, 5)
+    assert resolve_shard("auto/4", {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1"}) == (2, 4)
     assert resolve_shard("1/3", {}) == (1, 3) and resolve_shard(None, {}) is None
     for env, text, msg in [
         ({}, "auto", "no job array"),
         ({"PBS_ARRAY_INDEX": "1"}, "auto", "does not say how many shards"),
-        ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, "auto", "outside 0..3"),
+        ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, "auto", "number the array from 0"),
         ({"SLURM_ARRAY_TASK_ID": "x"}, "auto", "not an integer"),
         ({"PBS_ARRAY_INDEX": "1"}, "auto/zero", "expected auto or auto/N"),
     ]:

@@ -3,8 +3,9 @@
 Why: under a job array the same command runs N times and only the environment tells
 the copies apart. ``--shard auto`` reads it, so one sbatch/qsub script serves any N:
 
-- Slurm job arrays: ``SLURM_ARRAY_TASK_ID`` (minus ``SLURM_ARRAY_TASK_MIN``, so
-  ``--array=1-4`` works too) of ``SLURM_ARRAY_TASK_COUNT``;
+- Slurm job arrays: ``SLURM_ARRAY_TASK_ID`` of ``SLURM_ARRAY_TASK_COUNT``. The index is
+  taken as it is (number the array from 0), so resubmitting one failed task
+  (``--array=2`` with ``--shard auto/4``) runs shard 2 again;
 - PBS Pro ``PBS_ARRAY_INDEX`` or Torque ``PBS_ARRAYID``; PBS does not export the array's
   size, so give it: ``--shard auto/4`` or ``PTYCHOBENCH_SHARDS=4``;
 - several tasks of one job (``srun -n 4``: ``SLURM_PROCID``/``SLURM_NTASKS``) or of a
@@ -46,7 +47,7 @@ def detect_shard(env: Mapping[str, str] | None = None, count: int | None = None)
     env = os.environ if env is None else env
     count = count or _int(env, ENV_COUNT)
     if (task := _int(env, "SLURM_ARRAY_TASK_ID")) is not None:
-        index = task - (_int(env, "SLURM_ARRAY_TASK_MIN") or 0)
+        index = task
         n = count or _int(env, "SLURM_ARRAY_TASK_COUNT")
         source = "SLURM_ARRAY_TASK_ID"
     elif (task := _int(env, "PBS_ARRAY_INDEX") if "PBS_ARRAY_INDEX" in env else _int(env, "PBS_ARRAYID")) is not None:
@@ -67,7 +68,7 @@ def detect_shard(env: Mapping[str, str] | None = None, count: int | None = None)
         raise ConfigError(f"--shard auto: the number of shards is unknown; use --shard auto/N or set {ENV_COUNT}")
     if not 0 <= index < n:
         raise ConfigError(f"--shard auto: {source} gives shard {index}, outside 0..{n - 1} of {n} shards "
-                          "(number the array from 0, or from 1 with Slurm's SLURM_ARRAY_TASK_MIN)")
+                          "(number the array from 0: --array=0-N-1, -J 0-N-1)")
     return index, n
 
 
