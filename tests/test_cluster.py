@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -160,21 +159,26 @@ def test_submitit_local_runs_three_jobs_and_merges_like_one_process(tiny_dataset
     pytest.importorskip("submitit")
     from ptychobench.eval.score import score_records
     from ptychobench.eval.store import read_run
-    from ptychobench.run.submit import submit
 
-    cfg = _baseline_cfg(tiny_dataset, seeds=(0, 1))
-    result = submit(cfg, tmp_path / "jobs", 3, cluster="local", hours=0.2)
-    assert len(result["jobs"]) == 3 and len(result["summaries"]) == 3
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(json.dumps({"name": "b", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
+        {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+        {"task": "artifacts", "baselines": ["knn-vote"]}]}))
+    r = CliRunner().invoke(app, ["submit", str(cfg), "--shards", "3", "--cluster", "local", "--hours", "0.2",
+                                 "--out", str(tmp_path / "jobs")])
+    assert r.exit_code == 0, r.output
+    assert len(re.findall(r"^shard \d/3: job \d+", r.output, re.M)) == 3 and "report:" in r.output
+    assert len([p for p in (tmp_path / "jobs" / "jobs").iterdir() if p.name.isdigit()]) == 3  # three submitit jobs
     stores = sorted(p.name for p in (tmp_path / "jobs").glob("predictions-shard*of3.jsonl"))
     assert stores == [f"predictions-shard{i}of3.jsonl" for i in range(3)]
-    Runner(cfg, tmp_path / "one").run()
+    Runner(load_config(str(cfg)), tmp_path / "one").run()
     one = {r.config: r.scores.as_dict() for r in score_records(read_run(tmp_path / "one"))}
     merged = {r.config: r.scores.as_dict() for r in score_records(read_run(tmp_path / "jobs"))}
     assert merged == one and len(one) == 6
     from ptychobench.report import write_report
 
     single = json.loads(write_report(tmp_path / "one")["scores"].read_text())
-    assert Path(result["report"]).is_file()
     assert json.loads((tmp_path / "jobs" / "scores.json").read_text()) == single
+    assert (tmp_path / "jobs" / "report.html").is_file()
     logs = "".join(p.read_text() for p in (tmp_path / "jobs" / "jobs").rglob("*_log.out"))
     assert len(re.findall(r"^cell \S+ n=6 time=", logs, re.M)) == 6  # the jobs' logs: one line per cell

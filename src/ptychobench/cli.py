@@ -366,13 +366,14 @@ def submit_command(
 
     Example: ptychobench submit paper --shards 4 --partition gpu --out runs/paper
     """
+    from .report import write_report
     from .run import load_config
     from .run.submit import submit
 
     cfg = load_config(config)
     run_dir = out or Path("runs") / cfg.name
     result = submit(cfg, run_dir, shards, cluster=cluster, partition=partition, account=account, hours=hours,
-                    gpus_per_node=gpus_per_node or None, wait=wait, console=console)
+                    gpus_per_node=gpus_per_node or None, wait=wait, report=write_report, console=console)
     if result.get("report"):
         console.print(f"report: [bold]{Path(result['report']).resolve()}[/]")
 

@@ -14,7 +14,7 @@ tasks all ask for the same. Job logs go to ``RUN/jobs/``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError, PtychoBenchError
 from .config import RunConfig
@@ -29,13 +29,6 @@ def run_shard(cfg: RunConfig, run_dir: str, shard: tuple[int, int]) -> dict[str,
     return Runner(cfg, Path(run_dir), shard, Console(soft_wrap=True)).run()
 
 
-def write_merged_report(run_dir: str) -> str:
-    """The report over every shard's store (the job that runs after all shards)."""
-    from ..report import write_report
-
-    return str(write_report(Path(run_dir))["html"])
-
-
 def _executor(folder: Path, cluster: str | None):
     try:
         import submitit
@@ -46,9 +39,11 @@ def _executor(folder: Path, cluster: str | None):
 
 def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None, partition: str | None = None,
            account: str | None = None, hours: float = 24.0, gpus_per_node: int | None = None, wait: bool = True,
-           console: Any = None) -> dict[str, Any]:
-    """Submit the ``n`` shards of ``cfg`` as jobs; with ``wait``, wait for all, then write the
-    merged report. Returns the job ids, each shard's summary and the report's path."""
+           report: Callable[[Path], dict[str, Path]] | None = None, console: Any = None) -> dict[str, Any]:
+    """Submit the ``n`` shards of ``cfg`` as jobs; with ``wait``, wait for all, then merge them
+    with ``report`` (``ptychobench.report.write_report``, passed in because the report
+    layer sits above this one). Returns the job ids, each shard's summary and the report's
+    path."""
     from ..data import load_dataset
     from .plan import plan_run, shard_resources
 
@@ -80,12 +75,12 @@ def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None,
                           f"logs {job.paths.stdout.parent}")
     result: dict[str, Any] = {"jobs": {i: job.job_id for i, job in jobs}, "plan": plan}
     if not wait:
-        if executor.cluster == "slurm" and jobs:
+        if executor.cluster == "slurm" and jobs and report is not None:
             executor.update_parameters(name=f"ptychobench-{cfg.name}-report", gpus_per_node=0, cpus_per_task=2,
                                        mem_gb=8, timeout_min=60,
                                        slurm_additional_parameters={
                                            "dependency": "afterok:" + ":".join(j.job_id for _, j in jobs)})
-            report_job = executor.submit(write_merged_report, str(run_dir))
+            report_job = executor.submit(report, run_dir)
             result["report_job"] = report_job.job_id
             if console:
                 console.print(f"report job {report_job.job_id} runs when all shards succeed")
@@ -101,6 +96,7 @@ def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None,
             failed.append(f"shard {i} (job {job.job_id}, log {job.paths.stderr}): {str(e).strip().splitlines()[-1]}")
     result["summaries"] = summaries
     if failed:
-        raise PtychoBenchError("; ".join(failed) + f". Finished shards are in their stores; resubmit to run the rest")
-    result["report"] = write_merged_report(str(run_dir))
+        raise PtychoBenchError("; ".join(failed) + ". Finished shards are in their stores; resubmit to run the rest")
+    if report is not None:
+        result["report"] = str(report(run_dir)["html"])
     return result
