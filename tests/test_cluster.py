@@ -90,6 +90,21 @@ def test_run_shard_auto_under_simulated_slurm_and_pbs(tiny_dataset, tmp_path, mo
     assert r.exit_code == 2 and "no job array" in r.output and "Traceback" not in r.output
 
 
+def test_run_pins_each_shard_to_its_gpus(tiny_dataset, tmp_path, monkeypatch):
+    import os
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"name": "c", "dataset": str(tiny_dataset), "experiments": [
+        {"task": "params", "baselines": ["knn-vote"]}]}))
+    for k in ("LOCAL_RANK", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "r"), "--shard", "1/2",
+                                 "--gpus-per-shard", "2"])
+    assert r.exit_code == 0, r.output
+    assert "shard 1/2, GPUs 2,3" in r.output and os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+
+
 # ----------------------------------------------------------------- the plan
 
 
@@ -119,6 +134,16 @@ def test_plan_balances_the_paper_grid_over_four_shards():
     # deterministic: every array task computes the same plan
     again = make_plan(cfg, cells, 4, dataset_sizes(load_dataset(cfg.dataset, check_images=False)))
     assert [[c.config for c in s.cells] for s in again.shards] == [[c.config for c in s.cells] for s in plan.shards]
+
+
+def test_plan_with_more_shards_than_groups_leaves_some_empty(tiny_dataset):
+    from ptychobench.data import load_dataset
+
+    cfg = _baseline_cfg(tiny_dataset)
+    cells = expand(cfg)
+    plan = make_plan(cfg, cells, 5, dataset_sizes(load_dataset(tiny_dataset)))
+    assert sorted(len(s.cells) for s in plan.shards) == [0, 0, 1, 1, 1]
+    assert sorted(c.config for s in plan.shards for c in s.cells) == sorted(c.config for c in cells)
 
 
 def test_run_plan_prints_the_table_and_runs_nothing(tmp_path):
