@@ -1,20 +1,20 @@
 """Which cells go to which shard: an estimated cost per cell, and shards balanced by it.
 
 Why a cost model: the paper grid's cells differ by three orders of magnitude (a 90B model
-with 7 image demonstrations against a 135M probe), so splitting groups round-robin leaves
-one shard running for days while three sit idle. The estimate is arithmetic work, not a
-clock: about ``2 * parameters * tokens`` for a forward pass and three times that for a
-training step, with a generated token weighted :data:`DECODE_WEIGHT` prompt tokens
-(decoding is memory-bound), plus :data:`LOAD_TOKENS` per model load. It ranks cells
-well enough to balance shards; it does not say how many hours a shard takes.
+with 7 image demonstrations against a 135M probe), so splitting groups round-robin left
+the paper grid's 4 shards at +62% and -29% of the mean work (under this estimate). The
+estimate is arithmetic work, not a clock: about ``2 * parameters * tokens`` for a forward
+pass and three times that for a training step, with a generated token weighted
+:data:`DECODE_WEIGHT` prompt tokens (decoding is memory-bound), plus :data:`LOAD_TOKENS`
+per model load. It ranks cells well enough to balance shards; it does not say how many
+hours a shard takes.
 
-How shards are cut: each model's cells are laid out one after the other, so that cutting
-the sequence into contiguous pieces keeps a model on as few shards as possible (a 70B
-model is loaded once where the balance allows). Cells of a base model (zero-shot and ICL)
-may be cut anywhere; an adapter's group (its training plus its cells) and a baseline are
-never cut, so no two shards train the same adapter. Among the orders of the big models,
-the plan with the smallest largest shard (then the fewest model loads) wins; the cut
-points then spread the work as evenly as that largest shard allows.
+How shards are cut (:func:`make_plan`): an adapter's group (its training plus its cells)
+and a baseline are never cut, so no two shards train the same adapter; they go first,
+largest first, to the least-loaded shard. A base model's zero-shot and ICL cells may be
+cut anywhere; each base model goes whole to one shard where it fits under the even level
+(or :data:`TOLERANCE` over it), else over the fewest shards that hold it, so a 70B model
+is loaded once wherever the balance allows.
 """
 
 from __future__ import annotations
