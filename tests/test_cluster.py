@@ -207,3 +207,23 @@ def test_submitit_local_runs_three_jobs_and_merges_like_one_process(tiny_dataset
     assert (tmp_path / "jobs" / "report.html").is_file()
     logs = "".join(p.read_text() for p in (tmp_path / "jobs" / "jobs").rglob("*_log.out"))
     assert len(re.findall(r"^cell \S+ n=6 time=", logs, re.M)) == 6  # the jobs' logs: one line per cell
+
+
+# ----------------------------------------------------------------- examples/
+
+
+def test_example_scripts_parse_and_configs_load():
+    import subprocess
+    from pathlib import Path
+
+    examples = Path(__file__).parent.parent / "examples"
+    scripts = sorted(p for p in examples.iterdir() if p.suffix in (".sh", ".sbatch", ".qsub"))
+    assert {p.suffix for p in scripts} == {".sh", ".sbatch", ".qsub"}
+    for p in scripts:
+        r = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{p.name}: {r.stderr}"
+    for p in examples.glob("*.yaml"):
+        assert expand(load_config(str(p)))
+    array = (examples / "slurm-array.sbatch").read_text()
+    assert "--array=0-3" in array and "--shard auto/4" in array
+    assert "#PBS -J 0-3" in (examples / "pbs-array.qsub").read_text()

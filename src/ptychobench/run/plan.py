@@ -50,9 +50,12 @@ TOLERANCE = 0.15
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 
 
-def params_b(model: str) -> float:
+def params_b(model: str | None) -> float:
     """Billions of parameters, read from the preset's hub id or the name (``...-70B-...``,
-    ``smollm2-135m``); API models count :data:`API_PARAMS_B`; unknown sizes count 7."""
+    ``smollm2-135m``); API models count :data:`API_PARAMS_B`; unknown sizes count 7; no
+    model (a baseline) counts :data:`BASELINE_PARAMS_B`."""
+    if not model:
+        return BASELINE_PARAMS_B
     preset = get_preset(model)
     if preset is not None and preset.backend == "openai":
         return API_PARAMS_B
@@ -215,7 +218,8 @@ def _groups(cells: Sequence[Cell], cm: CostModel) -> tuple[list[_Piece], list[_P
     groups: dict[tuple, list[Cell]] = {}
     for c in cells:
         groups.setdefault(c.group, []).append(c)
-    rigid, flexible = [], []
+    rigid: list[_Piece] = []
+    flexible: list[_Piece] = []
     for g, gc in groups.items():
         cost = cm.training(gc[0]) + sum(cm.cell(c) for c in gc)
         (rigid if gc[0].uses_adapter or gc[0].strategy in BASELINES else flexible).append(
@@ -271,7 +275,8 @@ def make_plan(cfg: RunConfig, cells: Sequence[Cell], n: int, sizes: Mapping[str,
         level = _level([s.cost for s in over], whole + (m - 1) * p.load)
         todo = sorted(p.cells, key=lambda c: (-cm.cell(c), c.config))
         for j, s in enumerate(over):
-            last, take, room = j == m - 1, [], level - s.cost - p.load
+            take: list[Cell] = []
+            last, room = j == m - 1, level - s.cost - p.load
             while todo and (last or not take or cm.cell(todo[0]) <= room):
                 room -= cm.cell(todo[0])
                 take.append(todo.pop(0))

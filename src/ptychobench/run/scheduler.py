@@ -46,6 +46,8 @@ def detect_shard(env: Mapping[str, str] | None = None, count: int | None = None)
     ``count`` (from ``auto/N``) wins over the environment's."""
     env = os.environ if env is None else env
     count = count or _int(env, ENV_COUNT)
+    index: int | None
+    n: int | None
     if (task := _int(env, "SLURM_ARRAY_TASK_ID")) is not None:
         index = task
         n = count or _int(env, "SLURM_ARRAY_TASK_COUNT")
