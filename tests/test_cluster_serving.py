@@ -133,7 +133,8 @@ def _prompt_ids(tokenizer, messages) -> list[int]:
 def test_gguf_lora_is_the_peft_adapter(lora, tiny_dataset):
     """Next-token logits over a whole rendered prompt: llama.cpp + the converted LoRA agrees
     with transformers + the peft adapter, and far better than llama.cpp's base model does
-    (measured on one prompt: top-1 96% vs 75%; last-position correlation 0.9994 vs 0.975)."""
+    (measured on this prompt: top-1 95.4% vs 73.6%; last-position correlation 0.99943 vs
+    0.97532)."""
     import torch
     from llama_cpp import Llama
 
