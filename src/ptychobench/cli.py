@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -287,14 +288,22 @@ def train_command(
     n_train: int | None = typer.Option(None, "--n-train", help="Train on a seeded subset of this many samples."),
     set_: list[str] = typer.Option([], "--set", help="Any recipe field, e.g. --set lora_layers=null --set batch_size=4."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the adapter's settings match."),
+    processes: int = typer.Option(1, "--processes", help="Data-parallel processes (DDP through torchrun: one per GPU, "
+                                  "or gloo on the CPU); the effective batch grows with them."),
 ) -> None:
     """Fine-tune a model with LoRA (TRL SFTTrainer) on a task's train split.
 
     Example: ptychobench train --task params --model smollm2-135m --dataset sim-v1 --out adapters/smollm2-params
+    Example: ptychobench train --task params --model llama-3.1-8b --profile gpu --out adapters/l8b --processes 4
     """
     import json
 
     from .strategies.sft import MANIFEST, train_adapter
+
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from .run.scheduler import relaunch_distributed
+
+        raise typer.Exit(relaunch_distributed(processes))
 
     overrides = _parse_set(set_)
     if epochs is not None:
@@ -308,6 +317,8 @@ def train_command(
                              force=force, progress=True, **overrides)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         raise ConfigError(str(e)) from None
+    if int(os.environ.get("RANK", "0")) != 0:  # one report, from the first process
+        return
     m = json.loads((path / MANIFEST).read_text())
     curve = m.get("train_loss_curve", [])
     first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))
@@ -322,7 +333,13 @@ def train_command(
 def run_command(
     config: Optional[str] = typer.Argument(None, help="YAML config file or shipped config name (default: the embedded default)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run only this worker's share of the grid."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n, auto (from the Slurm/PBS job array) or auto/N: "
+                                        "run only this worker's share of the grid, balanced by estimated cost."),
+    plan: bool = typer.Option(False, "--plan", help="Print which cells go to which shard and their estimated cost; "
+                              "run nothing (with --shard i/n or auto: the plan over n shards)."),
+    shards: int = typer.Option(0, "--shards", help="With --plan: plan over this many shards."),
+    gpus_per_shard: int = typer.Option(0, "--gpus-per-shard", help="Shards sharing a node each take this many of "
+                                       "its GPUs (by local rank or shard index); 0: as the scheduler set them."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends (not for shards)."),
     allow_failures: bool = typer.Option(False, "--allow-failures",
                                         help="Exit 0 even when cells fail (errors + unparseable replies "
@@ -335,12 +352,21 @@ def run_command(
 
     Example: ptychobench run                       # embedded default -> runs/default/report.html
     Example: ptychobench run paper --out runs/paper --shard 0/4
+    Example: ptychobench run paper --plan --shards 4      # the plan only (docs/cluster.md)
+    Example: ptychobench run paper --out runs/paper --shard auto   # in a Slurm/PBS job array
     """
-    from .run import Runner, load_config, parse_shard
+    from .run import Runner, load_config
+    from .run.scheduler import pin_devices, resolve_shard
 
     try:
         cfg = load_config(config)
-        sh = parse_shard(shard)
+        sh = resolve_shard(shard)
+        if plan:
+            _print_plan(cfg, shards or (sh[1] if sh else 1))
+            return
+        devices = pin_devices(sh, gpus_per_shard or None)
+        if sh is not None:
+            console.print(f"shard {sh[0]}/{sh[1]}" + (f", GPUs {','.join(devices)}" if devices else ""))
         run_dir = out or Path("runs") / cfg.name
         console.print(f"report: [bold]{(run_dir / 'report.html').resolve()}[/]")
         runner = Runner(cfg, run_dir, sh, console)
@@ -361,6 +387,51 @@ def run_command(
               f"{cfg.max_failure_rate:g}): {', '.join(summary['failed'][:3])}"
               f"{' ...' if len(summary['failed']) > 3 else ''}; see the store's 'error' fields, or pass "
               "--allow-failures", code=1)
+
+
+def _print_plan(cfg, n: int) -> None:
+    from .data import load_dataset
+    from .run.plan import cell_table, plan_run, plan_table
+
+    if n < 1:
+        raise ConfigError(f"--shards {n}: need at least 1")
+    p = plan_run(cfg, load_dataset(cfg.dataset, check_images=False), n)
+    console.print(cell_table(p))
+    console.print(plan_table(p, cfg, title=f"plan of {cfg.name}"))
+    console.print(f"largest shard {max(s.cost for s in p.shards) / p.mean - 1:+.1%} of the mean, smallest "
+                  f"{min(s.cost for s in p.shards) / p.mean - 1:+.1%}; {p.loads} model loads "
+                  f"({len({c.group for s in p.shards for c in s.cells})} groups)")
+
+
+@command("submit")
+def submit_command(
+    config: str = typer.Argument(..., help="YAML config file or shipped config name."),
+    shards: int = typer.Option(..., "--shards", help="Number of jobs; each runs one balanced shard."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="slurm, local (jobs as processes here) or debug; "
+                                          "default: slurm where sbatch is, else local."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition."),
+    account: Optional[str] = typer.Option(None, "--account", help="Slurm account."),
+    hours: float = typer.Option(24.0, "--hours", help="Wall-time limit of each job."),
+    gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="Cap on GPUs a job may ask for (0: no cap)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the jobs, then write the merged report "
+                              "(without: a report job runs after all shards succeed, on Slurm)."),
+) -> None:
+    """Submit the grid as N jobs through submitit, each with its shard's model resources,
+    and merge their stores into one report when all finish.
+
+    Example: ptychobench submit paper --shards 4 --partition gpu --out runs/paper
+    """
+    from .report import write_report
+    from .run import load_config
+    from .run.submit import submit
+
+    cfg = load_config(config)
+    run_dir = out or Path("runs") / cfg.name
+    result = submit(cfg, run_dir, shards, cluster=cluster, partition=partition, account=account, hours=hours,
+                    gpus_per_node=gpus_per_node or None, wait=wait, report=write_report, console=console)
+    if result.get("report"):
+        console.print(f"report: [bold]{Path(result['report']).resolve()}[/]")
 
 
 @command("report")

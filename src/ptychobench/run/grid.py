@@ -2,8 +2,10 @@
 
 A cell is one (task, model, strategy, selector, k, seed, training-set size) or one
 baseline; its name keys the store, so a rerun skips what is done and a killed run loses
-nothing. ``--shard i/n`` gives each of n workers whole groups of cells (one loaded model
-and adapter per group), each into its own store file; ``report`` merges them.
+nothing. ``--shard i/n`` gives each of n workers a share of the cells, balanced by
+estimated cost (:mod:`ptychobench.run.plan`; an adapter's cells never split), each into
+its own store file; ``report`` merges them. ``--shard auto`` reads i and n from the
+scheduler (:mod:`ptychobench.run.scheduler`).
 """
 
 from __future__ import annotations
@@ -84,10 +86,16 @@ def expand(cfg: RunConfig) -> list[Cell]:
     return cells
 
 
-def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+def shard_cells(cells: list[Cell], shard: tuple[int, int] | None, plan: Any = None) -> list[Cell]:
+    """Shard ``i`` of ``n``'s cells: from ``plan`` (a :class:`~ptychobench.run.plan.Plan` of
+    the same grid, balanced by cost), or, without one, every n-th group of cells."""
     if shard is None:
         return cells
     i, n = shard
+    if plan is not None:
+        if len(plan.shards) != n:
+            raise ValueError(f"the plan has {len(plan.shards)} shards, not {n}")
+        return list(plan.shards[i].cells)
     groups = sorted({c.group for c in cells}, key=repr)
     mine = {g for j, g in enumerate(groups) if j % n == i}
     return [c for c in cells if c.group in mine]

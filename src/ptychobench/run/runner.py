@@ -55,10 +55,15 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.shard = shard
         self.console = console or Console()
-        self.cells = shard_cells(expand(cfg), shard)
         self.preflight()
         self.ds = load_dataset(cfg.dataset)
         self.store = PredictionStore(store_path(self.run_dir, shard))
+        plan = None
+        if shard is not None:  # every shard computes the same balanced plan (run/plan.py)
+            from .plan import plan_run
+
+            plan = plan_run(cfg, self.ds, shard[1])
+        self.cells = shard_cells(expand(cfg), shard, plan)
         dataset_hash = self.ds.manifest.get("content_hash")
         self.settings = {c.config: settings_hash(cfg, c, cfg.experiments[c.exp], dataset_hash) for c in self.cells}
 
@@ -231,11 +236,22 @@ class Runner:
         bar = progress.add_task(f"  {c.config}", total=len(test))
         settings = self.settings[c.config]
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id, settings) for s in test))
+        t0 = time.perf_counter()
         predict(task, test, backend, self.store, c.config, meta, gen, demos_for,
                 batch_size=exp.batch_size or self.cfg.batch_size, components=components,
                 on_done=lambda n: progress.advance(bar, n), settings=settings)
         progress.update(bar, visible=False)
         progress.advance(grid)
+        self._log_cell(c, test, t0)
+
+    def _log_cell(self, c: Cell, test: Sequence[Sample], t0: float) -> None:
+        """One line per finished cell where no one watches a live bar (a scheduler's log file)."""
+        if self.console.is_terminal:
+            return
+        recs = [self.store.get(c.config, s.id) for s in test]
+        errors = sum(1 for r in recs if r and r.get("error"))
+        self.console.print(f"cell {c.config} n={len(test)} time={time.perf_counter() - t0:.1f}s errors={errors}",
+                           highlight=False, soft_wrap=True)
 
     def _run_baseline(self, c: Cell, exp: Experiment, progress, grid) -> None:
         from ..strategies import fit_predict_probe
@@ -255,3 +271,4 @@ class Runner:
                 self.store.append(make_record(task, s, c.config, meta, labels=labels, seconds=per,
                                               components=components, settings=settings))
         progress.advance(grid)
+        self._log_cell(c, test, t0)

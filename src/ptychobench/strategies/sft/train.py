@@ -100,6 +100,9 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         train = sorted(random.Random(f"sft:{seed}").sample(train, recipe.max_train_samples), key=lambda s: s.id)
     settings = settings_of(task, model, ds, dataset_hash, recipe, demo_selector, k, seed, len(train),
                          [s.id for s in train], prompt)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # data-parallel copies multiply the effective batch: another adapter
+        settings["processes"] = world
     old = read_manifest(out)
     if old and not force and old.get("settings") == settings and (out / "adapter_config.json").is_file():
         return out
@@ -115,7 +118,6 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         from ...models import load_for_training
 
         load_options: dict[str, Any] = {}
-        world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and torch.cuda.is_available():  # accelerate launch / torchrun: one replica per GPU
             load_options["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         if recipe.quantize == "4bit":
