@@ -169,5 +169,8 @@ def _register_optional_commands() -> None:
 
 _register_optional_commands()
 
+from .annotate.cli import app as annotate_app  # noqa: E402  (issue 17)
+app.add_typer(annotate_app, name="annotate")
+
 if __name__ == "__main__":  # pragma: no cover
     app()
