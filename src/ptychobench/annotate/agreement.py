@@ -127,7 +127,8 @@ def measure(contents: ExportContents, against: Dataset | None = None, seed: int 
         raise AnnotateError(f"{contents.path}: no task has a submitted annotation; nothing to measure")
     annotators = sorted({w for it in items for w in it.labels_by}, key=contents.annotators.index)
     m = _matrices(items, annotators, labels)
-    pairs, kappas = [], {label: [] for label in labels}
+    pairs: list[dict[str, Any]] = []
+    kappas: dict[str, list[float | None]] = {label: [] for label in labels}
     for (ia, a), (ib, b) in itertools.combinations(enumerate(annotators), 2):
         both = ~np.isnan(m[ia, :, 0]) & ~np.isnan(m[ib, :, 0])
         ya, yb = m[ia, both].astype(int), m[ib, both].astype(int)

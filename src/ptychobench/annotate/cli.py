@@ -55,7 +55,7 @@ def export_cmd(
     except (DatasetError, ValueError) as e:
         _fail(e)
     for t, n in s.tasks.items():
-        console.print(f"{t}: {n} tasks -> {s.out / t}/tasks.json (config: label_config.xml)")
+        console.print(f"{t}: {n} tasks -> {s.out / t}/tasks.json (config: label_config.xml)", soft_wrap=True)
     if s.predictions:
         console.print(f"{s.predictions} pre-annotations (model_version {cell!r})")
     if s.source.get("prediction_errors"):
