@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 LABEL_STUDIO = Path(os.environ.get("PTYCHOBENCH_LABEL_STUDIO", REPO / ".lsvenv" / "bin" / "label-studio"))
 DRIVER = Path(__file__).parent / "labelstudio_roundtrip.py"
 TOKENS = ["ptychobench-test-annotator-one", "ptychobench-test-annotator-two"]
-START_TIMEOUT_S = 600  # init runs ~150 migrations on SQLite: 60-110 s on 2 busy cores
+START_TIMEOUT_S = 600  # the first init applies ~250 migrations to SQLite: 60-110 s on 2 busy cores
 runner = CliRunner()
 
 
