@@ -361,3 +361,25 @@ def test_annotate_is_mounted_on_the_main_command():
     for cmd in ("export", "import", "agreement"):
         res = runner.invoke(main_app, ["annotate", cmd, "--help"])
         assert res.exit_code == 0 and "Example" in res.output, cmd
+
+
+def test_one_annotator_has_no_inter_annotator_figures_but_is_scored_against_the_dataset(tmp_path):
+    export = tmp_path / "one.json"
+    records = json.loads(EXPORT.read_text())
+    for r in records:  # keep user-1 only
+        r["annotations"] = [a for a in r["annotations"] if a["completed_by"] == 1]
+    export.write_text(json.dumps(records))
+    images = fixture_images(tmp_path / "imgs")
+    experts = import_export(EXPORT, tmp_path / "experts", images=images).dataset
+    result = measure(read_export(export), experts, n_resamples=200)
+    assert result.annotators == ["user-1"] and result.pairs == [] and result.alpha is None
+    assert all(r["kappa"] is None and r["alpha"] is None for r in result.per_label)
+    assert [r["annotator"] for r in result.against] == ["user-1", "consensus"]
+
+
+def test_a_bad_task_name_is_one_line_not_a_traceback(tmp_path, tiny_dataset):
+    res = runner.invoke(app, ["export", str(tiny_dataset), "--out", str(tmp_path / "x"), "--task", "segmentation"])
+    assert res.exit_code == 2 and "--task: unknown task 'segmentation'" in " ".join(res.output.split())
+    res = runner.invoke(app, ["agreement", str(EXPORT), "--task", "nope"])
+    assert res.exit_code == 2 and "unknown task 'nope'" in res.output
+    assert not (tmp_path / "x").exists()

@@ -52,7 +52,7 @@ def export_cmd(
     try:
         s = export_project(source, out, cell=cell, dataset=dataset, split=split, sample=sample, seed=seed,
                            blind=blind, task=task, document_root=document_root, image_url_prefix=image_url_prefix)
-    except (DatasetError, ValueError) as e:
+    except DatasetError as e:
         _fail(e)
     for t, n in s.tasks.items():
         console.print(f"{t}: {n} tasks -> {s.out / t}/tasks.json (config: label_config.xml)", soft_wrap=True)
@@ -86,7 +86,7 @@ def import_cmd(
 
     try:
         r = import_export(export, out, images=images, name=name, task=task, test_fraction=test_fraction, seed=seed)
-    except (DatasetError, ValueError) as e:
+    except DatasetError as e:
         _fail(e)
     _print_dataset_summary(r.dataset.manifest, r.dataset.root)
     c = r.contents
@@ -119,7 +119,7 @@ def agreement_cmd(
     try:
         contents = read_export(export, task)
         result = measure(contents, load_dataset(against) if against else None, seed=seed)
-    except (DatasetError, ValueError) as e:
+    except DatasetError as e:
         _fail(e)
     for title, head, rows in tables(result):
         table = Table(title=title)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..tasks import PARAM_OPTIONS, Task, _key, get_task
+from .errors import AnnotateError
 
 #: name of the ``<Choices>`` control (the ``from_name`` of results) per task
 CONTROL = {"artifacts": "artifacts", "params": "params"}
@@ -25,6 +26,14 @@ HEADER = {
 }
 #: the task-data field that object shows
 DATA_FIELD = {"artifacts": "image", "params": "text"}
+
+
+def task_named(name: str, where: str) -> Task:
+    """The task a user or a file names, or one clear error saying where the bad name came from."""
+    try:
+        return get_task(name)
+    except ValueError as e:
+        raise AnnotateError(f"{where}: {e}") from None
 
 
 def choice_text(task: Task, label: str) -> str:

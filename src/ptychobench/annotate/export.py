@@ -30,7 +30,7 @@ from urllib.parse import quote
 from ..data import Dataset, DatasetError, Sample, _check_image, load_dataset
 from ..store import STORE_GLOB, read_run
 from ..tasks import TASKS, get_task
-from .config import DATA_FIELD, choices_result, label_config
+from .config import DATA_FIELD, choices_result, label_config, task_named
 from .errors import AnnotateError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -174,7 +174,7 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
     if split not in (None, "train", "test"):
         raise AnnotateError(f"--split {split!r}: choose train or test")
     if task is not None:
-        get_task(task)
+        task_named(task, "--task")
     out = Path(out).resolve()
     root = Path(document_root).resolve() if document_root else out
     if not out.is_relative_to(root):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from ..tasks import NO_ARTIFACTS, Task, get_task
-from .config import CONTROL, canonical_label, results_choices
+from ..tasks import NO_ARTIFACTS, Task
+from .config import CONTROL, canonical_label, results_choices, task_named
 from .errors import AnnotateError
 
 CONSENSUS_RULE = "strict majority of the annotators who labelled the sample; ties left out and listed"
@@ -104,7 +104,7 @@ def consensus(labels_by: dict[str, frozenset[str]]) -> tuple[frozenset[str], lis
 
 def _detect_task(records: list[dict], path: Path, task: str | None) -> Task:
     if task:
-        return get_task(task)
+        return task_named(task, f"{path}: --task")
     named = {r.get("data", {}).get("ptychobench_task") for r in records} - {None}
     controls = {res.get("from_name") for r in records for a in r.get("annotations") or []
                 for res in a.get("result") or [] if isinstance(res, dict)}
@@ -115,7 +115,7 @@ def _detect_task(records: list[dict], path: Path, task: str | None) -> Task:
         named = {"artifacts" if any("image" in (r.get("data") or {}) for r in records) else "params"}
     if len(named) > 1:
         raise AnnotateError(f"{path}: the export mixes tasks {sorted(named)}; export one project per task")
-    return get_task(named.pop())
+    return task_named(str(named.pop()), f"{path}: 'ptychobench_task' in the task data")
 
 
 def sample_id_of(record: dict[str, Any]) -> str:
