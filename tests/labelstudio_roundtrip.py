@@ -5,14 +5,16 @@ venv, see docs/annotate.md); ``tests/test_annotate_server.py`` does. It reads a 
 
     {"url": ..., "tokens": [tok1, tok2],
      "projects": [{"label_config": PATH, "tasks": PATH, "images_dir": PATH or null,
-                   "export": PATH,
+                   "export": PATH, "export_with_emails": PATH (optional),
                    "annotations": [{sample id: result list or null (= skip)}, ... one per token]}]}
 
 and for each project: creates it from ``annotate export``'s files (Label Studio validates
 the labeling config), connects the images folder as local storage, imports the tasks with
 their pre-annotations, lets annotator i submit ``annotations[i]`` (null = the Skip button:
 a cancelled annotation), downloads every task's image through the server, reads back the
-pre-annotations' model versions, and writes the project's JSON export to ``export``.
+pre-annotations' model versions, and writes the project's JSON export to ``export`` (and,
+when asked, a snapshot export whose annotations name their annotator in full to
+``export_with_emails``).
 Prints a JSON summary on stdout.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -53,6 +56,15 @@ def run_project(url: str, tokens: list[str], clients: list[LabelStudio], spec: d
                 images[sid] = hashlib.sha256(r.content).hexdigest()
     export = b"".join(owner.projects.exports.download_sync(project.id, export_type="JSON", download_all_tasks=True))
     Path(spec["export"]).write_bytes(export)
+    if spec.get("export_with_emails"):  # a snapshot export with the annotators expanded (id, e-mail, names)
+        snap = owner.projects.exports.create(project.id, title="with e-mails",
+                                             serialization_options={"annotations__completed_by": {"only_id": False}})
+        for _ in range(120):
+            if owner.projects.exports.get(project.id, snap.id).status == "completed":
+                break
+            time.sleep(0.5)
+        data = b"".join(owner.projects.exports.download(project.id, snap.id, export_type="JSON"))
+        Path(spec["export_with_emails"]).write_bytes(data)
     return {"project": project.id, "tasks": len(by_sample), "image_sha256": images, "predictions": predictions}
 
 

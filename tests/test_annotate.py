@@ -251,6 +251,7 @@ def test_export_of_a_run_cell_pre_annotates_with_its_predictions(tmp_path, tiny_
     tasks = json.loads((tmp_path / "ls" / "artifacts" / "tasks.json").read_text())
     with_pred = [t for t in tasks if "predictions" in t]
     assert len(with_pred) == 5
+    assert with_pred[0]["data"]["run_cell"] == "artifacts/zero-shot" and with_pred[0]["data"]["dataset"] == "tiny"
     p = with_pred[0]["predictions"][0]
     assert p["model_version"] == "artifacts/zero-shot"
     assert p["result"] == [{"from_name": "artifacts", "to_name": "image", "type": "choices",

@@ -129,6 +129,7 @@ def test_round_trip_through_a_real_label_studio(label_studio, tmp_path, tiny_dat
     plan = {"url": url, "tokens": TOKENS, "projects": [
         {"label_config": str(root / "artifacts/label_config.xml"), "tasks": str(root / "artifacts/tasks.json"),
          "images_dir": str(root / "artifacts/images"), "export": str(tmp_path / "artifacts-export.json"),
+         "export_with_emails": str(tmp_path / "artifacts-export-emails.json"),
          "annotations": [{s: choices_result("artifacts", v) for s, v in first.items()},
                          {**{s: choices_result("artifacts", v) for s, v in second.items()}, art[-1]: None}]},
         {"label_config": str(root / "blind/params/label_config.xml"), "tasks": str(root / "blind/params/tasks.json"),
@@ -168,6 +169,18 @@ def test_round_trip_through_a_real_label_studio(label_studio, tmp_path, tiny_dat
         want = set(first[sid]) & set(second[sid]) if sid in second else set(first[sid])
         assert s.labels == want  # two annotators: what both ticked; one: theirs
         assert _sha(s.image) == a_proj["image_sha256"][sid]
+    # the same labels exported with the annotators expanded come back under their e-mail addresses
+    res = runner.invoke(app, ["annotate", "import", str(tmp_path / "artifacts-export-emails.json"),
+                              "--images", str(root / "artifacts/images"), "--out", str(tmp_path / "experts-emails")])
+    assert res.exit_code == 0, res.output
+    by_email = {s.id: s for sp in ("train", "test") for s in load_dataset(tmp_path / "experts-emails").samples(
+        "artifacts", sp)}
+    emails = [u["email"] for u in summary["users"]]
+    assert emails == ["annotator1@example.org", "annotator2@example.org"]
+    for sid, s in by_email.items():
+        assert {k: sorted(v) for k, v in s.metadata["annotate"]["annotators"].items()} == \
+            {emails[0]: first[sid]} | ({emails[1]: second[sid]} if sid in second else {})
+        assert s.labels == got[sid].labels
     res = runner.invoke(app, ["annotate", "import", str(tmp_path / "params-export.json"),
                               "--out", str(tmp_path / "experts-params")])
     assert res.exit_code == 0, res.output

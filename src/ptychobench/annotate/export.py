@@ -61,7 +61,7 @@ def unique_safe_names(ids: list[str]) -> dict[str, str]:
 class Source:
     """What to export: samples per task, their labels' origin and any pre-annotations."""
     kind: str  # "dataset", "run" or "images"
-    name: str
+    name: str  # the dataset's name (of the run's dataset for a run); the folder's for images
     samples: list[Sample]
     predictions: dict[str, list[str]] = field(default_factory=dict)  # sample id -> labels
     model_version: str | None = None
@@ -115,7 +115,7 @@ def run_source(run: Path, cell: str | None, dataset: str | None = None) -> Sourc
         raise AnnotateError(f"{run}: cell {cell!r} has samples {missing[:5]} that dataset {ds.root} "
                             "lacks; pass the run's dataset with --dataset")
     preds = {r["sample_id"]: list(r.get("labels") or []) for r in mine if not r.get("error")}
-    return Source("run", f"{run}:{cell}", [by_id[r["sample_id"]] for r in sorted(mine, key=lambda r: r["sample_id"])],
+    return Source("run", ds.name, [by_id[r["sample_id"]] for r in sorted(mine, key=lambda r: r["sample_id"])],
                   preds, model_version=cell, prediction_errors=sum(1 for r in mine if r.get("error")))
 
 
@@ -207,7 +207,9 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
             if s.split:
                 data["split"] = s.split
             if source.kind != "images":
-                data["dataset"] = source.name.split(":")[0] if source.kind == "dataset" else source.name
+                data["dataset"] = source.name
+            if source.model_version:
+                data["run_cell"] = source.model_version
             if get_task(task_name).modality == "image":
                 assert s.image is not None
                 dest = folder / "images" / f"{names[s.id]}{s.image.suffix.lower() or '.png'}"
