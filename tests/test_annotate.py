@@ -258,6 +258,10 @@ def test_export_of_a_run_cell_pre_annotates_with_its_predictions(tmp_path, tiny_
                             "value": {"choices": ["Blurring"]}}]
     blind = export_project(str(run), tmp_path / "bl", cell="artifacts/zero-shot", blind=True)
     assert blind.predictions == 0
+    (run / "config.yaml").unlink()
+    with pytest.raises(AnnotateError, match="pass --dataset"):
+        export_project(str(run), tmp_path / "y", cell="artifacts/zero-shot")
+    assert export_project(str(run), tmp_path / "y", cell="artifacts/zero-shot", dataset=str(tiny_dataset)).tasks
 
 
 def test_images_folder_export_and_full_round_trip(tmp_path):
@@ -310,6 +314,12 @@ def test_agreement_on_the_hand_made_export(tmp_path):
     grid = next(r for r in result.per_label if r["label"] == "Grid artifacts")
     assert grid["ticks"] == 3 and grid["kappa"] == 1.0 and grid["alpha"] == 1.0
     assert -1 <= result.alpha <= 1
+    # two experts who both saw nothing on every image: F1 undefined, not 0
+    none = [{"id": 1, "data": {"image": "x.png"}, "annotations": [
+        {"id": i, "completed_by": i, "result": [{"from_name": "artifacts", "to_name": "image", "type": "choices",
+                                                 "value": {"choices": ["No obvious artifacts"]}}]} for i in (1, 2)]}]
+    (tmp_path / "none.json").write_text(json.dumps(none))
+    assert measure(read_export(tmp_path / "none.json")).pairs[0]["micro_f1"] is None
 
 
 def test_agreement_against_a_dataset_scores_its_labels_with_experts_as_reference(tmp_path):

@@ -16,7 +16,8 @@ left out: it is the absence of the others), from a Label Studio export:
   the dataset has. Per label, kappa between the consensus and the dataset.
 
 Kappa or alpha is ``None`` ("n/a") where it is undefined: a label nobody (or everybody)
-ticked has no disagreement to correct for chance.
+ticked has no disagreement to correct for chance. So is an F1 where neither side ticked
+any scored label.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ class Agreement:
         return asdict(self)
 
 
+def _micro_f1(a: list[frozenset[str]], b: list[frozenset[str]], labels: list[str]) -> float | None:
+    """Micro-F1 between two label-set lists (the project's metric); None when neither side
+    ticked any scored label, where F1 is undefined (both saw "No obvious artifacts")."""
+    if not (binarize(a, labels).any() or binarize(b, labels).any()):
+        return None
+    return score(a, b, labels, ci=False).micro_f1
+
+
 def _matrices(items: list[LabelledTask], annotators: list[str], labels: list[str]) -> np.ndarray:
     """annotators x samples x labels, NaN where an annotator did not label a sample."""
     m = np.full((len(annotators), len(items), len(labels)), np.nan)
@@ -136,7 +145,7 @@ def measure(contents: ExportContents, against: Dataset | None = None, seed: int 
         if both.any():
             sets_a = [it.labels_by[a] for it, ok in zip(items, both) if ok]
             sets_b = [it.labels_by[b] for it, ok in zip(items, both) if ok]
-            row["micro_f1"] = score(sets_a, sets_b, labels, ci=False).micro_f1
+            row["micro_f1"] = _micro_f1(sets_a, sets_b, labels)
             row["kappa"] = kappa(ya.ravel(), yb.ravel())
             for j, label in enumerate(labels):
                 kappas[label].append(kappa(ya[:, j], yb[:, j]))
@@ -169,6 +178,10 @@ def _against(result: Agreement, items: list[LabelledTask], annotators: list[str]
             continue
         expert = [it.consensus if who == CONSENSUS else it.labels_by[who] for it in mine]
         ds_labels = [gold_ds[it.sample_id] for it in mine]
+        if _micro_f1(expert, ds_labels, labels) is None:
+            result.against.append({"annotator": who, "n": len(mine), "precision": None, "recall": None,
+                                   "micro_f1": None, "micro_f1_ci": None})
+            continue
         s = score(expert, ds_labels, labels, ci=True, seed=seed, n_resamples=n_resamples)
         result.against.append({"annotator": who, "n": s.n, "precision": s.micro_precision,
                                "recall": s.micro_recall, "micro_f1": s.micro_f1,
