@@ -139,7 +139,7 @@ def test_round_trip_through_a_real_label_studio(label_studio, tmp_path, tiny_dat
     ]}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     driver = subprocess.run([str(LABEL_STUDIO.parent / "python"), str(DRIVER), str(tmp_path / "plan.json")],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
     assert driver.returncode == 0, driver.stderr[-3000:]
     summary = json.loads(driver.stdout.strip().splitlines()[-1])
     ids = [u["id"] for u in summary["users"]]
