@@ -160,7 +160,7 @@ def resolve_source(src: str, cell: str | None = None, dataset: str | None = None
 # --------------------------------------------------------------------------- writing
 
 
-def _image_url(rel: str, document_root: Path, image_url_prefix: str | None) -> str:
+def _image_url(rel: str, image_url_prefix: str | None) -> str:
     if image_url_prefix:
         return f"{image_url_prefix.rstrip('/')}/{quote(rel)}"
     return LOCAL_FILES_URL + quote(rel, safe="/")
@@ -215,7 +215,7 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
                 dest = folder / "images" / f"{names[s.id]}{s.image.suffix.lower() or '.png'}"
                 dest.parent.mkdir(exist_ok=True)
                 shutil.copyfile(s.image, dest)
-                data[DATA_FIELD[task_name]] = _image_url(dest.relative_to(root).as_posix(), root, image_url_prefix)
+                data[DATA_FIELD[task_name]] = _image_url(dest.relative_to(root).as_posix(), image_url_prefix)
                 data["image_file"] = dest.name
             else:
                 data[DATA_FIELD[task_name]] = s.text
