@@ -11,7 +11,16 @@ else
 PYTEST_ARGS ?= -m "not slow"
 endif
 
-.PHONY: run test setup clean
+# Label Studio (issue 17's real-server test) in its own venv: it pins numpy < 2.3 (through
+# opencv-python-headless) and openai 1.x, which would downgrade the project's venv.
+LSVENV   ?= .lsvenv
+LS_STAMP := $(LSVENV)/.labelstudio-installed
+export PTYCHOBENCH_LABEL_STUDIO ?= $(abspath $(LSVENV))/bin/label-studio
+ifeq ($(CI),true)
+TEST_DEPS := $(LS_STAMP)
+endif
+
+.PHONY: run test setup clean labelstudio
 
 setup: $(STAMP)
 
@@ -26,8 +35,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ptychobench run $(ARGS)
 
-test: $(STAMP)
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	test -x $(LSVENV)/bin/python || $(PYTHON) -m venv $(LSVENV)
+	$(LSVENV)/bin/python -m pip install -q "label-studio==1.23.2" "label-studio-sdk==2.1.2"
+	touch $@
+
+test: $(STAMP) $(TEST_DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LSVENV) .pytest_cache

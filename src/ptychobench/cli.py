@@ -449,5 +449,8 @@ def report_command(
     console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name}, {paths['scores'].name})")
 
 
+from .annotate.cli import app as annotate_app  # noqa: E402  (issue 17)
+app.add_typer(annotate_app, name="annotate")
+
 if __name__ == "__main__":  # pragma: no cover
     app()

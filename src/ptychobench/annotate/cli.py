@@ -1,0 +1,136 @@
+"""``ptychobench annotate``: export to Label Studio, import its export, measure agreement.
+
+Mounted on the main command as ``app.add_typer(annotate_app, name="annotate")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..data import DatasetError
+
+app = typer.Typer(
+    help="Experts in the loop: a Label Studio round trip (export tasks, import labels, measure agreement).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command("export")
+def export_cmd(
+    source: str = typer.Argument(..., help="Dataset (folder or name), run folder (with --cell), or image folder."),
+    out: Path = typer.Option(..., "--out", help="Folder for the Label Studio project files (nothing goes elsewhere)."),
+    cell: str | None = typer.Option(None, "--cell", help="Run cell whose predictions become pre-annotations."),
+    dataset: str | None = typer.Option(None, "--dataset", help="The run's dataset (default: its config.yaml)."),
+    split: str | None = typer.Option(None, "--split", help="Only this split (train or test)."),
+    sample: int | None = typer.Option(None, "--sample", help="Only N samples per task, drawn at random."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
+    blind: bool = typer.Option(False, "--blind", help="No pre-annotations and no dataset labels in the task data."),
+    task: str | None = typer.Option(None, "--task", help="Only this task (artifacts or params)."),
+    document_root: Path | None = typer.Option(
+        None, "--document-root", help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: --out)."),
+    image_url_prefix: str | None = typer.Option(
+        None, "--image-url-prefix", help="Serve images from this URL instead of Label Studio's local files."),
+) -> None:
+    """Write a Label Studio project: labeling config, tasks, images, optional pre-annotations.
+
+    Example: ptychobench annotate export sim-v1 --split test --sample 40 --blind --out ~/ls/sim-v1-blind
+    """
+    from .export import export_project
+
+    try:
+        s = export_project(source, out, cell=cell, dataset=dataset, split=split, sample=sample, seed=seed,
+                           blind=blind, task=task, document_root=document_root, image_url_prefix=image_url_prefix)
+    except DatasetError as e:
+        _fail(e)
+    for t, n in s.tasks.items():
+        console.print(f"{t}: {n} tasks -> {s.out / t}/tasks.json (config: label_config.xml)", soft_wrap=True)
+    if s.predictions:
+        console.print(f"{s.predictions} pre-annotations (model_version {cell!r})")
+    if s.source.get("prediction_errors"):
+        console.print(f"{s.source['prediction_errors']} samples had a failed generation: no pre-annotation")
+    images = s.source["images"]
+    if "served_as" in images:
+        console.print("images: start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+                      f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={images['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']} "
+                      "and add a Local Storage on the images/ folder (docs/annotate.md)", soft_wrap=True)
+
+
+@app.command("import")
+def import_cmd(
+    export: Path = typer.Argument(..., help="Label Studio JSON export (Export > JSON)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    images: Path | None = typer.Option(None, "--images", help="Folder with the tasks' images (matched by name)."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the export's file name)."),
+    task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share when the tasks carry no splits."),
+    seed: int = typer.Option(0, "--seed", help="Seed of that split."),
+) -> None:
+    """Turn a Label Studio JSON export into a dataset: consensus labels, every annotator's in metadata.
+
+    Example: ptychobench annotate import ~/Downloads/project-3.json --images ~/ls/blind/artifacts/images --out ~/experts
+    """
+    from ..cli import _print_dataset_summary
+    from .importer import import_export
+
+    try:
+        r = import_export(export, out, images=images, name=name, task=task, test_fraction=test_fraction, seed=seed)
+    except DatasetError as e:
+        _fail(e)
+    _print_dataset_summary(r.dataset.manifest, r.dataset.root)
+    c = r.contents
+    console.print(f"annotators: {', '.join(c.annotators)}; splits: {r.split_rule}")
+    for it in c.skipped:
+        console.print(f"[yellow]skipped[/] task {it.task_id} (sample {it.sample_id}) by {', '.join(it.skipped_by)}: "
+                      "not in the dataset")
+    for it in c.unannotated:
+        console.print(f"[yellow]unannotated[/] task {it.task_id} (sample {it.sample_id}): not in the dataset")
+    for it in r.ties:
+        console.print(f"tie on sample {it.sample_id}: {', '.join(it.ties)} (left out of its labels)")
+
+
+@app.command("agreement")
+def agreement_cmd(
+    export: Path = typer.Argument(..., help="Label Studio JSON export with one or more annotators per task."),
+    against: str | None = typer.Option(None, "--against", help="Dataset (folder or name) whose labels to compare."),
+    out: Path | None = typer.Option(None, "--out", help="Also write agreement.md and agreement.json here."),
+    task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Agreement between annotators (kappa, Krippendorff's alpha, micro-F1) and with a dataset.
+
+    Example: ptychobench annotate agreement ~/Downloads/project-3.json --against sim-v1 --out ~/ls/agreement
+    """
+    from ..data import load_dataset
+    from .agreement import measure, tables, write
+    from .load import read_export
+
+    try:
+        contents = read_export(export, task)
+        result = measure(contents, load_dataset(against) if against else None, seed=seed)
+    except DatasetError as e:
+        _fail(e)
+    for title, head, rows in tables(result):
+        table = Table(title=title)
+        for i, h in enumerate(head):
+            table.add_column(h, justify="left" if i == 0 or h.startswith("annotator") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if result.unmatched:
+        console.print(f"{len(result.unmatched)} samples not in {result.against_dataset}: "
+                      f"{', '.join(result.unmatched[:10])}")
+    if out:
+        for p in write(result, out, str(export)):
+            console.print(f"wrote {p}")
