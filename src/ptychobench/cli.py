@@ -157,6 +157,7 @@ def _register_optional_commands() -> None:
         ("ptychobench.strategies.cli", "train", "train_command"),
         ("ptychobench.runner", "run", "run_command"),
         ("ptychobench.report", "report", "report_command"),
+        ("ptychobench.diagnose.cli", "diagnose", "diagnose_command"),
     ):
         try:
             mod = importlib.import_module(module)
