@@ -22,4 +22,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["Diagnosis", "DiagnoseError", "Recon", "diagnose", "diagnose_many", "read"]
+__all__ = ["DiagnoseError", "Diagnosis", "Recon", "diagnose", "diagnose_many", "read"]

@@ -249,8 +249,8 @@ class ProbeAdvisor:
         options = []
         for j in shown:
             letter = self.labels[j]
-            ev = [f"{self.kind} probability {proba[j]:.2f} (threshold "
-                  f"{'never' if not np.isfinite(thr[j]) else f'{thr[j]:.2f}'})"]
+            t = "never" if not np.isfinite(thr[j]) else f"{thr[j]:.2f}"
+            ev = [f"{self.kind} probability {proba[j]:.2f} (threshold {t})"]
             support = [i for i in nearest if self.train_Y[i, j]]
             ev.append(f"{len(support)} of the {len(nearest)} most similar training experiments had it verified")
             for i in support[:2]:

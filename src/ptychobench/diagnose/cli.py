@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .detector import DEFAULT_DETECTOR
 from ..data import DatasetError
+from .detector import DEFAULT_DETECTOR
 from .io import DiagnoseError
 
 
@@ -41,21 +41,28 @@ def _print(console: Console, d) -> None:
 
 
 def diagnose_command(
-    paths: list[Path] = typer.Argument(..., help="Reconstruction files or folders (PNG/TIFF, .npy/.npz, HDF5, .ptyr)."),
-    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector",
-                                 help="vision-probe (default), knn-vote, or a model: preset, hf:<id>, openai:<model>."),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter folder for a model detector."),
-    params: Optional[Path] = typer.Option(None, "--params",
-                                          help="Current parameters: YAML/JSON of ReconParams fields or a pty-chi options dump."),
-    scan_step: Optional[float] = typer.Option(None, "--scan-step", help="Scan step in pixels of the object (grid check)."),
-    half: Optional[Path] = typer.Option(None, "--half", help="Second half-data reconstruction: FRC resolution."),
-    key: Optional[str] = typer.Option(None, "--key", help="Dataset or array name inside an HDF5/.npz file."),
-    advisor: str = typer.Option("text-probe", "--advisor",
-                                help="text-probe (default), knn-vote, a language model, or 'none' to skip advice."),
-    advisor_adapter: Optional[Path] = typer.Option(None, "--advisor-adapter", help="LoRA adapter for a model advisor."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset the probes are fitted on (default: the default dataset)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write an HTML card (a .html file, or a folder for several)."),
+    paths: Annotated[list[Path], typer.Argument(
+        help="Reconstruction files or folders (PNG/TIFF, .npy/.npz, HDF5, .ptyr).")],
+    detector: Annotated[str, typer.Option(
+        "--detector", help="vision-probe (default), knn-vote, or a model: preset, hf:<id>, openai:<model>.")
+    ] = DEFAULT_DETECTOR,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder for a model detector.")] = None,
+    params: Annotated[Path | None, typer.Option(
+        "--params", help="Current parameters: YAML/JSON of ReconParams fields or a pty-chi options dump.")] = None,
+    scan_step: Annotated[float | None, typer.Option(
+        "--scan-step", help="Scan step in pixels of the object (grid check).")] = None,
+    half: Annotated[Path | None, typer.Option("--half", help="Second half-data reconstruction: FRC resolution.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Dataset or array name inside an HDF5/.npz file.")] = None,
+    advisor: Annotated[str, typer.Option(
+        "--advisor", help="text-probe (default), knn-vote, a language model, or 'none' to skip advice.")
+    ] = "text-probe",
+    advisor_adapter: Annotated[Path | None, typer.Option(
+        "--advisor-adapter", help="LoRA adapter for a model advisor.")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="Dataset the probes are fitted on (default: the default dataset).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Write an HTML card (a .html file, or a folder for several).")] = None,
 ) -> None:
     """What is wrong with a reconstruction, with no truth, and what to change.
 

@@ -94,20 +94,23 @@ def to_recon(arr: np.ndarray, name: str, source: str = "", path: Path | None = N
 
 
 def trim_unscanned(a: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Drop border rows and columns that are exactly constant: pty-chi keeps the object
-    buffer beyond the scanned field at its initial value, which is no part of the image."""
+    """Drop border rows and columns of a complex object that hold exactly 1 + 0j: pty-chi
+    (and ptypy) keep the object buffer beyond the scanned field at that initial value,
+    which is no part of the image. A measured field is never exactly 1 on a whole line."""
+    if not np.iscomplexobj(a):
+        return a, False
     top, bottom, left, right = 0, a.shape[0], 0, a.shape[1]
 
-    def flat(v: np.ndarray) -> bool:
-        return bool(np.all(v == v.flat[0]))
+    def unscanned(v: np.ndarray) -> bool:
+        return bool(np.all(v == 1))
 
-    while bottom - top > MIN_SIDE and flat(a[top, left:right]):
+    while bottom - top > MIN_SIDE and unscanned(a[top, left:right]):
         top += 1
-    while bottom - top > MIN_SIDE and flat(a[bottom - 1, left:right]):
+    while bottom - top > MIN_SIDE and unscanned(a[bottom - 1, left:right]):
         bottom -= 1
-    while right - left > MIN_SIDE and flat(a[top:bottom, left]):
+    while right - left > MIN_SIDE and unscanned(a[top:bottom, left]):
         left += 1
-    while right - left > MIN_SIDE and flat(a[top:bottom, right - 1]):
+    while right - left > MIN_SIDE and unscanned(a[top:bottom, right - 1]):
         right -= 1
     changed = (top, bottom, left, right) != (0, a.shape[0], 0, a.shape[1])
     return a[top:bottom, left:right], changed
