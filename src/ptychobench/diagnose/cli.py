@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..data import DatasetError
@@ -16,9 +17,9 @@ from .io import DiagnoseError
 
 
 def _print(console: Console, d) -> None:
-    console.rule(f"[bold]{d.name}")
-    console.print(f"{d.kind} field {d.shape[0]} x {d.shape[1]} px ({d.source}); detector: {d.detector}")
-    console.print(f"[bold]artifacts:[/] {', '.join(d.labels)}")
+    console.print(f"\n[bold]{escape(d.name)}[/]", soft_wrap=True)  # a path is never cut
+    console.print(escape(f"{d.kind} field {d.shape[0]} x {d.shape[1]} px ({d.source}); detector: {d.detector}"))
+    console.print(f"[bold]artifacts:[/] {escape(', '.join(d.labels))}")
     if d.probabilities:
         t = Table("label", "probability", "threshold", title="artifact probabilities")
         for lab, p in sorted(d.probabilities.items(), key=lambda kv: -kv[1]):
@@ -86,7 +87,7 @@ def diagnose_command(
 
             written = write_cards(ds, html)
     except DatasetError as e:  # DiagnoseError and a bad --dataset
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if json_out:
         typer.echo(json.dumps([d.to_dict() for d in ds], indent=2))
@@ -94,4 +95,4 @@ def diagnose_command(
         for d in ds:
             _print(console, d)
     for w in written:
-        err.print(f"wrote {w}", highlight=False)
+        err.print(f"wrote {escape(str(w))}", highlight=False, soft_wrap=True)
