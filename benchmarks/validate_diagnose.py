@@ -117,7 +117,12 @@ def validate_build(build: Path, detector: str, dataset: str | None) -> dict:
     field, diagnosed without the truth."""
     from ptychobench.sim.build import BuildConfig, experiment_for
     from ptychobench.sim.instruments import INSTRUMENTS
-    from ptychobench.sim.measure import centre_crop, labels_from_metrics, project, upsample
+    from ptychobench.sim.measure import (
+        centre_crop,
+        labels_from_metrics,
+        project,
+        upsample,
+    )
 
     cfg_key = json.loads((build / ".work" / "config.json").read_text())
     cfg = BuildConfig(**{k: v for k, v in cfg_key.items() if k != "scale"})
@@ -210,19 +215,19 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         if "rows" in r:  # the FRC check
             lines += [f"#### {r['source']}", "",
-                      "| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px) |"
-                      " correlation with truth |", "|---|---|---|---|---|"]
+                      ("| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px) |"
+                      " correlation with truth |"), "|---|---|---|---|---|"]
             lines += [f"| {x['id']} | {x['frc_half_bit_px']} | {x['truth_frc_0.5_px']} | {x['blur_px']} | "
                       f"{x['corr']:.2f} |" for x in r["rows"]]
-            lines += ["", "Spearman of the half-data resolution with the truth-based resolution: "
+            lines += ["", ("Spearman of the half-data resolution with the truth-based resolution: "
                       f"{r['spearman_vs_truth_frc_0.5_px']}; with the blur sigma: {r['spearman_vs_blur_px']}; "
-                      f"with the correlation with the truth: {r['spearman_vs_corr']}.", ""]
+                      f"with the correlation with the truth: {r['spearman_vs_corr']}."), ""]
             continue
         lab = r["labels"]
         lines += [f"#### {r['source']}", "",
-                  f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
+                  (f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
                   f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
-                  f"n = {lab['n']}.", "",
+                  f"n = {lab['n']}."), "",
                   "| label | F1 | true | predicted |", "|---|---|---|---|"]
         for name, v in lab["per_label"].items():
             lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")

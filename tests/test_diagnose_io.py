@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptychobench.diagnose.io import DiagnoseError, expand, read, trim_unscanned
+from ptychobench.diagnose.io import (
+    DiagnoseError,
+    centre_crop,
+    expand,
+    read,
+    to_recon,
+    trim_unscanned,
+)
 
 N = 48
 
@@ -129,3 +136,11 @@ def test_unscanned_border_is_trimmed() -> None:
     phase = np.zeros((N, N))
     phase[10:20, 10:20] = 1.0  # a phase map with flat borders is measured as it is
     assert trim_unscanned(phase)[1] is False
+
+
+def test_centre_crop() -> None:
+    r = to_recon(np.arange(60 * 80, dtype=float).reshape(60, 80), "field")
+    c = centre_crop(r, 40)
+    assert c.shape == (40, 40) and c.data[0, 0] == r.data[10, 20] and "central 40 px" in c.source
+    with pytest.raises(DiagnoseError, match="cannot crop 70 x 70"):
+        centre_crop(r, 70)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .advice import DEFAULT_ADVISOR, Advice, CurrentParams, advise, load_params
 from .detector import DEFAULT_DETECTOR, Detection, get_detector, render
-from .io import DiagnoseError, Recon, expand, read, to_recon
+from .io import DiagnoseError, Recon, centre_crop, expand, read, to_recon
 from .measure import FRC, Measurement, measure
 
 
@@ -61,9 +61,11 @@ def _as_recon(x: Any, key: str | None, name: str | None) -> Recon:
 def diagnose_many(inputs: list[Any], *, key: str | None = None, detector: str = DEFAULT_DETECTOR,
                   adapter: str | None = None, params: str | Path | CurrentParams | None = None,
                   scan_step: float | None = None, half: Any = None, advisor: str | None = DEFAULT_ADVISOR,
-                  advisor_adapter: str | None = None, dataset: str | None = None) -> list[Diagnosis]:
+                  advisor_adapter: str | None = None, dataset: str | None = None,
+                  crop: int | None = None) -> list[Diagnosis]:
     """Diagnose several reconstructions (paths, folders or arrays); the detector and the
-    advisor load once. ``advisor=None`` skips the advice."""
+    advisor load once. ``advisor=None`` skips the advice; ``crop`` keeps the central
+    ``crop`` x ``crop`` pixels of each (and of ``half``)."""
     items: list[Any] = []
     for x in inputs:
         if isinstance(x, (str, Path)):
@@ -74,6 +76,9 @@ def diagnose_many(inputs: list[Any], *, key: str | None = None, detector: str = 
     if half is not None and len(recons) != 1:
         raise DiagnoseError(f"--half compares two halves of one reconstruction; {len(recons)} inputs were given")
     half_recon = _as_recon(half, key, "half") if half is not None else None
+    if crop:
+        recons = [centre_crop(r, crop) for r in recons]
+        half_recon = centre_crop(half_recon, crop) if half_recon is not None else None
     cur = load_params(params) if isinstance(params, (str, Path)) else params
     images = [render(r.data) for r in recons]
     detections: list[Detection] = get_detector(detector, adapter, dataset).detect(images)

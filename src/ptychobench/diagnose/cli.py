@@ -53,6 +53,8 @@ def diagnose_command(
     scan_step: Annotated[float | None, typer.Option(
         "--scan-step", help="Scan step in pixels of the object (grid check).")] = None,
     half: Annotated[Path | None, typer.Option("--half", help="Second half-data reconstruction: FRC resolution.")] = None,
+    crop: Annotated[int | None, typer.Option(
+        "--crop", help="Keep the central PX x PX pixels (the well-lit field, without the buffer's margins).")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Dataset or array name inside an HDF5/.npz file.")] = None,
     advisor: Annotated[str, typer.Option(
         "--advisor", help="text-probe (default), knn-vote, a language model, or 'none' to skip advice.")
@@ -80,7 +82,8 @@ def diagnose_command(
         ds = diagnose_many(list(paths), key=key, detector=detector, adapter=str(adapter) if adapter else None,
                            params=params, scan_step=scan_step, half=half,
                            advisor=None if advisor.lower() == "none" else advisor,
-                           advisor_adapter=str(advisor_adapter) if advisor_adapter else None, dataset=dataset)
+                           advisor_adapter=str(advisor_adapter) if advisor_adapter else None, dataset=dataset,
+                           crop=crop)
         written = []
         if html is not None:
             from .card import write_cards

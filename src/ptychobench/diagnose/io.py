@@ -116,6 +116,18 @@ def trim_unscanned(a: np.ndarray) -> tuple[np.ndarray, bool]:
     return a[top:bottom, left:right], changed
 
 
+def centre_crop(recon: Recon, size: int) -> Recon:
+    """The central ``size`` x ``size`` pixels: the well-illuminated field, without the
+    object buffer's weakly lit margins (the dataset measures and renders that field too)."""
+    h, w = recon.shape
+    if size < MIN_SIDE or size > min(h, w):
+        raise DiagnoseError(f"{recon.name}: cannot crop {size} x {size} px from a {h} x {w} px field "
+                            f"(expected {MIN_SIDE} to {min(h, w)})")
+    top, left = (h - size) // 2, (w - size) // 2
+    src = f"{recon.source}, central {size} px" if recon.source else f"central {size} px"
+    return Recon(recon.name, recon.data[top:top + size, left:left + size], recon.kind, src, recon.path)
+
+
 def _pick(names: Sequence[str], candidates: Sequence[str]) -> list[str]:
     """Entries of ``names`` whose last path component is one of ``candidates``."""
     return [n for n in names if n.rstrip("/").split("/")[-1].lower() in candidates]
