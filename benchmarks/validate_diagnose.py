@@ -77,7 +77,7 @@ def correlations(rows: list[dict]) -> list[dict]:
 def label_scores(gold: list[frozenset], pred: list[frozenset]) -> dict:
     s = score(gold, pred, ARTIFACTS.scored_labels, ci=True, n_resamples=2000)
     return {"n": s.n, "micro_f1": round(s.micro_f1, 3), "micro_f1_ci": [round(v, 3) for v in s.micro_f1_ci],
-            "macro_f1": round(s.macro_f1, 3),
+            "macro_f1": round(s.macro_f1, 3), "exact_match": round(s.exact_match, 3),
             "per_label": {lab: {"f1": round(s.per_label_f1[lab], 3), "support": s.per_label_support[lab],
                                 "predicted": int(sum(lab in p for p in pred))}
                           for lab in ARTIFACTS.scored_labels}}
@@ -227,7 +227,7 @@ def markdown(results: list[dict]) -> str:
         lines += [f"#### {r['source']}", "",
                   (f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
                   f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
-                  f"n = {lab['n']}."), "",
+                  f"exact label-set match {lab['exact_match']}, n = {lab['n']}."), "",
                   "| label | F1 | true | predicted |", "|---|---|---|---|"]
         for name, v in lab["per_label"].items():
             lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
