@@ -127,9 +127,13 @@ def test_cli_folder_table_and_bad_file(tmp_path: Path, tiny_dataset: Path, home:
 
     path = _recon(tmp_path)
     np.save(path.parent / "second.npy", np.load(path)[0] * np.exp(0.3j))
-    res = CliRunner().invoke(app, ["diagnose", str(path.parent), "--dataset", str(tiny_dataset), "--advisor", "none"])
+    cards = tmp_path / "cards"
+    res = CliRunner().invoke(app, ["diagnose", str(path.parent), "--dataset", str(tiny_dataset), "--advisor", "none",
+                                   "--html", str(cards)])
     assert res.exit_code == 0, res.output
     assert "recon.npy" in res.output and "second.npy" in res.output and "Phase ramp" in res.output
+    assert sorted(p.name for p in cards.iterdir()) == ["index.html", "recon.html", "second.html"]
+    assert "second.html" in (cards / "index.html").read_text()
     bad = tmp_path / "broken.h5"
     bad.write_bytes(b"not hdf5")
     res = CliRunner().invoke(app, ["diagnose", str(bad), "--dataset", str(tiny_dataset)])
@@ -137,3 +141,39 @@ def test_cli_folder_table_and_bad_file(tmp_path: Path, tiny_dataset: Path, home:
     assert "broken.h5" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["diagnose", str(path), "--half", str(bad), "--dataset", str(tiny_dataset)])
     assert res.exit_code == 2 and "broken.h5" in res.output
+
+
+class _FakeBackend:
+    """Answers like a model; records the images it was shown and whether they existed."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.seen = reply, []
+
+    def fingerprint(self) -> dict:
+        return {"model": "fake"}
+
+    def generate(self, batch, config=None):
+        from ptychobench.backends import Generation
+        from ptychobench.backends.base import image_paths
+
+        for conv in batch:
+            self.seen += [(p, Path(p).is_file()) for p in image_paths(conv)]
+        return [Generation(text=self.reply) for _ in batch]
+
+
+def test_model_detector_and_advisor_through_the_backend_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ptychobench.backends as backends
+    from ptychobench.diagnose.advice import ModelAdvisor
+    from ptychobench.diagnose.detector import ModelDetector
+
+    fake = _FakeBackend("I see a ramp. <answer>[Phase ramp, Singularity artifacts]</answer>")
+    monkeypatch.setattr(backends, "load_backend", lambda model, adapter=None, **kw: fake)
+    img = np.full((256, 256), 128, np.uint8)
+    (det,) = ModelDetector("some-vlm").detect([img])
+    assert det.labels == ["Phase ramp", "Singularity artifacts"] and det.probabilities is None
+    assert det.reply.startswith("I see a ramp")
+    assert len(fake.seen) == 1 and fake.seen[0][1]  # the image existed while the model looked
+    assert not Path(fake.seen[0][0]).exists()       # and is gone afterwards
+    fake.reply = "<answer>G, K</answer>"
+    adv = ModelAdvisor("some-llm").advise("Reconstruction log ...")
+    assert adv.chosen == ["G", "K"] and adv.reply == "<answer>G, K</answer>"
