@@ -349,7 +349,10 @@ def get_advisor(name: str = DEFAULT_ADVISOR, adapter: str | None = None, dataset
     if name in PROBE_ADVISORS:
         if adapter:
             raise DiagnoseError(f"--advisor-adapter applies to a model advisor, not {name!r}")
-        return load_probe_advisor(name, dataset)
+        try:
+            return load_probe_advisor(name, dataset)
+        except ImportError as e:
+            raise DiagnoseError(f"advisor {name!r}: {e}") from None
     if name == "vision-probe":
         raise DiagnoseError("vision-probe reads images; advice needs text-probe, knn-vote or a language model")
     return ModelAdvisor(name, adapter)

@@ -87,7 +87,10 @@ def diagnose_many(inputs: list[Any], *, key: str | None = None, detector: str = 
         m, curve = measure(r, scan_step, half_recon)
         adv = None
         if advisor:
-            adv = advise(Path(r.name).name, det.labels, m, cur, advisor, advisor_adapter, dataset)
+            label = r.path.name if r.path is not None else r.name
+            if r.path is not None and r.name.startswith(f"{r.path}:"):  # the dataset inside the file
+                label += r.name[len(str(r.path)):]
+            adv = advise(label, det.labels, m, cur, advisor, advisor_adapter, dataset)
         out.append(Diagnosis(name=r.name, source=r.source, shape=r.shape, kind=r.kind, labels=det.labels,
                              probabilities=det.probabilities, thresholds=det.thresholds, detector=det.detector,
                              measurements=m, frc=curve, advice=adv, image=img))

@@ -281,7 +281,10 @@ def get_detector(name: str = DEFAULT_DETECTOR, adapter: str | None = None, datas
     if name in PROBE_DETECTORS:
         if adapter:
             raise DiagnoseError(f"--adapter applies to a model detector, not {name!r}")
-        return load_probe_detector(name, dataset, backbone)
+        try:
+            return load_probe_detector(name, dataset, backbone)
+        except ImportError as e:
+            raise DiagnoseError(f"detector {name!r}: {e}") from None
     if name == "text-probe":
         raise DiagnoseError("text-probe reads text; artifact detection needs vision-probe, knn-vote or a vision model")
     return ModelDetector(name, adapter)
