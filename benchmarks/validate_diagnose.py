@@ -83,7 +83,7 @@ def label_scores(gold: list[frozenset], pred: list[frozenset]) -> dict:
                           for lab in ARTIFACTS.scored_labels}}
 
 
-def validate_dataset(name: str, detector: str) -> dict:
+def validate_dataset(name: str, detector: str, field_px: int = 64) -> dict:
     """The dataset's test images through the detector and the measurements."""
     from PIL import Image
 
@@ -98,8 +98,9 @@ def validate_dataset(name: str, detector: str) -> dict:
         arrays.append(grey)
         meta = s.metadata
         inst = meta.get("instrument") or {}
-        # sim-v1 images show the 64-px field at twice the size: the step doubles too
-        factor = grey.shape[0] / 64 if name == "sim-v1" else 1.0
+        # an image shows the reconstructed field (sim-v1: 64 px) at its own size: the scan
+        # step, in object pixels in the metadata, scales with it
+        factor = grey.shape[0] / (meta.get("roi") or field_px)
         step = inst.get("step_px") * factor if inst.get("step_px") else None
         m, _ = measure(to_recon(grey, s.id), scan_step=step)
         rows.append({"id": s.id, "scan": meta.get("scan"), "metrics": meta.get("metrics") or {},
@@ -246,6 +247,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="sim-v1", help="dataset whose test split to check ('' to skip)")
     ap.add_argument("--build", action="append", default=[], type=Path, help="simulation build folder(s)")
     ap.add_argument("--detector", default="vision-probe")
+    ap.add_argument("--field-px", type=int, default=64,
+                    help="reconstructed field shown by the dataset's images, object px (sim-v1: 64)")
     ap.add_argument("--train-dataset", default=None, help="dataset the detector is fitted on (default one)")
     ap.add_argument("--frc-build", type=Path, default=None, help="build whose experiments get half-data FRC")
     ap.add_argument("--frc-n", type=int, default=12, help="experiments for the FRC check")
@@ -254,7 +257,7 @@ def main() -> None:
     t0 = time.perf_counter()
     results = []
     if args.dataset:
-        results.append(validate_dataset(args.dataset, args.detector))
+        results.append(validate_dataset(args.dataset, args.detector, args.field_px))
     for b in args.build:
         results.append(validate_build(b, args.detector, args.train_dataset))
     if args.frc_build:
