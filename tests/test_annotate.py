@@ -19,8 +19,8 @@ from ptychobench.annotate.export import export_project, safe_name, unique_safe_n
 from ptychobench.annotate.importer import import_export
 from ptychobench.annotate.load import consensus, read_export
 from ptychobench.data import DatasetError, Sample, load_dataset, write_dataset
-from ptychobench.evaluate import make_record
-from ptychobench.store import PredictionStore
+from ptychobench.eval.predict import make_record
+from ptychobench.eval.store import PredictionStore
 from ptychobench.tasks import ARTIFACT_LABELS, ARTIFACTS, PARAMS
 
 FIXTURES = Path(__file__).parent / "fixtures"

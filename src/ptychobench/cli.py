@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .data.registry import DEFAULT_DATASET
+from .data.summary import dataset_table
 from .errors import ConfigError, DatasetError, PtychoBenchError
 
 app = typer.Typer(
@@ -67,7 +68,7 @@ def import_cmd(
     from .data.released import import_released
 
     ds = import_released(src, out, images=images, name=name)
-    _print_dataset_summary(ds.manifest, ds.root)
+    console.print(dataset_table(ds.manifest, ds.root))
 
 
 @command("export")
@@ -114,25 +115,12 @@ def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name
     from .data import content_hash, load_dataset
 
     ds = load_dataset(dataset)
-    _print_dataset_summary(ds.manifest, ds.root)
+    console.print(dataset_table(ds.manifest, ds.root))
     actual = content_hash(ds.root)
     if ds.manifest.get("content_hash") not in (None, actual):
         raise DatasetError(f"{ds.root / 'manifest.json'}: content hash differs from the files "
                            f"(manifest {ds.manifest['content_hash'][:12]}, files {actual[:12]}); "
                            "the dataset was changed after it was written")
-
-
-def _print_dataset_summary(manifest: dict, root: Path) -> None:
-    table = Table(title=f"{manifest['name']} ({root})")
-    table.add_column("task")
-    table.add_column("split")
-    table.add_column("samples", justify="right")
-    table.add_column("labels (count)")
-    for task, splits in manifest.get("splits", {}).items():
-        for split, n in splits.items():
-            counts = manifest.get("label_counts", {}).get(task, {}).get(split, {})
-            table.add_row(task, split, str(n), ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    console.print(table)
 
 
 @command("score")
@@ -438,6 +426,8 @@ def submit_command(
 def report_command(
     run_dir: Path = typer.Argument(..., help="Run folder; every predictions*.jsonl in it (all shards) is merged."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The run's dataset, where it moved (for the "
+                                          "per-sample browser's images; default: from the run's records)."),
 ) -> None:
     """Write report.md and a self-contained report.html for a run (tables, plots, statistics).
 
@@ -445,12 +435,21 @@ def report_command(
     """
     from .report import write_report
 
-    paths = write_report(run_dir, seed=seed)
+    paths = write_report(run_dir, seed=seed, dataset=dataset)
     console.print(f"report: [bold]{paths['html'].resolve()}[/] (and {paths['md'].name}, {paths['scores'].name})")
 
 
-from .annotate.cli import app as annotate_app  # noqa: E402  (issue 17)
-app.add_typer(annotate_app, name="annotate")
+def _mount_parts() -> None:
+    """The sub-apps of the later steps: ``annotate`` (Label Studio round trip) and
+    ``diagnose`` (a user's own reconstruction)."""
+    from .annotate.cli import app as annotate_app
+    from .diagnose.cli import diagnose_command
+
+    app.add_typer(annotate_app, name="annotate")
+    command("diagnose")(diagnose_command)
+
+
+_mount_parts()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from ..data import Dataset
-from ..metrics import binarize, score
+from ..eval.metrics import binarize, score
 from ..tasks import get_task
 from .errors import AnnotateError
 from .export import safe_name
@@ -196,7 +196,7 @@ def _against(result: Agreement, items: list[LabelledTask], annotators: list[str]
 
 
 def _fmt(x: float | None, nd: int = 3) -> str:
-    from ..report import _fmt as fmt  # the report's number style
+    from ..report.format import fmt  # the report's number style
 
     return fmt(x, nd)
 
@@ -226,7 +226,7 @@ def tables(a: Agreement) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def to_markdown(a: Agreement, source: str) -> str:
-    from ..report import _md_table
+    from ..report.tables import md_table as _md_table
 
     lines = [f"# Annotator agreement: {source}", "",
              f"Task {a.task}; {a.n_samples} labelled samples; annotators: {', '.join(a.annotators)}; "

@@ -81,14 +81,14 @@ def import_cmd(
 
     Example: ptychobench annotate import ~/Downloads/project-3.json --images ~/ls/blind/artifacts/images --out ~/experts
     """
-    from ..cli import _print_dataset_summary
+    from ..data.summary import dataset_table
     from .importer import import_export
 
     try:
         r = import_export(export, out, images=images, name=name, task=task, test_fraction=test_fraction, seed=seed)
     except DatasetError as e:
         _fail(e)
-    _print_dataset_summary(r.dataset.manifest, r.dataset.root)
+    console.print(dataset_table(r.dataset.manifest, r.dataset.root))
     c = r.contents
     console.print(f"annotators: {', '.join(c.annotators)}; splits: {r.split_rule}")
     for it in c.skipped:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ..tasks import PARAM_OPTIONS, Task, _key, get_task
+from ..tasks import PARAM_OPTIONS, Task, get_task
+from ..tasks import label_key as _key
 from .errors import AnnotateError
 
 #: name of the ``<Choices>`` control (the ``from_name`` of results) per task

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..data import Dataset, DatasetError, Sample, _check_image, load_dataset
-from ..store import STORE_GLOB, read_run
+from ..data import Dataset, DatasetError, Sample, load_dataset
+from ..data.dataset import check_image as _check_image
+from ..eval.store import STORE_GLOB, read_run
 from ..tasks import TASKS, get_task
 from .config import DATA_FIELD, choices_result, label_config, task_named
 from .errors import AnnotateError

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import SPLITS, Dataset, Sample, _check_image, load_dataset, write_dataset
+from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
+from ..data.dataset import check_image as _check_image
 from ..tasks import get_task
 from .config import DATA_FIELD
 from .errors import AnnotateError

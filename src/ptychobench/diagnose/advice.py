@@ -1,0 +1,366 @@
+"""Parameter advice: the parameter task's question, asked about a user's reconstruction.
+
+The text is written the way the parameter task's samples are (``sim/text.py``: the
+reconstruction log with the current parameters, the visible artifacts and the run's
+diagnostics), from the user's parameters (a YAML/JSON file of ``ReconParams`` fields, or a
+pty-chi options dump, ``options.get_dict()``), the detector's labels and the truth-free
+measurements. The chosen advisor answers it: ``text-probe`` (default; fitted once on the
+default dataset's params TRAIN split and cached beside the detectors), ``knn-vote``, or any
+model the runner knows. Each option comes with its evidence: the advisor's probability
+against its tuned threshold, and the most similar training experiments where the option
+was verified to help, with the error reduction measured there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
+from .io import DiagnoseError
+from .measure import Measurement
+
+DEFAULT_ADVISOR = "text-probe"
+PROBE_ADVISORS = ("text-probe", "knn-vote")
+#: keys a --params file may carry besides ReconParams' fields
+EXTRA_KEYS = ("sample_type", "instrument", "scan", "n_positions", "detector_px", "loss",
+              "com_offset_px", "mean_counts")
+N_NEIGHBOURS = 5
+
+
+@dataclass
+class CurrentParams:
+    params: dict[str, Any]
+    extras: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Option:
+    letter: str
+    text: str
+    chosen: bool
+    probability: float | None
+    threshold: float | None
+    evidence: list[str]
+
+
+@dataclass
+class Advice:
+    advisor: str
+    text: str
+    options: list[Option]
+    notes: list[str]
+    reply: str | None = None
+
+    @property
+    def chosen(self) -> list[str]:
+        return [o.letter for o in self.options if o.chosen]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _recon_fields() -> dict[str, Any]:
+    from ..sim.recon import ReconParams
+
+    return {f.name: f.default for f in fields(ReconParams)}
+
+
+def _from_ptychi(d: dict[str, Any], where: str) -> CurrentParams:
+    """Map a pty-chi ``LSQMLOptions.get_dict()`` dump onto ReconParams fields."""
+    r = d.get("reconstructor_options") or {}
+    obj = d.get("object_options") or {}
+    pos = d.get("probe_position_options") or {}
+    opr = d.get("opr_mode_weight_options") or {}
+    p = _recon_fields()
+    notes = []
+    try:
+        p["n_epochs"] = int(r.get("num_epochs", p["n_epochs"]))
+        p["batch_size"] = int(r.get("batch_size", p["batch_size"]))
+        mode = str(r.get("batching_mode", "random")).lower().split(".")[-1]
+        p["batching"] = mode if mode in ("random", "compact", "uniform") else "random"
+        p["momentum"] = float(r.get("momentum_acceleration_gain") or 0) > 0
+        p["noise_model"] = str(r.get("noise_model", "gaussian")).lower().split(".")[-1]
+        p["multimodal_update"] = bool(obj.get("multimodal_update", True))
+        smooth = obj.get("smoothness_constraint") or {}
+        p["regularization"] = float(smooth.get("alpha") or 0) if smooth.get("enabled") else 0.0
+        p["multislice"] = bool(obj.get("slice_spacings_m"))
+        p["position_correction"] = bool(pos.get("optimizable", False))
+        p["affine_constraint"] = bool((pos.get("affine_transform_constraint") or {}).get("enabled", False))
+    except (TypeError, ValueError) as e:
+        raise DiagnoseError(f"{where}: pty-chi options dump with an unexpected value ({e})") from None
+    p["n_opr_modes"] = int(d.get("n_opr_modes", 1 if opr.get("optimizable") else 0))
+    p["n_probe_modes"] = int(d.get("n_probe_modes", 1))
+    if "n_probe_modes" not in d:
+        notes.append("probe modes are not in a pty-chi options dump (the initial guess is left out); assumed 1")
+    if opr.get("optimizable") and "n_opr_modes" not in d:
+        notes.append("OPR mode weights are optimised; the number of OPR modes is not in the dump, assumed 1")
+    extras = {k: d[k] for k in EXTRA_KEYS if k in d}
+    return CurrentParams(p, extras, notes)
+
+
+def load_params(path: Path | str) -> CurrentParams:
+    """Current parameters from a YAML/JSON file: ``ReconParams`` fields (missing ones keep
+    their defaults) plus the optional keys in ``EXTRA_KEYS``, or a pty-chi options dump."""
+    import yaml
+
+    p = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DiagnoseError(f"{p}: cannot read parameters ({e})") from None
+    except yaml.YAMLError as e:
+        raise DiagnoseError(f"{p}: not valid YAML or JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DiagnoseError(f"{p}: expected a mapping of parameters (YAML or JSON), got {type(data).__name__}")
+    if "reconstructor_options" in data or data.get("options_class_name", "").endswith("Options"):
+        return _from_ptychi(data, str(p))
+    params = _recon_fields()
+    allowed = set(params) | set(EXTRA_KEYS)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise DiagnoseError(f"{p}: unknown parameter(s) {unknown}; allowed: {', '.join(sorted(allowed))} "
+                            "(or a pty-chi options dump)")
+    for k, default in params.items():
+        if k in data:
+            v = data[k]
+            ok = isinstance(v, type(default)) or (isinstance(default, float) and isinstance(v, int))
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, int):
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            if not ok:
+                raise DiagnoseError(f"{p}: {k} must be {type(default).__name__}, got {v!r}")
+            params[k] = v
+    return CurrentParams(params, {k: data[k] for k in EXTRA_KEYS if k in data})
+
+
+# --------------------------------------------------------------------------- the text
+
+
+def _param_lines(cur: CurrentParams) -> list[str]:
+    from ..sim.text import describe_params
+
+    n_pos = cur.extras.get("n_positions")
+    det = cur.extras.get("detector_px")
+    lines = describe_params(cur.params, int(n_pos or cur.params["batch_size"]), int(det or 0))
+    p = cur.params
+    if not n_pos:
+        from ..sim.text import BATCHING
+
+        lines[1] = f"batch size: {p['batch_size']}, {BATCHING[p['batching']]} batch selection"
+    if not det:
+        lines[-1] = (f"diffraction patterns: size not given, orientation {p['orientation']}, "
+                     f"recentred: {'yes' if p['recenter'] else 'no'}")
+    return lines
+
+
+def _measure_line(m: dict[str, Measurement]) -> str:
+    parts = []
+    for key in ("ramp", "vortices", "grid_peak", "background", "noise", "frc_resolution"):
+        x = m.get(key)
+        if x is not None and x.value is not None:
+            parts.append(f"{x.title.lower()} {x.value:.3g} {x.unit}")
+    return "no-reference measurements of the phase: " + "; ".join(parts)
+
+
+def advice_text(name: str, labels: list[str], measurements: dict[str, Measurement],
+                cur: CurrentParams | None) -> str:
+    """The parameter task's kind of text (``sim/text.py``, log style) for a user's run."""
+    cur = cur or CurrentParams(_recon_fields(), notes=["no --params given: pty-chi defaults of this project assumed"])
+    ex = cur.extras
+    visible = [lab for lab in labels if lab != NO_ARTIFACTS]
+    diag = []
+    loss = ex.get("loss")
+    if isinstance(loss, list) and loss:
+        from ..sim.text import _loss_points, _trend
+
+        diag.append(f"data error (MSE of sqrt intensities) - {_loss_points([float(v) for v in loss])}; "
+                    f"trend: {_trend([float(v) for v in loss])}")
+    if ex.get("com_offset_px"):
+        c = ex["com_offset_px"]
+        diag.append(f"mean diffraction pattern centre of mass offset from detector centre: "
+                    f"({float(c[0]):+.1f}, {float(c[1]):+.1f}) px (y, x)")
+    if ex.get("mean_counts"):
+        diag.append(f"mean counts per diffraction pattern: {float(ex['mean_counts']):.3g}")
+    diag.append(_measure_line(measurements))
+    out = [
+        f"Reconstruction log, sample {name}",
+        f"Instrument: {ex.get('instrument', 'not given')}.",
+        f"Sample type: {ex.get('sample_type', 'not given')}.",
+        f"Scan: {ex.get('scan', 'not given')}.",
+        "Current reconstruction parameters:",
+        *[f"  - {x}" for x in _param_lines(cur)],
+        f"Visible artifacts in the reconstructed phase: {', '.join(visible) if visible else 'no obvious artifacts'}.",
+        "Convergence diagnostics:",
+        *[f"  - {x}" for x in diag],
+    ]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- advisors
+
+
+@dataclass
+class ProbeAdvisor:
+    kind: str
+    dataset: str
+    probe: Any
+    train_X: np.ndarray
+    train_Y: np.ndarray
+    train_meta: list[dict]
+    labels: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} (MiniLM, fitted on {self.dataset} train)"
+
+    def advise(self, text: str) -> Advice:
+        from ..strategies.embeddings import normalize
+
+        raw = _embed_texts([text])  # the probe was fitted on raw features
+        x = normalize(raw)
+        sims = (x @ self.train_X.T)[0]
+        nearest = np.argsort(-sims, kind="stable")[:N_NEIGHBOURS]
+        if self.kind == "text-probe":
+            proba = self.probe.predict_proba(raw)[0]
+            thr = self.probe.threshold_vector()
+        else:
+            proba = self.train_Y[nearest].mean(axis=0)
+            thr = np.full(len(self.labels), 0.5 + 1e-9)
+        chosen = {lab for lab, p, t in zip(self.labels, proba, thr) if p >= t}
+        if not chosen:  # the params task has no "none" label: the most likely option
+            margin = proba - np.where(np.isfinite(thr), thr, 1.0)
+            chosen = {self.labels[int(np.argmax(margin))]}
+        order = sorted(range(len(self.labels)), key=lambda j: -proba[j])
+        shown = [j for j in order if self.labels[j] in chosen] + \
+                [j for j in order if self.labels[j] not in chosen][:max(0, 5 - len(chosen))]
+        options = []
+        for j in shown:
+            letter = self.labels[j]
+            t = "never" if not np.isfinite(thr[j]) else f"{thr[j]:.2f}"
+            ev = [f"{self.kind} probability {proba[j]:.2f} (threshold {t})"]
+            support = [i for i in nearest if self.train_Y[i, j]]
+            ev.append(f"{len(support)} of the {len(nearest)} most similar training experiments had it verified")
+            for i in support[:2]:
+                m = self.train_meta[i]
+                gain = (m.get("option_gains") or {}).get(letter)
+                arts = ", ".join(m.get("visible_artifacts") or []) or "no obvious artifacts"
+                g = f"error reduced by {100 * gain:.0f}%" if isinstance(gain, (int, float)) else "helped"
+                ev.append(f"{m.get('sample_id', '?')} ({m.get('sample_type', '?')}; {arts}): {g} "
+                          f"[similarity {sims[i]:.2f}]")
+            options.append(Option(letter, PARAM_OPTIONS[letter], letter in chosen, round(float(proba[j]), 4),
+                                  None if not np.isfinite(thr[j]) else round(float(thr[j]), 4), ev))
+        return Advice(self.name, text, options, [])
+
+
+def _embed_texts(texts: list[str]) -> np.ndarray:
+    """MiniLM embeddings without the disk cache (a user's text is never stored)."""
+    from ..data import Sample
+    from ..strategies.embeddings import embedder_for
+
+    emb = embedder_for("text", use_cache=False)
+    return emb.embed([Sample(f"t{i}", "test", "params", "unknown", t, None, frozenset()) for i, t in enumerate(texts)])
+
+
+def _advisor_cache(kind: str, dataset: str | None) -> Path:
+    from ..data import load_dataset
+    from ..data.registry import DEFAULT_DATASET
+    from .detector import CACHE_VERSION, _source_hash, detectors_dir
+
+    ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
+    key = "|".join([kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION)])
+    return detectors_dir() / f"{kind}-{ds.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
+
+
+def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) -> ProbeAdvisor:
+    from ..data import load_dataset
+    from ..data.registry import DEFAULT_DATASET
+    from ..strategies.embeddings import normalize
+    from ..strategies.probes import LinearProbe, label_matrix
+
+    path = _advisor_cache(kind, dataset)
+    if path.is_file():
+        try:
+            with path.open("rb") as f:
+                adv = pickle.load(f)
+            if isinstance(adv, ProbeAdvisor):
+                return adv
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            pass
+    ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
+    train = ds.samples("params", "train")
+    labels = list(get_task("params").labels)
+    X = _embed_texts([s.text for s in train])
+    Y = label_matrix(train, labels)
+    probe = LinearProbe(labels, seed=0).fit(X, Y) if kind == "text-probe" else None
+    adv = ProbeAdvisor(kind, ds.name, probe, normalize(X), Y, [s.metadata for s in train], labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with tmp.open("wb") as f:
+        pickle.dump(adv, f)
+    os.replace(tmp, path)
+    return adv
+
+
+@dataclass
+class ModelAdvisor:
+    model: str
+    adapter: str | None = None
+    _backend: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.model + (f" + adapter {self.adapter}" if self.adapter else "")
+
+    def advise(self, text: str) -> Advice:
+        from ..models import GREEDY, load_backend
+        from ..data import Sample
+
+        if self._backend is None:
+            try:
+                self._backend = load_backend(self.model, self.adapter)
+            except (ValueError, RuntimeError, ImportError, OSError) as e:
+                raise DiagnoseError(f"advisor {self.model!r}: cannot load ({e})") from None
+        task = get_task("params")
+        gen = self._backend.generate([task.render(Sample("user", "test", "params", "unknown", text, None,
+                                                         frozenset()))], GREEDY)[0]
+        if not gen.ok:
+            raise DiagnoseError(f"advisor {self.name}: generation failed ({gen.error})")
+        letters = sorted(task.parse(gen.text).labels)
+        options = [Option(x, PARAM_OPTIONS[x], True, None, None, [f"named by {self.name}"]) for x in letters]
+        return Advice(self.name, text, options, [] if letters else ["the model's reply named no option"],
+                      reply=gen.text)
+
+
+@lru_cache(maxsize=4)
+def get_advisor(name: str = DEFAULT_ADVISOR, adapter: str | None = None, dataset: str | None = None):
+    if name in PROBE_ADVISORS:
+        if adapter:
+            raise DiagnoseError(f"--advisor-adapter applies to a model advisor, not {name!r}")
+        try:
+            return load_probe_advisor(name, dataset)
+        except ImportError as e:
+            raise DiagnoseError(f"advisor {name!r}: {e}") from None
+    if name == "vision-probe":
+        raise DiagnoseError("vision-probe reads images; advice needs text-probe, knn-vote or a language model")
+    return ModelAdvisor(name, adapter)
+
+
+def advise(name: str, labels: list[str], measurements: dict[str, Measurement], cur: CurrentParams | None,
+           advisor: str = DEFAULT_ADVISOR, adapter: str | None = None, dataset: str | None = None) -> Advice:
+    text = advice_text(name, labels, measurements, cur)
+    adv = get_advisor(advisor, adapter, dataset).advise(text)
+    adv.notes = (cur.notes if cur else ["no --params given: the project's default parameters assumed"]) + adv.notes
+    return adv
