@@ -128,7 +128,10 @@ def test_plan_balances_the_paper_grid_over_four_shards():
     for g in {c.group for c in cells if c.uses_adapter}:  # an adapter trains on one shard only
         assert sum(any(c.group == g for c in s.cells) for s in plan.shards) == 1
     assert sum("llama-3.1-70b" in s.models for s in plan.shards) == 1  # the 70B model loads once
-    assert sum("llama-3.2-90b-vision" in s.models for s in plan.shards) <= 2
+    # the 90B is fine-tuned once per seed (paper.yaml, QLoRA): each adapter group is the
+    # largest unit and keeps its own shard, and the base model's cells join one of them
+    groups_90b = {c.group for c in cells if c.model == "llama-3.2-90b-vision" and c.uses_adapter}
+    assert sum("llama-3.2-90b-vision" in s.models for s in plan.shards) <= len(groups_90b) + 1
     # a shard's job asks for its largest model's GPUs
     assert max(shard_resources(s, cfg).gpus for s in plan.shards) == 3
     # deterministic: every array task computes the same plan

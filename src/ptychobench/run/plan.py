@@ -77,9 +77,10 @@ class Resources:
     cpus: int = 8
 
 
-def resources(model: str | None, training: bool = False) -> Resources:
-    """bf16 weights (2 bytes a parameter) with 20% headroom for the KV cache (50% when
-    fine-tuning: LoRA gradients, 8-bit optimizer states, checkpointed activations), on
+def resources(model: str | None, training: bool = False, quantize: str | None = None) -> Resources:
+    """bf16 weights (2 bytes a parameter; half a byte when fine-tuned with QLoRA,
+    ``sft: {quantize: 4bit}``) with 20% headroom for the KV cache (50% when fine-tuning:
+    LoRA gradients, 8-bit optimizer states, checkpointed activations), on
     :data:`GPU_MEMORY_GB` devices. CPU-sized models (under 1B) and API models take none."""
     if not model:
         return Resources(gpus=0, mem_gb=16)
@@ -88,7 +89,8 @@ def resources(model: str | None, training: bool = False) -> Resources:
     p = params_b(model)
     if backend == "openai" or p < 1.0:
         return Resources(gpus=0, mem_gb=16)
-    need = 2 * p * (1.5 if training else 1.2)
+    weight_bytes = 0.5 if (training and quantize == "4bit") else 2.0
+    need = weight_bytes * p * (1.5 if training else 1.2)
     return Resources(gpus=max(1, math.ceil(need / GPU_MEMORY_GB)), mem_gb=max(32, math.ceil(2.2 * p) + 16))
 
 
@@ -305,8 +307,8 @@ def plan_run(cfg: RunConfig, dataset: Any, n: int) -> Plan:
 
 def shard_resources(shard: Shard, cfg: RunConfig) -> Resources:
     """What the shard's job asks the scheduler for: its largest model's needs."""
-    need = [resources(cfg.experiments[c.exp].model, training=c.uses_adapter and not cfg.experiments[c.exp].adapter)
-            for c in shard.cells]
+    need = [resources(cfg.experiments[c.exp].model, training=c.uses_adapter and not cfg.experiments[c.exp].adapter,
+                      quantize=cfg.experiments[c.exp].sft.get("quantize")) for c in shard.cells]
     if not need:
         return Resources(gpus=0, mem_gb=8, cpus=2)
     return Resources(gpus=max(r.gpus for r in need), mem_gb=max(r.mem_gb for r in need),
