@@ -162,7 +162,7 @@ class _FakeBackend:
 
 
 def test_model_detector_and_advisor_through_the_backend_interface(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ptychobench import backends
+    from ptychobench import models as backends
     from ptychobench.diagnose.advice import ModelAdvisor
     from ptychobench.diagnose.detector import ModelDetector
 

@@ -137,7 +137,8 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
             "<h2>Paired comparisons</h2>",
             scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
             *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
-            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs), *paper_html,
+            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs),
+            *(scroll(x) if x.startswith("<table") else x for x in paper_html),
             "<h2 id='samples'>Samples</h2>",
             "<p>Every test sample with the gold labels and, per cell, the reply, the parsed labels, the "
             "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",

@@ -28,16 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS, PARAM_OPTIONS
+from .labels import GAIN_MARGIN, MIN_ABS_GAIN
 
 NAME = "sim-v1"
 VERSION = "1.0"
 # real data: visual 312 train / 79 test; text 91 train / 44 test
 TEST_FRACTION_VISUAL = 79 / 391
 TEST_FRACTION_TEXT = 44 / 135
-# an option is a label when it lowers the reconstruction error against the truth by at
-# least this fraction and by at least MIN_ABS_GAIN (error is relative to mean |object|)
-GAIN_MARGIN = 0.10
-MIN_ABS_GAIN = 0.005
 
 
 @dataclass(frozen=True)

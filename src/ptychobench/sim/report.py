@@ -32,7 +32,7 @@ def contact_sheet(paths: list[Path], captions: list[str], dest: Path, cols: int 
 
 
 def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None) -> None:
-    from .build import GAIN_MARGIN, MIN_ABS_GAIN
+    from .labels import GAIN_MARGIN, MIN_ABS_GAIN
     from .measure import BELOW, THRESHOLDS
 
     vis = [s for s in samples if s.task == "artifacts"]
