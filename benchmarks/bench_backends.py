@@ -20,12 +20,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from ptychobench.models import GenerationConfig, load_backend
 from ptychobench.data import Sample
+from ptychobench.models import GenerationConfig, load_backend
 from ptychobench.tasks import PARAMS
 
-SAMPLE_TYPES = ["integrated circuit", "NCM battery particle", "biological cell", "zeolite crystal",
-                "gold nanoparticle cluster", "Siemens star test pattern"]
+SAMPLE_TYPES = [
+    "integrated circuit",
+    "NCM battery particle",
+    "biological cell",
+    "zeolite crystal",
+    "gold nanoparticle cluster",
+    "Siemens star test pattern",
+]
 SYMPTOMS = [
     "the reconstructed object shows periodic grid-like features matching the scan step",
     "the data error stalls after a few hundred iterations and the probe looks blurred",
@@ -42,11 +48,13 @@ def make_samples(n: int) -> list[Sample]:
     out = []
     for i in range(n):
         st = SAMPLE_TYPES[i % len(SAMPLE_TYPES)]
-        text = (f"Sample: {st}. Beamline 2-ID-D, photon energy {6 + i % 7}.{i % 10} keV, "
-                f"{300 + 37 * i} scan positions on a Fermat spiral with {40 + i % 9} nm step, detector "
-                f"{128 * (1 + i % 3)}x{128 * (1 + i % 3)} pixels. Current settings: LSQML, batch size {20 + i}, "
-                f"{2 + i % 3} probe modes, OPR modes {i % 2}, position correction {'on' if i % 2 else 'off'}, "
-                f"{100 * (1 + i % 4)} iterations. Observation: {SYMPTOMS[i % len(SYMPTOMS)]}.")
+        text = (
+            f"Sample: {st}. Beamline 2-ID-D, photon energy {6 + i % 7}.{i % 10} keV, "
+            f"{300 + 37 * i} scan positions on a Fermat spiral with {40 + i % 9} nm step, detector "
+            f"{128 * (1 + i % 3)}x{128 * (1 + i % 3)} pixels. Current settings: LSQML, batch size {20 + i}, "
+            f"{2 + i % 3} probe modes, OPR modes {i % 2}, position correction {'on' if i % 2 else 'off'}, "
+            f"{100 * (1 + i % 4)} iterations. Observation: {SYMPTOMS[i % len(SYMPTOMS)]}."
+        )
         out.append(Sample(f"bench{i:03d}", "test", "params", st, text, None, frozenset({"K"}), {}))
     return out
 
@@ -107,8 +115,17 @@ def main() -> None:
     for mode, single in (("one at a time", True), (f"batched ({args.batch_size})", False)):
         gens, wall, prefill = run(hf, convs, config, single)
         texts[mode] = [g.text for g in gens]
-        rows.append(Row("hf (transformers, fp32)", mode, len(convs), wall, prefill,
-                        sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens)))
+        rows.append(
+            Row(
+                "hf (transformers, fp32)",
+                mode,
+                len(convs),
+                wall,
+                prefill,
+                sum(g.prompt_tokens for g in gens),
+                sum(g.completion_tokens for g in gens),
+            )
+        )
     del hf
 
     if not args.skip_llamacpp:
@@ -116,33 +133,60 @@ def main() -> None:
         lc.generate(convs[:1], GenerationConfig(max_new_tokens=2))
         gens, wall, prefill = run(lc, convs, config, True)
         texts["llama.cpp"] = [g.text for g in gens]
-        rows.append(Row("llama.cpp (Q4_1 GGUF)", "one at a time", len(convs), wall, prefill,
-                        sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens)))
+        rows.append(
+            Row(
+                "llama.cpp (Q4_1 GGUF)",
+                "one at a time",
+                len(convs),
+                wall,
+                prefill,
+                sum(g.prompt_tokens for g in gens),
+                sum(g.completion_tokens for g in gens),
+            )
+        )
 
     base = rows[0].samples_per_s
-    print(f"\n{args.n} prompts (mean {rows[0].prompt_tokens / args.n:.0f} prompt tokens), greedy, "
-          f"max_new_tokens={args.max_new_tokens}\n")
+    print(
+        f"\n{args.n} prompts (mean {rows[0].prompt_tokens / args.n:.0f} prompt tokens), greedy, "
+        f"max_new_tokens={args.max_new_tokens}\n"
+    )
     print("| backend | mode | samples/s | speed-up | prompt tok/s | generated tok/s | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r.backend} | {r.mode} | {r.samples_per_s:.3f} | {r.samples_per_s / base:.1f}x | "
-              f"{r.prompt_tok_s:.0f} | {r.gen_tok_s:.1f} | {r.wall_s:.1f} |")
+        print(
+            f"| {r.backend} | {r.mode} | {r.samples_per_s:.3f} | {r.samples_per_s / base:.1f}x | "
+            f"{r.prompt_tok_s:.0f} | {r.gen_tok_s:.1f} | {r.wall_s:.1f} |"
+        )
     single, batched = list(texts.values())[:2]
     same_text = sum(a == b for a, b in zip(single, batched))
     same_labels = sum(PARAMS.parse(a).labels == PARAMS.parse(b).labels for a, b in zip(single, batched))
     answered = sum(bool(PARAMS.parse(a).labels) for a in single)
-    print(f"\nbatched vs one at a time: identical replies {same_text}/{args.n}, "
-          f"identical parsed labels {same_labels}/{args.n} ({answered}/{args.n} replies name any option)")
+    print(
+        f"\nbatched vs one at a time: identical replies {same_text}/{args.n}, "
+        f"identical parsed labels {same_labels}/{args.n} ({answered}/{args.n} replies name any option)"
+    )
     if "llama.cpp" in texts:
         same_lc = sum(PARAMS.parse(a).labels == PARAMS.parse(b).labels for a, b in zip(single, texts["llama.cpp"]))
-        print(f"llama.cpp vs transformers (different numerics: Q4_1 kernels vs de-quantized fp32): "
-              f"identical parsed labels {same_lc}/{args.n}")
+        print(
+            f"llama.cpp vs transformers (different numerics: Q4_1 kernels vs de-quantized fp32): "
+            f"identical parsed labels {same_lc}/{args.n}"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": [asdict(r) | {"samples_per_s": r.samples_per_s,
-                                                                  "prompt_tok_s": r.prompt_tok_s,
-                                                                  "gen_tok_s": r.gen_tok_s} for r in rows],
-                       "identical_replies": same_text, "identical_labels": same_labels}, f, indent=2)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "rows": [
+                        asdict(r)
+                        | {"samples_per_s": r.samples_per_s, "prompt_tok_s": r.prompt_tok_s, "gen_tok_s": r.gen_tok_s}
+                        for r in rows
+                    ],
+                    "identical_replies": same_text,
+                    "identical_labels": same_labels,
+                },
+                f,
+                indent=2,
+            )
     ok = rows[1].samples_per_s >= 3 * base and same_labels == args.n
     print("PASS" if ok else "FAIL", "(batched >= 3x one at a time, identical parsed labels)")
     sys.exit(0 if ok else 1)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 
+from ptychobench.data import load_dataset
 from ptychobench.models import GenerationConfig, load_backend
 from ptychobench.models.hf import HFBackend
-from ptychobench.data import load_dataset
 from ptychobench.strategies import make_selector
 from ptychobench.tasks import get_task
 
@@ -30,8 +30,7 @@ def main() -> None:
     base = load_backend("smollm2-135m", dtype="bfloat16")
 
     def backend(batch: int, prefix: bool, b=base) -> HFBackend:
-        return HFBackend(b.model, b.processor, vision=False, name="smollm2-135m", batch_size=batch,
-                         prefix_cache=prefix)
+        return HFBackend(b.model, b.processor, vision=False, name="smollm2-135m", batch_size=batch, prefix_cache=prefix)
 
     for k in (0, 1):
         convs = [task.render(s, knn.select(s, train, k) if k else ()) for s in test]
@@ -41,8 +40,11 @@ def main() -> None:
                 t0 = time.perf_counter()
                 b.generate(convs, config)
                 times[name].append(round(time.perf_counter() - t0, 1))
-        print(f"k={k}: seconds for 16 prompts, batch 8: {times}; speed-up "
-              f"{min(times['plain']) / min(times['prefix']):.2f}x", flush=True)
+        print(
+            f"k={k}: seconds for 16 prompts, batch 8: {times}; speed-up "
+            f"{min(times['plain']) / min(times['prefix']):.2f}x",
+            flush=True,
+        )
 
     convs = [task.render(s) for s in test]
     for dtype in ("bfloat16", "float32"):
@@ -51,8 +53,10 @@ def main() -> None:
         for batch, prefix in ((8, False), (8, True), (1, True)):
             got = [g.text for g in backend(batch, prefix, b).generate(convs, config)]
             same = sum(x == y for x, y in zip(ref, got))
-            print(f"{dtype}: batch {batch}, prefix cache {prefix}: {same}/16 replies equal one-at-a-time plain",
-                  flush=True)
+            print(
+                f"{dtype}: batch {batch}, prefix cache {prefix}: {same}/16 replies equal one-at-a-time plain",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     args = ap.parse_args()
 
+    from ptychobench.data import load_dataset
     from ptychobench.models import GenerationConfig, load_backend
     from ptychobench.models.cpu import cpu_threads
-    from ptychobench.data import load_dataset
     from ptychobench.tasks import get_task
 
     task = get_task("params")
@@ -50,15 +50,21 @@ def main() -> None:
     backend = load_backend("smollm2-135m", dtype="bfloat16")
     config = GenerationConfig(max_new_tokens=40)
     counts = sorted({1, max(1, (os.cpu_count() or 1) // 2), os.cpu_count() or 1})
-    print(f"idle: seconds per batch of {args.n} by threads {_time_all(backend, convs, config, counts)}; "
-          f"cpu_threads() picks {cpu_threads()}", flush=True)
+    print(
+        f"idle: seconds per batch of {args.n} by threads {_time_all(backend, convs, config, counts)}; "
+        f"cpu_threads() picks {cpu_threads()}",
+        flush=True,
+    )
     spinners = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for p in spinners:
         p.start()
     try:
         time.sleep(1)
-        print(f"{args.busy} busy processes: seconds by threads {_time_all(backend, convs, config, counts)}; "
-              f"cpu_threads() picks {cpu_threads()}", flush=True)
+        print(
+            f"{args.busy} busy processes: seconds by threads {_time_all(backend, convs, config, counts)}; "
+            f"cpu_threads() picks {cpu_threads()}",
+            flush=True,
+        )
     finally:
         for p in spinners:
             p.terminate()

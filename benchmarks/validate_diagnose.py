@@ -58,29 +58,59 @@ def correlations(rows: list[dict]) -> list[dict]:
     metric, over the rows where both exist (grid: raster scans only)."""
     out = []
     for mine, truth, meaning in PAIRS:
-        pts = [(r["measured"][mine], _truth_value(r["metrics"], truth)) for r in rows
-               if r["measured"].get(mine) is not None and (not mine.startswith("grid") or r["scan"] == "raster")]
+        pts = [
+            (r["measured"][mine], _truth_value(r["metrics"], truth))
+            for r in rows
+            if r["measured"].get(mine) is not None and (not mine.startswith("grid") or r["scan"] == "raster")
+        ]
         if len(pts) < 5:
             continue
         x, y = np.array(pts).T
         if np.ptp(x) == 0 or np.ptp(y) == 0:
-            out.append({"measurement": mine, "truth": truth, "meaning": meaning, "n": len(pts),
-                        "spearman": None, "pearson": None, "note": "constant"})
+            out.append(
+                {
+                    "measurement": mine,
+                    "truth": truth,
+                    "meaning": meaning,
+                    "n": len(pts),
+                    "spearman": None,
+                    "pearson": None,
+                    "note": "constant",
+                }
+            )
             continue
         rho, p = stats.spearmanr(x, y)
-        out.append({"measurement": mine, "truth": truth, "meaning": meaning, "n": len(pts),
-                    "spearman": round(float(rho), 3), "p": float(p),
-                    "pearson": round(float(np.corrcoef(x, y)[0, 1]), 3)})
+        out.append(
+            {
+                "measurement": mine,
+                "truth": truth,
+                "meaning": meaning,
+                "n": len(pts),
+                "spearman": round(float(rho), 3),
+                "p": float(p),
+                "pearson": round(float(np.corrcoef(x, y)[0, 1]), 3),
+            }
+        )
     return out
 
 
 def label_scores(gold: list[frozenset], pred: list[frozenset]) -> dict:
     s = score(gold, pred, ARTIFACTS.scored_labels, ci=True, n_resamples=2000)
-    return {"n": s.n, "micro_f1": round(s.micro_f1, 3), "micro_f1_ci": [round(v, 3) for v in s.micro_f1_ci],
-            "macro_f1": round(s.macro_f1, 3), "exact_match": round(s.exact_match, 3),
-            "per_label": {lab: {"f1": round(s.per_label_f1[lab], 3), "support": s.per_label_support[lab],
-                                "predicted": int(sum(lab in p for p in pred))}
-                          for lab in ARTIFACTS.scored_labels}}
+    return {
+        "n": s.n,
+        "micro_f1": round(s.micro_f1, 3),
+        "micro_f1_ci": [round(v, 3) for v in s.micro_f1_ci],
+        "macro_f1": round(s.macro_f1, 3),
+        "exact_match": round(s.exact_match, 3),
+        "per_label": {
+            lab: {
+                "f1": round(s.per_label_f1[lab], 3),
+                "support": s.per_label_support[lab],
+                "predicted": int(sum(lab in p for p in pred)),
+            }
+            for lab in ARTIFACTS.scored_labels
+        },
+    }
 
 
 def validate_dataset(name: str, detector: str, field_px: int = 64) -> dict:
@@ -103,14 +133,23 @@ def validate_dataset(name: str, detector: str, field_px: int = 64) -> dict:
         factor = grey.shape[0] / (meta.get("roi") or field_px)
         step = inst.get("step_px") * factor if inst.get("step_px") else None
         m, _ = measure(to_recon(grey, s.id), scan_step=step)
-        rows.append({"id": s.id, "scan": meta.get("scan"), "metrics": meta.get("metrics") or {},
-                     "measured": {k: v.value for k, v in m.items()}})
+        rows.append(
+            {
+                "id": s.id,
+                "scan": meta.get("scan"),
+                "metrics": meta.get("metrics") or {},
+                "measured": {k: v.value for k, v in m.items()},
+            }
+        )
     det = get_detector(detector, None, name)
     pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
     gold = [s.labels for s in test]
-    return {"source": f"{name} test split (images)", "detector": det.name if hasattr(det, "name") else detector,
-            "labels": label_scores(gold, pred),
-            "correlations": correlations([r for r in rows if r["metrics"]])}
+    return {
+        "source": f"{name} test split (images)",
+        "detector": det.name if hasattr(det, "name") else detector,
+        "labels": label_scores(gold, pred),
+        "correlations": correlations([r for r in rows if r["metrics"]]),
+    }
 
 
 def validate_build(build: Path, detector: str, dataset: str | None) -> dict:
@@ -139,17 +178,26 @@ def validate_build(build: Path, detector: str, dataset: str | None) -> dict:
         crop = centre_crop(upsample(project(obj), rec.get("bin_factor", 1)), exp.geometry.roi)
         step = INSTRUMENTS[exp.instrument].step_px
         m, _ = measure(to_recon(crop, f"exp{i:04d}"), scan_step=step)
-        rows.append({"id": f"exp{i:04d}", "scan": exp.scan, "metrics": rec["metrics"],
-                     "measured": {k: v.value for k, v in m.items()}})
+        rows.append(
+            {
+                "id": f"exp{i:04d}",
+                "scan": exp.scan,
+                "metrics": rec["metrics"],
+                "measured": {k: v.value for k, v in m.items()},
+            }
+        )
         crops.append(crop)
         gold.append(labels_from_metrics(rec["metrics"]))
     if not rows:
         raise SystemExit(f"{build}: no finished experiments in .work/")
     det = get_detector(detector, None, dataset)
     pred = [frozenset(d.labels) for d in det.detect([render(c) for c in crops])]
-    return {"source": f"build {build.name} ({cfg.scale}, seed {cfg.seed}, {len(rows)} experiments, "
-                      f"complex objects)", "detector": det.name,
-            "labels": label_scores(gold, pred), "correlations": correlations(rows)}
+    return {
+        "source": f"build {build.name} ({cfg.scale}, seed {cfg.seed}, {len(rows)} experiments, complex objects)",
+        "detector": det.name,
+        "labels": label_scores(gold, pred),
+        "correlations": correlations(rows),
+    }
 
 
 def _truth_frc_resolution(recon: np.ndarray, truth: np.ndarray, roi: int) -> float:
@@ -192,16 +240,32 @@ def validate_frc(build: Path, n: int) -> dict:
         g = exp.geometry
         halves = []
         for part in (slice(0, None, 2), slice(1, None, 2)):
-            res = reconstruct(pats[part], pos[part], probe0, g.n_obj // factor, exp.params, acq.wavelength_m,
-                              acq.pixel_m * factor, acq.slice_spacing_m, seed=exp.seed % (2 ** 31))
+            res = reconstruct(
+                pats[part],
+                pos[part],
+                probe0,
+                g.n_obj // factor,
+                exp.params,
+                acq.wavelength_m,
+                acq.pixel_m * factor,
+                acq.slice_spacing_m,
+                seed=exp.seed % (2**31),
+            )
             halves.append(centre_crop(upsample(project(res.obj), factor), g.roi))
         from ptychobench.diagnose.measure import frc
 
         half = frc(to_recon(halves[0], "half A"), to_recon(halves[1], "half B")).resolution_px
         full = upsample(project(np.load(npy)), rec.get("bin_factor", 1))
         truth = _truth_frc_resolution(full, project(acq.true_object), g.roi)
-        rows.append({"id": f"exp{i:04d}", "frc_half_bit_px": round(half, 2), "truth_frc_0.5_px": round(truth, 2),
-                     "blur_px": rec["metrics"]["blur_px"], "corr": rec["metrics"]["corr"]})
+        rows.append(
+            {
+                "id": f"exp{i:04d}",
+                "frc_half_bit_px": round(half, 2),
+                "truth_frc_0.5_px": round(truth, 2),
+                "blur_px": rec["metrics"]["blur_px"],
+                "corr": rec["metrics"]["corr"],
+            }
+        )
     x = np.array([r["frc_half_bit_px"] for r in rows])
     out = {"source": f"build {build.name}: half-data FRC on {len(rows)} experiments", "rows": rows}
     for key in ("truth_frc_0.5_px", "blur_px", "corr"):
@@ -215,25 +279,45 @@ def markdown(results: list[dict]) -> str:
     lines = []
     for r in results:
         if "rows" in r:  # the FRC check
-            lines += [f"#### {r['source']}", "",
-                      ("| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px) |"
-                      " correlation with truth |"), "|---|---|---|---|---|"]
-            lines += [f"| {x['id']} | {x['frc_half_bit_px']} | {x['truth_frc_0.5_px']} | {x['blur_px']} | "
-                      f"{x['corr']:.2f} |" for x in r["rows"]]
-            lines += ["", ("Spearman of the half-data resolution with the truth-based resolution: "
-                      f"{r['spearman_vs_truth_frc_0.5_px']}; with the blur sigma: {r['spearman_vs_blur_px']}; "
-                      f"with the correlation with the truth: {r['spearman_vs_corr']}."), ""]
+            lines += [
+                f"#### {r['source']}",
+                "",
+                (
+                    "| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px) |"
+                    " correlation with truth |"
+                ),
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {x['id']} | {x['frc_half_bit_px']} | {x['truth_frc_0.5_px']} | {x['blur_px']} | {x['corr']:.2f} |"
+                for x in r["rows"]
+            ]
+            lines += [
+                "",
+                (
+                    "Spearman of the half-data resolution with the truth-based resolution: "
+                    f"{r['spearman_vs_truth_frc_0.5_px']}; with the blur sigma: {r['spearman_vs_blur_px']}; "
+                    f"with the correlation with the truth: {r['spearman_vs_corr']}."
+                ),
+                "",
+            ]
             continue
         lab = r["labels"]
-        lines += [f"#### {r['source']}", "",
-                  (f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
-                  f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
-                  f"exact label-set match {lab['exact_match']}, n = {lab['n']}."), "",
-                  "| label | F1 | true | predicted |", "|---|---|---|---|"]
+        lines += [
+            f"#### {r['source']}",
+            "",
+            (
+                f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
+                f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
+                f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
+            ),
+            "",
+            "| label | F1 | true | predicted |",
+            "|---|---|---|---|",
+        ]
         for name, v in lab["per_label"].items():
             lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
-        lines += ["", "| diagnose measurement | truth-based metric | n | Spearman | Pearson |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| diagnose measurement | truth-based metric | n | Spearman | Pearson |", "|---|---|---|---|---|"]
         for c in r["correlations"]:
             sp = "n/a" if c["spearman"] is None else f"{c['spearman']:+.2f}"
             pe = "n/a" if c["pearson"] is None else f"{c['pearson']:+.2f}"
@@ -247,8 +331,12 @@ def main() -> None:
     ap.add_argument("--dataset", default="sim-v1", help="dataset whose test split to check ('' to skip)")
     ap.add_argument("--build", action="append", default=[], type=Path, help="simulation build folder(s)")
     ap.add_argument("--detector", default="vision-probe")
-    ap.add_argument("--field-px", type=int, default=64,
-                    help="reconstructed field shown by the dataset's images, object px (sim-v1: 64)")
+    ap.add_argument(
+        "--field-px",
+        type=int,
+        default=64,
+        help="reconstructed field shown by the dataset's images, object px (sim-v1: 64)",
+    )
     ap.add_argument("--train-dataset", default=None, help="dataset the detector is fitted on (default one)")
     ap.add_argument("--frc-build", type=Path, default=None, help="build whose experiments get half-data FRC")
     ap.add_argument("--frc-n", type=int, default=12, help="experiments for the FRC check")

@@ -1,12 +1,13 @@
 """Run a deterministic backend over a dataset into a store (killed by test_store)."""
+
 import hashlib
 import sys
 import time
 
-from ptychobench.models.base import Generation
 from ptychobench.data import load_dataset
 from ptychobench.eval.predict import predict
 from ptychobench.eval.store import PredictionStore
+from ptychobench.models.base import Generation
 from ptychobench.tasks import PARAM_OPTIONS, get_task
 
 
@@ -33,5 +34,13 @@ if __name__ == "__main__":
     samples = ds.samples("params", "test") + ds.samples("params", "train")
     for k in (0, 1):
         pool = ds.samples("params", "train")
-        predict(task, samples, HashBackend(), store, f"hash/k{k}", {"k": k},
-                demos_for=(lambda s: [d for d in pool if d.id != s.id][:k]), batch_size=2)
+        predict(
+            task,
+            samples,
+            HashBackend(),
+            store,
+            f"hash/k{k}",
+            {"k": k},
+            demos_for=(lambda s: [d for d in pool if d.id != s.id][:k]),
+            batch_size=2,
+        )

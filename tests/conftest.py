@@ -29,8 +29,18 @@ def make_samples(tmp: Path, n_train: int = 12, n_test: int = 6, seed: int = 0) -
             art = frozenset(rng.sample(ARTIFACT_LABELS[:-1], rng.randint(0, 3))) or frozenset({ARTIFACT_LABELS[-1]})
             samples.append(Sample(sid, split, "artifacts", st, "", img, art, {"sample_id": sid, "sample_type": st}))
             par = frozenset(rng.sample(list(PARAM_OPTIONS), rng.randint(1, 3)))
-            samples.append(Sample(f"p{sid}", split, "params", st, f"Sample {sid}: a {st}, data error stalls at 0.{i}.",
-                                  None, par, {"sample_id": f"p{sid}", "sample_type": st}))
+            samples.append(
+                Sample(
+                    f"p{sid}",
+                    split,
+                    "params",
+                    st,
+                    f"Sample {sid}: a {st}, data error stalls at 0.{i}.",
+                    None,
+                    par,
+                    {"sample_id": f"p{sid}", "sample_type": st},
+                )
+            )
     return samples
 
 

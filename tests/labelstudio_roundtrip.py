@@ -32,11 +32,13 @@ from label_studio_sdk import LabelStudio
 
 def run_project(url: str, tokens: list[str], clients: list[LabelStudio], spec: dict) -> dict:
     owner = clients[0]
-    project = owner.projects.create(title=Path(spec["tasks"]).parent.name,
-                                    label_config=Path(spec["label_config"]).read_text())
+    project = owner.projects.create(
+        title=Path(spec["tasks"]).parent.name, label_config=Path(spec["label_config"]).read_text()
+    )
     if spec.get("images_dir"):
-        owner.import_storage.local.create(project=project.id, path=spec["images_dir"], use_blob_urls=False,
-                                          title="annotate export images")
+        owner.import_storage.local.create(
+            project=project.id, path=spec["images_dir"], use_blob_urls=False, title="annotate export images"
+        )
     tasks = json.loads(Path(spec["tasks"]).read_text())
     owner.projects.import_tasks(id=project.id, request=tasks, return_task_ids=True)
     by_sample = {t.data["ptychobench_id"]: t for t in owner.tasks.list(project=project.id)}
@@ -57,8 +59,9 @@ def run_project(url: str, tokens: list[str], clients: list[LabelStudio], spec: d
     export = b"".join(owner.projects.exports.download_sync(project.id, export_type="JSON", download_all_tasks=True))
     Path(spec["export"]).write_bytes(export)
     if spec.get("export_with_emails"):  # a snapshot export with the annotators expanded (id, e-mail, names)
-        snap = owner.projects.exports.create(project.id, title="with e-mails",
-                                             serialization_options={"annotations__completed_by": {"only_id": False}})
+        snap = owner.projects.exports.create(
+            project.id, title="with e-mails", serialization_options={"annotations__completed_by": {"only_id": False}}
+        )
         for _ in range(120):
             if owner.projects.exports.get(project.id, snap.id).status == "completed":
                 break

@@ -13,13 +13,19 @@ from ptychobench.eval.store import PredictionStore
 from ptychobench.tasks import get_task
 
 #: (strategy, selector, k, family, how good the cell is)
-CELLS = [("zero-shot", None, 0, "zero-shot", 0.2), ("icl", "knn", 1, "icl", 0.5),
-         ("icl", "random", 1, "icl", 0.3), ("sft", None, 0, "sft", 0.7), ("sft+icl", "knn", 1, "sft+icl", 0.8),
-         ("knn-vote", None, 0, "baseline", 0.4)]
+CELLS = [
+    ("zero-shot", None, 0, "zero-shot", 0.2),
+    ("icl", "knn", 1, "icl", 0.5),
+    ("icl", "random", 1, "icl", 0.3),
+    ("sft", None, 0, "sft", 0.7),
+    ("sft+icl", "knn", 1, "sft+icl", 0.8),
+    ("knn-vote", None, 0, "baseline", 0.4),
+]
 
 
-def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None, model: str = "fake-vlm",
-                    seed: int = 0) -> int:
+def add_model_cells(
+    run_dir: Path, dataset: Path | str, limit: int | None = None, model: str = "fake-vlm", seed: int = 0
+) -> int:
     """Append records of five model cells per task to ``run_dir``'s store; replies are right
     with each cell's probability and otherwise wrong, unparseable or a generation error.
     The config file names the dataset, as a run's does. Returns the number of records."""
@@ -38,8 +44,17 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
         for strategy, sel, k, family, p_right in CELLS:
             name = strategy if family == "baseline" else model
             config = f"{task}/{name}/{strategy}/{sel or '-'}/k{k}/seed0/nall"
-            meta = {"task": task, "model": name, "strategy": strategy, "selector": sel, "k": k, "seed": 0,
-                    "train_size": "all", "family": family, "n_train": len(train)}
+            meta = {
+                "task": task,
+                "model": name,
+                "strategy": strategy,
+                "selector": sel,
+                "k": k,
+                "seed": 0,
+                "train_size": "all",
+                "family": family,
+                "n_train": len(train),
+            }
             for s in test:
                 roll = rng.random()
                 error, ok = None, True
@@ -51,14 +66,32 @@ def add_model_cells(run_dir: Path, dataset: Path | str, limit: int | None = None
                     labels, error = [], "RuntimeError: the server closed the connection"
                 else:
                     labels = sorted(rng.sample(t.labels, 2))
-                reply = ("" if error or family == "baseline" else
-                         t.target(labels) if ok else "I think it <b>looks</b> fine </script>")
+                reply = (
+                    ""
+                    if error or family == "baseline"
+                    else t.target(labels)
+                    if ok
+                    else "I think it <b>looks</b> fine </script>"
+                )
                 demos = [d.id for d in rng.sample(train, k)]
                 if family != "baseline" and roll >= p_right and not error and ok and rng.random() < 0.3:
                     reply = "<answer>[" + ", ".join(labels) + "]</answer> </script><!-- <b>bold</b>"
-                store.append(PredictionRecord(config=config, sample_id=s.id, task=task, sample_type=s.sample_type,
-                                              gold=sorted(s.labels), labels=labels, parse_ok=ok, reply=reply,
-                                              error=error, demos=demos, meta=meta, components=component))
+                store.append(
+                    PredictionRecord(
+                        config=config,
+                        sample_id=s.id,
+                        task=task,
+                        sample_type=s.sample_type,
+                        gold=sorted(s.labels),
+                        labels=labels,
+                        parse_ok=ok,
+                        reply=reply,
+                        error=error,
+                        demos=demos,
+                        meta=meta,
+                        components=component,
+                    )
+                )
                 n += 1
     return n
 

@@ -82,8 +82,13 @@ def test_safe_names_are_file_names_and_distinct():
 def test_consensus_is_a_strict_majority_and_lists_ties():
     labels, ties = consensus({"a": frozenset({"Grid artifacts", "Blurring"}), "b": frozenset({"Grid artifacts"})})
     assert labels == {"Grid artifacts"} and ties == ["Blurring"]
-    labels, ties = consensus({"a": frozenset({"Blurring"}), "b": frozenset({"Blurring"}),
-                              "c": frozenset({"Low contrast", "No obvious artifacts"})})
+    labels, ties = consensus(
+        {
+            "a": frozenset({"Blurring"}),
+            "b": frozenset({"Blurring"}),
+            "c": frozenset({"Low contrast", "No obvious artifacts"}),
+        }
+    )
     assert labels == {"Blurring"} and ties == []
     labels, _ = consensus({"a": frozenset({"Phase ramp", "No obvious artifacts"})})
     assert labels == {"Phase ramp"}  # an artifact and "none" contradict; the artifact had its majority
@@ -98,9 +103,11 @@ def test_read_export_keeps_every_annotator_skip_and_newest_answer():
     assert c.annotators == ["b.expert@aps.example", "user-1", "user-3"]
     by = {it.sample_id: it for it in c.items}
     assert set(by) == {"ic_001", "ncm_002", "ic_003", "ncm_004", "ic_005", "ncm_006"}
-    assert by["ic_001"].labels_by == {"user-1": {"Grid artifacts", "Blurring"},
-                                      "b.expert@aps.example": {"Grid artifacts"},
-                                      "user-3": {"Grid artifacts", "Phase ramp"}}
+    assert by["ic_001"].labels_by == {
+        "user-1": {"Grid artifacts", "Blurring"},
+        "b.expert@aps.example": {"Grid artifacts"},
+        "user-3": {"Grid artifacts", "Phase ramp"},
+    }
     assert by["ic_001"].consensus == {"Grid artifacts"}
     assert by["ncm_002"].consensus == {"No obvious artifacts"}
     assert by["ic_003"].skipped_by == ["b.expert@aps.example"]
@@ -152,17 +159,30 @@ def test_import_without_images_or_with_a_missing_one_fails_clearly(tmp_path):
 
 def test_import_of_the_parameter_task_reads_letters_and_option_texts(tmp_path):
     def task(tid, text, choices_by):
-        return {"id": tid, "data": {"text": text, "split": "train" if tid < 3 else "test"},
-                "annotations": [{"id": tid * 10 + i, "completed_by": i, "was_cancelled": False,
-                                 "result": [{"from_name": "params", "to_name": "text", "type": "choices",
-                                             "value": {"choices": ch}}]}
-                                for i, ch in enumerate(choices_by, 1)]}
+        return {
+            "id": tid,
+            "data": {"text": text, "split": "train" if tid < 3 else "test"},
+            "annotations": [
+                {
+                    "id": tid * 10 + i,
+                    "completed_by": i,
+                    "was_cancelled": False,
+                    "result": [{"from_name": "params", "to_name": "text", "type": "choices", "value": {"choices": ch}}],
+                }
+                for i, ch in enumerate(choices_by, 1)
+            ],
+        }
+
     export = tmp_path / "params.json"
-    export.write_text(json.dumps([
-        task(1, "Position errors visible.", [["G", "K"], ["G. Enable position correction"]]),
-        task(2, "Probe looks multimodal.", [["Increase number of probe modes"], ["J"]]),
-        task(3, "Fine as it is.", [["L"], ["L"]]),
-    ]))
+    export.write_text(
+        json.dumps(
+            [
+                task(1, "Position errors visible.", [["G", "K"], ["G. Enable position correction"]]),
+                task(2, "Probe looks multimodal.", [["Increase number of probe modes"], ["J"]]),
+                task(3, "Fine as it is.", [["L"], ["L"]]),
+            ]
+        )
+    )
     r = import_export(export, tmp_path / "p", name="p")
     train = {s.id: s for s in r.dataset.samples("params", "train")}
     assert train["task-1"].labels == {"G"} and train["task-2"].labels == {"J"}
@@ -177,10 +197,14 @@ def test_import_of_the_parameter_task_reads_letters_and_option_texts(tmp_path):
 def _weird_dataset(tmp_path: Path) -> Path:
     img = tmp_path / "raw.png"
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(img)
-    samples = [Sample(sid, split, "artifacts", "ic", "", img, frozenset({"Blurring"}), {"truth": 1})
-               for sid, split in (("x1", "train"), ("x2", "train"), ("t1", "test"))]
-    samples += [Sample(f"p{i}", sp, "params", "ic", f"text {i}", None, frozenset({"G"}), {})
-                for i, sp in enumerate(("train", "test"))]
+    samples = [
+        Sample(sid, split, "artifacts", "ic", "", img, frozenset({"Blurring"}), {"truth": 1})
+        for sid, split in (("x1", "train"), ("x2", "train"), ("t1", "test"))
+    ]
+    samples += [
+        Sample(f"p{i}", sp, "params", "ic", f"text {i}", None, frozenset({"G"}), {})
+        for i, sp in enumerate(("train", "test"))
+    ]
     root = write_dataset(tmp_path / "weird", "weird", "1", samples)
     train = root / "artifacts" / "train.jsonl"  # ids a file system cannot take as they are
     text = train.read_text().replace('"id": "x1"', '"id": "a/b c#1"')
@@ -212,18 +236,28 @@ def test_export_writes_only_under_out_with_safe_image_names(tmp_path, tiny_datas
 
 
 def test_export_blind_sample_split_and_url_prefix(tmp_path, tiny_dataset):
-    s = export_project(str(tiny_dataset), tmp_path / "b", blind=True, split="test", sample=4, seed=3,
-                       task="artifacts", image_url_prefix="http://127.0.0.1:8081/")
+    s = export_project(
+        str(tiny_dataset),
+        tmp_path / "b",
+        blind=True,
+        split="test",
+        sample=4,
+        seed=3,
+        task="artifacts",
+        image_url_prefix="http://127.0.0.1:8081/",
+    )
     assert s.tasks == {"artifacts": 4}
     tasks = json.loads((tmp_path / "b" / "artifacts" / "tasks.json").read_text())
     assert all("dataset_labels" not in t["data"] and "predictions" not in t for t in tasks)
     assert all(t["data"]["split"] == "test" for t in tasks)
     assert tasks[0]["data"]["image"].startswith("http://127.0.0.1:8081/artifacts/images/")
-    again = export_project(str(tiny_dataset), tmp_path / "b2", blind=True, split="test", sample=4, seed=3,
-                           task="artifacts")
+    again = export_project(
+        str(tiny_dataset), tmp_path / "b2", blind=True, split="test", sample=4, seed=3, task="artifacts"
+    )
     ids = [t["data"]["ptychobench_id"] for t in tasks]
-    assert ids == [t["data"]["ptychobench_id"] for t in
-                   json.loads((again.out / "artifacts" / "tasks.json").read_text())]
+    assert ids == [
+        t["data"]["ptychobench_id"] for t in json.loads((again.out / "artifacts" / "tasks.json").read_text())
+    ]
     with pytest.raises(AnnotateError, match="must contain --out"):
         export_project(str(tiny_dataset), tmp_path / "c", document_root=tmp_path / "elsewhere")
 
@@ -236,8 +270,16 @@ def make_run(tmp_path: Path, dataset: Path) -> Path:
     store = PredictionStore(run / "predictions.jsonl")
     ds = load_dataset(dataset)
     for i, s in enumerate(ds.samples("artifacts", "test")):
-        store.append(make_record(ARTIFACTS, s, "artifacts/zero-shot", {}, reply="<answer>[Blurring]</answer>",
-                                 error="RuntimeError: boom" if i == 0 else None))
+        store.append(
+            make_record(
+                ARTIFACTS,
+                s,
+                "artifacts/zero-shot",
+                {},
+                reply="<answer>[Blurring]</answer>",
+                error="RuntimeError: boom" if i == 0 else None,
+            )
+        )
         store.append(make_record(ARTIFACTS, s, "artifacts/icl-k3", {}, reply="<answer>[Phase ramp]</answer>"))
     return run
 
@@ -254,8 +296,9 @@ def test_export_of_a_run_cell_pre_annotates_with_its_predictions(tmp_path, tiny_
     assert with_pred[0]["data"]["run_cell"] == "artifacts/zero-shot" and with_pred[0]["data"]["dataset"] == "tiny"
     p = with_pred[0]["predictions"][0]
     assert p["model_version"] == "artifacts/zero-shot"
-    assert p["result"] == [{"from_name": "artifacts", "to_name": "image", "type": "choices",
-                            "value": {"choices": ["Blurring"]}}]
+    assert p["result"] == [
+        {"from_name": "artifacts", "to_name": "image", "type": "choices", "value": {"choices": ["Blurring"]}}
+    ]
     blind = export_project(str(run), tmp_path / "bl", cell="artifacts/zero-shot", blind=True)
     assert blind.predictions == 0
     (run / "config.yaml").unlink()
@@ -273,9 +316,21 @@ def test_images_folder_export_and_full_round_trip(tmp_path):
     # an expert labels them (as Label Studio would export it) and the labels come back
     for i, t in enumerate(tasks):
         t["id"] = i + 1
-        t["annotations"] = [{"id": i + 1, "completed_by": 7, "was_cancelled": False,
-                             "result": [{"from_name": "artifacts", "to_name": "image", "type": "choices",
-                                         "value": {"choices": [ARTIFACT_LABELS[i]]}}]}]
+        t["annotations"] = [
+            {
+                "id": i + 1,
+                "completed_by": 7,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "from_name": "artifacts",
+                        "to_name": "image",
+                        "type": "choices",
+                        "value": {"choices": [ARTIFACT_LABELS[i]]},
+                    }
+                ],
+            }
+        ]
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
     r = import_export(export, tmp_path / "ds", images=tmp_path / "ls" / "artifacts" / "images", test_fraction=0.5)
@@ -315,9 +370,27 @@ def test_agreement_on_the_hand_made_export(tmp_path):
     assert grid["ticks"] == 3 and grid["kappa"] == 1.0 and grid["alpha"] == 1.0
     assert -1 <= result.alpha <= 1
     # two experts who both saw nothing on every image: F1 undefined, not 0
-    none = [{"id": 1, "data": {"image": "x.png"}, "annotations": [
-        {"id": i, "completed_by": i, "result": [{"from_name": "artifacts", "to_name": "image", "type": "choices",
-                                                 "value": {"choices": ["No obvious artifacts"]}}]} for i in (1, 2)]}]
+    none = [
+        {
+            "id": 1,
+            "data": {"image": "x.png"},
+            "annotations": [
+                {
+                    "id": i,
+                    "completed_by": i,
+                    "result": [
+                        {
+                            "from_name": "artifacts",
+                            "to_name": "image",
+                            "type": "choices",
+                            "value": {"choices": ["No obvious artifacts"]},
+                        }
+                    ],
+                }
+                for i in (1, 2)
+            ],
+        }
+    ]
     (tmp_path / "none.json").write_text(json.dumps(none))
     assert measure(read_export(tmp_path / "none.json")).pairs[0]["micro_f1"] is None
 
@@ -351,8 +424,9 @@ def test_cli_round_trip_and_one_line_errors(tmp_path, tiny_dataset):
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.count("error:") == 1 and "task 202" in res.output and "Moire fringes" in res.output
     assert not (tmp_path / "bad").exists()
-    res = runner.invoke(app, ["agreement", str(EXPORT), "--against", str(tmp_path / "ds"),
-                              "--out", str(tmp_path / "agr")])
+    res = runner.invoke(
+        app, ["agreement", str(EXPORT), "--against", str(tmp_path / "ds"), "--out", str(tmp_path / "agr")]
+    )
     assert res.exit_code == 0, res.output
     md = (tmp_path / "agr" / "agreement.md").read_text()
     assert "| consensus | 4 | 1.000 | 1.000 | 1.000 |" in md

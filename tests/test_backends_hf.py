@@ -13,18 +13,28 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from ptychobench.models import GenerationConfig, load_backend, load_for_training
 from ptychobench.data import Sample
+from ptychobench.models import GenerationConfig, load_backend, load_for_training
 from ptychobench.tasks import ARTIFACTS, PARAMS
 
 SHORT = GenerationConfig(max_new_tokens=6)
 
 
 def param_samples(n: int) -> list[Sample]:
-    return [Sample(f"p{i}", "test", "params", "battery particle",
-                   f"NCM battery particle, {300 + 40 * i} scan positions, the probe is blurred."
-                   + " The data error stalls." * i,
-                   None, frozenset({"J"}), {}) for i in range(n)]
+    return [
+        Sample(
+            f"p{i}",
+            "test",
+            "params",
+            "battery particle",
+            f"NCM battery particle, {300 + 40 * i} scan positions, the probe is blurred."
+            + " The data error stalls." * i,
+            None,
+            frozenset({"J"}),
+            {},
+        )
+        for i in range(n)
+    ]
 
 
 def image_samples(tmp: Path, n: int) -> list[Sample]:
@@ -34,8 +44,18 @@ def image_samples(tmp: Path, n: int) -> list[Sample]:
     for i in range(n):
         p = tmp / f"img{i}.png"
         Image.fromarray((np.random.default_rng(i).random((24, 24)) * 255).astype(np.uint8)).save(p)
-        out.append(Sample(f"a{i}", "train" if i < n - 1 else "test", "artifacts", "integrated circuit", "",
-                          p, frozenset({"Blurring"}), {}))
+        out.append(
+            Sample(
+                f"a{i}",
+                "train" if i < n - 1 else "test",
+                "artifacts",
+                "integrated circuit",
+                "",
+                p,
+                frozenset({"Blurring"}),
+                {},
+            )
+        )
     return out
 
 
@@ -68,9 +88,10 @@ def test_shared_prompt_start_is_computed_once_with_the_same_replies(smol):
     smol._prefix = None
     cached = smol.generate(convs, config)
     key = smol._prefix[0]
-    system_turn = smol.tokenizer(smol.prompt_text(convs[0]).split("<|im_start|>user")[0],
-                                 add_special_tokens=False)["input_ids"]
-    assert len(key) >= len(system_turn) > 200 and list(key[:len(system_turn)]) == system_turn
+    system_turn = smol.tokenizer(smol.prompt_text(convs[0]).split("<|im_start|>user")[0], add_special_tokens=False)[
+        "input_ids"
+    ]
+    assert len(key) >= len(system_turn) > 200 and list(key[: len(system_turn)]) == system_turn
     assert [g.text for g in cached] == [g.text for g in plain.generate(convs, config)]
     assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain.generate(convs, config)]
     assert smol._prefix[0] == key  # the second batch reused the first one's cache
@@ -98,14 +119,16 @@ def test_smollm2_with_lora_adapter(smol, tmp_path: Path):
     model, tok = load_for_training("smollm2-135m")
     assert model.training and tok.pad_token_id is not None
     torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     adapted = load_backend("smollm2-135m", adapter=tmp_path / "adapter", batch_size=4)
     fp = adapted.fingerprint()
     assert fp["adapter"] == str(tmp_path / "adapter") and fp["adapter_hash"]
-    assert {k: v for k, v in fp.items() if not k.startswith("adapter")} == \
-        {k: v for k, v in smol.fingerprint().items() if not k.startswith("adapter")}
+    assert {k: v for k, v in fp.items() if not k.startswith("adapter")} == {
+        k: v for k, v in smol.fingerprint().items() if not k.startswith("adapter")
+    }
     convs = [[{"role": "user", "content": [{"type": "text", "text": f"Name {n} X-ray sources."}]}] for n in (2, 3)]
     with_adapter = adapted.generate(convs, SHORT)
     assert all(g.ok for g in with_adapter)
@@ -133,22 +156,49 @@ def tiny_llava(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny-llava")
     tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())
     tok.add_tokens(["<image>"], special_tokens=True)
-    no_system = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-                 "{{ raise_exception('System role not supported') }}{% endif %}{% endfor %}")
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=1)
-    config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
-                         vision_feature_select_strategy="default")
+    no_system = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}{% endfor %}"
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=1,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).save_pretrained(d)
-    LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
-                                                      crop_size={"height": 32, "width": 32}),
-                   tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", image_token="<image>",
-                   num_additional_image_tokens=1, chat_template=no_system + CHAT_TEMPLATE).save_pretrained(d)
+    LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        image_token="<image>",
+        num_additional_image_tokens=1,
+        chat_template=no_system + CHAT_TEMPLATE,
+    ).save_pretrained(d)
     return d
 
 

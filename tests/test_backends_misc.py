@@ -58,8 +58,12 @@ def test_render_with_fallback_merges_once_and_remembers():
 def test_conversions(tmp_path: Path):
     png = tmp_path / "x.png"
     png.write_bytes(b"\x89PNG fake")
-    conv = [SYSTEM, user(text("demo"), image(png)), {"role": "assistant", "content": [text("a")]},
-            user(text("query"), image(png), text("which?"))]
+    conv = [
+        SYSTEM,
+        user(text("demo"), image(png)),
+        {"role": "assistant", "content": [text("a")]},
+        user(text("query"), image(png), text("which?")),
+    ]
     msgs, paths = to_vision_messages(conv)
     assert paths == [str(png), str(png)]
     assert msgs[3]["content"] == [text("query"), {"type": "image"}, text("which?")]
@@ -77,8 +81,16 @@ def test_factory_rejects_unknown_names_and_lists_presets():
         load_backend("no-such-model")
     with pytest.raises(ValueError, match="adapter"):
         load_backend("openai:gpt-4o", adapter="/tmp/x")
-    for name in ("smollm2-135m", "tiny-vlm", "llama-3.2-11b-vision", "llama-3.2-90b-vision", "llama-3.1-8b",
-                 "llama-3.1-70b", "gpt-4o", "qwen2.5-vl-7b"):
+    for name in (
+        "smollm2-135m",
+        "tiny-vlm",
+        "llama-3.2-11b-vision",
+        "llama-3.2-90b-vision",
+        "llama-3.1-8b",
+        "llama-3.1-70b",
+        "gpt-4o",
+        "qwen2.5-vl-7b",
+    ):
         assert name in PRESETS
     assert PRESETS["llama-3.2-11b-vision"].model == "meta-llama/Llama-3.2-11B-Vision-Instruct"
 
@@ -94,8 +106,16 @@ def test_llamacpp_generates_deterministically(gguf, tmp_path: Path):
     from ptychobench.data import Sample
     from ptychobench.tasks import PARAMS
 
-    s = Sample("p0", "test", "params", "integrated circuit", "Integrated circuit, 500 scan positions.", None,
-               frozenset({"K"}), {})
+    s = Sample(
+        "p0",
+        "test",
+        "params",
+        "integrated circuit",
+        "Integrated circuit, 500 scan positions.",
+        None,
+        frozenset({"K"}),
+        {},
+    )
     conv = PARAMS.render(s)
     cfg = GenerationConfig(max_new_tokens=8)
     a, b = gguf.generate([conv, conv], cfg)

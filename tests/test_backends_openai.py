@@ -47,8 +47,10 @@ class FakeCompletions:
         if isinstance(step, Exception):
             raise step
         msg = SimpleNamespace(content=f" reply to {kwargs['messages'][-1]['content']!s:.20} ")
-        return SimpleNamespace(choices=[SimpleNamespace(message=msg, finish_reason="stop")],
-                               usage=SimpleNamespace(prompt_tokens=5, completion_tokens=2))
+        return SimpleNamespace(
+            choices=[SimpleNamespace(message=msg, finish_reason="stop")],
+            usage=SimpleNamespace(prompt_tokens=5, completion_tokens=2),
+        )
 
 
 def fake_backend(script, **kw):
@@ -62,14 +64,17 @@ def conv(text: str = "hi", image: str | None = None):
     content = [{"type": "text", "text": text}]
     if image:
         content.append({"type": "image", "image_path": image})
-    return [{"role": "system", "content": [{"type": "text", "text": "be brief"}]},
-            {"role": "user", "content": content}]
+    return [{"role": "system", "content": [{"type": "text", "text": "be brief"}]}, {"role": "user", "content": content}]
 
 
 def test_retries_rate_limit_and_server_errors_then_succeeds():
-    b, _ = fake_backend([_status_error(openai.RateLimitError, 429),
-                             _status_error(openai.InternalServerError, 503),
-                             openai.APIConnectionError(request=httpx.Request("POST", "http://x"))])
+    b, _ = fake_backend(
+        [
+            _status_error(openai.RateLimitError, 429),
+            _status_error(openai.InternalServerError, 503),
+            openai.APIConnectionError(request=httpx.Request("POST", "http://x")),
+        ]
+    )
     (g,) = b.generate([conv()], SHORT)
     assert g.ok and g.text.startswith("reply to")
     assert g.extra["attempts"] == 4 and len(g.extra["retried_after"]) == 3
@@ -146,9 +151,24 @@ class LlamaServer:
 
     def start(self, timeout: float = 60) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", "4096", "--model_alias", "smollm2"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(self.gguf),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                "4096",
+                "--model_alias",
+                "smollm2",
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -182,9 +202,20 @@ def server(tmp_path: Path):
 def param_samples(n: int):
     from ptychobench.data import Sample
 
-    return [Sample(f"q{i:02d}", "test", "params", "integrated circuit",
-                   f"Integrated circuit at 8.8 keV, {200 + 50 * i} scan positions; the data error "
-                   f"stalls after {40 + i} iterations.", None, frozenset({"K"}), {}) for i in range(n)]
+    return [
+        Sample(
+            f"q{i:02d}",
+            "test",
+            "params",
+            "integrated circuit",
+            f"Integrated circuit at 8.8 keV, {200 + 50 * i} scan positions; the data error "
+            f"stalls after {40 + i} iterations.",
+            None,
+            frozenset({"K"}),
+            {},
+        )
+        for i in range(n)
+    ]
 
 
 def test_real_server_generates_over_http(server):
@@ -203,8 +234,9 @@ def test_server_stopped_mid_run_then_restarted_rerun_completes_store(server, tmp
 
     samples = param_samples(6)
     store = PredictionStore(tmp_path / "predictions.jsonl")
-    b = load_backend("openai:smollm2", base_url=server.base_url, concurrency=2, max_retries=1,
-                     backoff_s=0.05, timeout_s=20)
+    b = load_backend(
+        "openai:smollm2", base_url=server.base_url, concurrency=2, max_retries=1, backoff_s=0.05, timeout_s=20
+    )
     done = []
 
     def stop_after_first_batch(n: int) -> None:
@@ -233,8 +265,9 @@ def test_outage_shorter_than_the_backoff_is_ridden_out(server):
     server.stop()
     restart = threading.Timer(1.0, server.start)
     restart.start()
-    b = load_backend("openai:smollm2", base_url=server.base_url, concurrency=2, max_retries=8,
-                     backoff_s=0.5, max_backoff_s=4)
+    b = load_backend(
+        "openai:smollm2", base_url=server.base_url, concurrency=2, max_retries=8, backoff_s=0.5, max_backoff_s=4
+    )
     try:
         gens = b.generate([PARAMS.render(s) for s in param_samples(2)], SHORT)
     finally:

@@ -12,13 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
+from ptychobench.data import Sample
 from ptychobench.models import (
     GenerationConfig,
     load_backend,
     load_for_training,
     tinyvlm,
 )
-from ptychobench.data import Sample
 from ptychobench.tasks import ARTIFACTS
 
 SHORT = GenerationConfig(max_new_tokens=4)
@@ -38,8 +38,12 @@ def image_samples(tmp: Path, n: int) -> list[Sample]:
 
 def short_conv(sample: Sample, answer: bool = True) -> list[dict]:
     """One image, a one-line question: cheap enough for a training step in the default run."""
-    conv = [{"role": "user", "content": [{"type": "image", "image_path": str(sample.image)},
-                                         {"type": "text", "text": "Artifacts?"}]}]
+    conv = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image_path": str(sample.image)}, {"type": "text", "text": "Artifacts?"}],
+        }
+    ]
     if answer:
         conv.append({"role": "assistant", "content": [{"type": "text", "text": ARTIFACTS.target(sample.labels)}]})
     return conv
@@ -132,13 +136,25 @@ def test_trl_sft_trainer_runs_on_tiny_vlm(tmp_path: Path):
     model, proc = load_for_training("tiny-vlm")
     model = get_peft_model(model, tinyvlm.lora_config())
     ds = datasets.Dataset.from_list([{"messages": with_answer(x)} for x in s])
-    args = trl.SFTConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
-                         learning_rate=2e-4, report_to=[], remove_unused_columns=False, save_strategy="no",
-                         dataset_kwargs={"skip_prepare_dataset": True}, use_cpu=True)
-    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=proc.tokenizer,
-                             data_collator=lambda rows: proc.collate([r["messages"] for r in rows]))
+    args = trl.SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=2e-4,
+        report_to=[],
+        remove_unused_columns=False,
+        save_strategy="no",
+        dataset_kwargs={"skip_prepare_dataset": True},
+        use_cpu=True,
+    )
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=proc.tokenizer,
+        data_collator=lambda rows: proc.collate([r["messages"] for r in rows]),
+    )
     result = trainer.train()
     assert np.isfinite(result.training_loss)
     tinyvlm.save_adapter(model, tmp_path / "adapter")
-    assert load_backend("tiny-vlm", adapter=tmp_path / "adapter").generate(
-        [ARTIFACTS.render(s[0])], SHORT)[0].ok
+    assert load_backend("tiny-vlm", adapter=tmp_path / "adapter").generate([ARTIFACTS.render(s[0])], SHORT)[0].ok

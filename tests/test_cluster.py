@@ -21,14 +21,17 @@ from ptychobench.run.scheduler import detect_shard, resolve_shard, shard_devices
 # ----------------------------------------------------------------- --shard auto
 
 
-@pytest.mark.parametrize("env, want", [
-    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4"}, (2, 4)),
-    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "PTYCHOBENCH_SHARDS": "4"}, (2, 4)),  # resubmitted
-    ({"PBS_ARRAY_INDEX": "1", "PTYCHOBENCH_SHARDS": "3"}, (1, 3)),  # PBS Pro
-    ({"PBS_ARRAYID": "0", "PTYCHOBENCH_SHARDS": "2"}, (0, 2)),  # Torque
-    ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4"}, (3, 4)),  # srun -n 4
-    ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, (1, 2)),  # torchrun
-])
+@pytest.mark.parametrize(
+    "env, want",
+    [
+        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4"}, (2, 4)),
+        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "PTYCHOBENCH_SHARDS": "4"}, (2, 4)),  # resubmitted
+        ({"PBS_ARRAY_INDEX": "1", "PTYCHOBENCH_SHARDS": "3"}, (1, 3)),  # PBS Pro
+        ({"PBS_ARRAYID": "0", "PTYCHOBENCH_SHARDS": "2"}, (0, 2)),  # Torque
+        ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4"}, (3, 4)),  # srun -n 4
+        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, (1, 2)),  # torchrun
+    ],
+)
 def test_shard_auto_reads_the_scheduler(env, want):
     assert detect_shard(env) == want
     assert resolve_shard("auto", env) == want
@@ -66,10 +69,29 @@ def test_each_shard_takes_its_own_gpus():
 
 def test_run_shard_auto_under_simulated_slurm_and_pbs(tiny_dataset, tmp_path, monkeypatch):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"name": "c", "dataset": str(tiny_dataset), "experiments": [
-        {"task": "params", "baselines": ["knn-vote"]}, {"task": "artifacts", "baselines": ["knn-vote"]}]}))
-    for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "PBS_ARRAY_INDEX", "RANK", "WORLD_SIZE",
-              "SLURM_PROCID", "SLURM_NTASKS", "PTYCHOBENCH_SHARDS", "LOCAL_RANK"):
+    cfg.write_text(
+        json.dumps(
+            {
+                "name": "c",
+                "dataset": str(tiny_dataset),
+                "experiments": [
+                    {"task": "params", "baselines": ["knn-vote"]},
+                    {"task": "artifacts", "baselines": ["knn-vote"]},
+                ],
+            }
+        )
+    )
+    for k in (
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "PBS_ARRAY_INDEX",
+        "RANK",
+        "WORLD_SIZE",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "PTYCHOBENCH_SHARDS",
+        "LOCAL_RANK",
+    ):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
@@ -94,13 +116,17 @@ def test_run_pins_each_shard_to_its_gpus(tiny_dataset, tmp_path, monkeypatch):
     import os
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"name": "c", "dataset": str(tiny_dataset), "experiments": [
-        {"task": "params", "baselines": ["knn-vote"]}]}))
+    cfg.write_text(
+        json.dumps(
+            {"name": "c", "dataset": str(tiny_dataset), "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}
+        )
+    )
     for k in ("LOCAL_RANK", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
-    r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "r"), "--shard", "1/2",
-                                 "--gpus-per-shard", "2"])
+    r = CliRunner().invoke(
+        app, ["run", str(cfg), "--out", str(tmp_path / "r"), "--shard", "1/2", "--gpus-per-shard", "2"]
+    )
     assert r.exit_code == 0, r.output
     assert "shard 1/2, GPUs 2,3" in r.output and os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
 
@@ -150,8 +176,9 @@ def test_plan_with_more_shards_than_groups_leaves_some_empty(tiny_dataset):
 
 
 def test_run_plan_prints_the_table_and_runs_nothing(tmp_path):
-    r = CliRunner().invoke(app, ["run", "paper", "--plan", "--shards", "4", "--out", str(tmp_path / "p")],
-                           env={"COLUMNS": "200"})
+    r = CliRunner().invoke(
+        app, ["run", "paper", "--plan", "--shards", "4", "--out", str(tmp_path / "p")], env={"COLUMNS": "200"}
+    )
     assert r.exit_code == 0, r.output
     assert "plan of paper: 4 shards" in r.output and "llama-3.1-70b" in r.output
     assert re.search(r"largest shard \+\d+\.\d% of the mean", r.output)
@@ -163,9 +190,18 @@ def test_run_plan_prints_the_table_and_runs_nothing(tmp_path):
 
 
 def _baseline_cfg(dataset, seeds=(0,)):
-    return parse_config({"name": "b", "dataset": str(dataset), "seeds": list(seeds), "experiments": [
-        {"task": "params", "baselines": ["knn-vote", "text-probe"]},
-        {"task": "artifacts", "baselines": ["knn-vote"]}]}, "b.yaml")
+    return parse_config(
+        {
+            "name": "b",
+            "dataset": str(dataset),
+            "seeds": list(seeds),
+            "experiments": [
+                {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+                {"task": "artifacts", "baselines": ["knn-vote"]},
+            ],
+        },
+        "b.yaml",
+    )
 
 
 def test_one_log_line_per_finished_cell_off_a_terminal(tiny_dataset, tmp_path):
@@ -189,11 +225,23 @@ def test_submitit_local_runs_three_jobs_and_merges_like_one_process(tiny_dataset
     from ptychobench.eval.store import read_run
 
     cfg = tmp_path / "b.yaml"
-    cfg.write_text(json.dumps({"name": "b", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
-        {"task": "params", "baselines": ["knn-vote", "text-probe"]},
-        {"task": "artifacts", "baselines": ["knn-vote"]}]}))
-    r = CliRunner().invoke(app, ["submit", str(cfg), "--shards", "3", "--cluster", "local", "--hours", "0.2",
-                                 "--out", str(tmp_path / "jobs")])
+    cfg.write_text(
+        json.dumps(
+            {
+                "name": "b",
+                "dataset": str(tiny_dataset),
+                "seeds": [0, 1],
+                "experiments": [
+                    {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+                    {"task": "artifacts", "baselines": ["knn-vote"]},
+                ],
+            }
+        )
+    )
+    r = CliRunner().invoke(
+        app,
+        ["submit", str(cfg), "--shards", "3", "--cluster", "local", "--hours", "0.2", "--out", str(tmp_path / "jobs")],
+    )
     assert r.exit_code == 0, r.output
     assert len(re.findall(r"^shard \d/3: job \d+", r.output, re.M)) == 3 and "report:" in r.output
     assert len([p for p in (tmp_path / "jobs" / "jobs").iterdir() if p.name.isdigit()]) == 3  # three submitit jobs

@@ -33,20 +33,58 @@ def tiny_hf_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tinyllama")
     tok = AutoTokenizer.from_pretrained(smollm2_transformers_dir())
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
 
 def _train(model: Path, dataset: Path, out: Path, batch: int, processes: int) -> dict:
-    cmd = [sys.executable, "-m", "ptychobench.cli", "train", "--task", "params", "--model", f"hf:{model}",
-           "--dataset", str(dataset), "--out", str(out), "--set", f"batch_size={batch}", "--set", "grad_accum=1",
-           "--set", "epochs=2", "--set", "learning_rate=0.01", "--set", "warmup_steps=0", "--set", "bf16=false",
-           "--set", "share_prefix=false", "--set", "lora_layers=null", "--set", "max_train_samples=8",
-           "--processes", str(processes)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ptychobench.cli",
+        "train",
+        "--task",
+        "params",
+        "--model",
+        f"hf:{model}",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--set",
+        f"batch_size={batch}",
+        "--set",
+        "grad_accum=1",
+        "--set",
+        "epochs=2",
+        "--set",
+        "learning_rate=0.01",
+        "--set",
+        "warmup_steps=0",
+        "--set",
+        "bf16=false",
+        "--set",
+        "share_prefix=false",
+        "--set",
+        "lora_layers=null",
+        "--set",
+        "max_train_samples=8",
+        "--processes",
+        str(processes),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

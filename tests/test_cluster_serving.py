@@ -82,8 +82,9 @@ def lora(tmp_path_factory) -> tuple[Path, Path]:
             p.data.normal_(0, 0.1)
     peft_model.save_pretrained(tmp / "peft")
     tok.save_pretrained(tmp / "peft")
-    gguf_file = peft_to_gguf_lora(tmp / "peft", tmp / "lora.gguf", c.num_attention_heads, c.num_key_value_heads,
-                                  c.num_hidden_layers)
+    gguf_file = peft_to_gguf_lora(
+        tmp / "peft", tmp / "lora.gguf", c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers
+    )
     return tmp / "peft", gguf_file
 
 
@@ -97,13 +98,30 @@ def lora_server(lora, tmp_path):
         port = s.getsockname()[1]
     gguf_base = str(smollm2_gguf_path())
     cfg = tmp_path / "server.json"
-    cfg.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
-        {"model": gguf_base, "model_alias": "smollm2", "n_ctx": 4096, "verbose": False},
-        {"model": gguf_base, "model_alias": "smollm2-lora-a", "lora_path": str(lora[1]), "n_ctx": 4096,
-         "verbose": False}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "models": [
+                    {"model": gguf_base, "model_alias": "smollm2", "n_ctx": 4096, "verbose": False},
+                    {
+                        "model": gguf_base,
+                        "model_alias": "smollm2-lora-a",
+                        "lora_path": str(lora[1]),
+                        "n_ctx": 4096,
+                        "verbose": False,
+                    },
+                ],
+            }
+        )
+    )
     log = tmp_path / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(cfg)],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(cfg)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 90
@@ -166,11 +184,19 @@ def test_gguf_lora_is_the_peft_adapter(lora, tiny_dataset):
 
 def test_one_adapter_per_cell_by_model_name(lora, lora_server, tiny_dataset, tmp_path):
     opts = {"base_url": lora_server, "concurrency": 1}
-    cfg = parse_config({"name": "served", "dataset": str(tiny_dataset), "limit": 2, "max_new_tokens": 8,
-                        "experiments": [
-                            {"task": "params", "model": "openai:smollm2", "backend_options": opts},
-                            {"task": "params", "name": "smollm2+lora-a", "model": "openai:smollm2-lora-a",
-                             "backend_options": opts}]}, "served.yaml")
+    cfg = parse_config(
+        {
+            "name": "served",
+            "dataset": str(tiny_dataset),
+            "limit": 2,
+            "max_new_tokens": 8,
+            "experiments": [
+                {"task": "params", "model": "openai:smollm2", "backend_options": opts},
+                {"task": "params", "name": "smollm2+lora-a", "model": "openai:smollm2-lora-a", "backend_options": opts},
+            ],
+        },
+        "served.yaml",
+    )
     Runner(cfg, tmp_path / "run").run()
     by_cell: dict[str, dict[str, dict]] = {}
     for r in read_run(tmp_path / "run"):
@@ -193,8 +219,12 @@ def test_one_adapter_per_cell_by_model_name(lora, lora_server, tiny_dataset, tmp
     llm = Llama(str(smollm2_gguf_path()), n_ctx=4096, lora_path=str(lora[1]), verbose=False)
     gen = cfg.generation()
     for s in load_dataset(tiny_dataset).samples("params", "test")[:2]:
-        r = llm.create_chat_completion(messages=to_openai_messages(get_task("params").render(s)),
-                                       max_tokens=gen.max_new_tokens, temperature=0.0, seed=gen.seed,
-                                       stop=list(gen.stop) or None)
+        r = llm.create_chat_completion(
+            messages=to_openai_messages(get_task("params").render(s)),
+            max_tokens=gen.max_new_tokens,
+            temperature=0.0,
+            seed=gen.seed,
+            stop=list(gen.stop) or None,
+        )
         assert r["choices"][0]["message"]["content"].strip() == served[s.id]["reply"].strip()
     llm.close()

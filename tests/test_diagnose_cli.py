@@ -40,8 +40,9 @@ def _recon(tmp_path: Path) -> Path:
     return path
 
 
-def test_api_diagnosis_and_cached_detector(tmp_path: Path, tiny_dataset: Path, home: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_diagnosis_and_cached_detector(
+    tmp_path: Path, tiny_dataset: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ptychobench
     from ptychobench.diagnose import detector
 
@@ -67,8 +68,10 @@ def test_params_yaml_and_ptychi_dump(tmp_path: Path) -> None:
     from ptychobench.diagnose.io import DiagnoseError
 
     y = tmp_path / "p.yaml"
-    y.write_text("n_epochs: 200\nbatch_size: 16\nposition_correction: true\nsample_type: zone plate\n"
-                 "n_positions: 400\ndetector_px: 128\nloss: [1.0, 0.5, 0.4, 0.39, 0.389]\n")
+    y.write_text(
+        "n_epochs: 200\nbatch_size: 16\nposition_correction: true\nsample_type: zone plate\n"
+        "n_positions: 400\ndetector_px: 128\nloss: [1.0, 0.5, 0.4, 0.39, 0.389]\n"
+    )
     cur = load_params(y)
     assert cur.params["n_epochs"] == 200 and cur.params["position_correction"] is True
     text = advice_text("recon.npy", ["Phase ramp"], {}, cur)
@@ -91,8 +94,12 @@ def test_params_yaml_and_ptychi_dump(tmp_path: Path) -> None:
     dump = tmp_path / "options.json"
     dump.write_text(json.dumps(o.get_dict(), default=str))
     cur = load_params(dump)
-    assert (cur.params["n_epochs"], cur.params["batch_size"], cur.params["momentum"],
-            cur.params["position_correction"]) == (77, 12, True, True)
+    assert (
+        cur.params["n_epochs"],
+        cur.params["batch_size"],
+        cur.params["momentum"],
+        cur.params["position_correction"],
+    ) == (77, 12, True, True)
     assert any("probe modes" in n for n in cur.notes)
 
 
@@ -101,8 +108,22 @@ def test_cli_json_html_and_advice(tmp_path: Path, tiny_dataset: Path, home: Path
 
     path = _recon(tmp_path)
     card = tmp_path / "out" / "card.html"
-    res = CliRunner().invoke(app, ["diagnose", str(path), "--json", "--dataset", str(tiny_dataset),
-                                   "--advisor", "knn-vote", "--scan-step", "8", "--html", str(card)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "diagnose",
+            str(path),
+            "--json",
+            "--dataset",
+            str(tiny_dataset),
+            "--advisor",
+            "knn-vote",
+            "--scan-step",
+            "8",
+            "--html",
+            str(card),
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert len(out) == 1
@@ -128,8 +149,9 @@ def test_cli_folder_table_and_bad_file(tmp_path: Path, tiny_dataset: Path, home:
     path = _recon(tmp_path)
     np.save(path.parent / "second.npy", np.load(path)[0] * np.exp(0.3j))
     cards = tmp_path / "cards"
-    res = CliRunner().invoke(app, ["diagnose", str(path.parent), "--dataset", str(tiny_dataset), "--advisor", "none",
-                                   "--html", str(cards)])
+    res = CliRunner().invoke(
+        app, ["diagnose", str(path.parent), "--dataset", str(tiny_dataset), "--advisor", "none", "--html", str(cards)]
+    )
     assert res.exit_code == 0, res.output
     assert "recon.npy" in res.output and "second.npy" in res.output and "Phase ramp" in res.output
     assert sorted(p.name for p in cards.iterdir()) == ["index.html", "recon.html", "second.html"]
@@ -173,7 +195,7 @@ def test_model_detector_and_advisor_through_the_backend_interface(monkeypatch: p
     assert det.labels == ["Phase ramp", "Singularity artifacts"] and det.probabilities is None
     assert det.reply.startswith("I see a ramp")
     assert len(fake.seen) == 1 and fake.seen[0][1]  # the image existed while the model looked
-    assert not Path(fake.seen[0][0]).exists()       # and is gone afterwards
+    assert not Path(fake.seen[0][0]).exists()  # and is gone afterwards
     fake.reply = "<answer>G, K</answer>"
     adv = ModelAdvisor("some-llm").advise("Reconstruction log ...")
     assert adv.chosen == ["G", "K"] and adv.reply == "<answer>G, K</answer>"

@@ -130,7 +130,7 @@ def test_folder_expands_to_every_reconstruction(tmp_path: Path) -> None:
 def test_unscanned_border_is_trimmed() -> None:
     o = _obj()
     padded = np.ones((N + 20, N + 30), complex)
-    padded[7:7 + N, 11:11 + N] = o
+    padded[7 : 7 + N, 11 : 11 + N] = o
     out, changed = trim_unscanned(padded)
     assert changed and out.shape == (N, N) and np.allclose(out, o)
     phase = np.zeros((N, N))

@@ -17,7 +17,7 @@ def _specimen(seed: int = 0) -> np.ndarray:
     s = np.zeros((N, N))
     s[30:60, 40:90] = 1.0
     s[80:100, 20:50] = -0.7
-    s[(YY - 95) ** 2 + (XX - 95) ** 2 < 15 ** 2] = 0.5
+    s[(YY - 95) ** 2 + (XX - 95) ** 2 < 15**2] = 0.5
     return s + 0.02 * np.random.default_rng(seed).standard_normal((N, N))
 
 
@@ -52,8 +52,14 @@ def _vortex_field(centres) -> np.ndarray:
 
 
 def test_vortices_counted_with_charge() -> None:
-    pairs = [((30.3, 30.4), 1), ((30.6, 60.2), -1), ((70.5, 40.5), 1), ((90.5, 100.5), -1),
-             ((100.2, 30.7), 1), ((60.4, 90.6), -1)]
+    pairs = [
+        ((30.3, 30.4), 1),
+        ((30.6, 60.2), -1),
+        ((70.5, 40.5), 1),
+        ((90.5, 100.5), -1),
+        ((100.2, 30.7), 1),
+        ((60.4, 90.6), -1),
+    ]
     m, _ = measure(to_recon(_vortex_field(pairs) * np.exp(1j * 0.2 * _specimen()), "v"))
     assert m["vortices"].value == 6
     assert m["vortex_balance"].value == 0

@@ -58,15 +58,22 @@ def _assert_clear_failure(res, *where: str) -> None:
 @pytest.mark.parametrize("case", range(N_CASES))
 def test_fuzz_configs(case, tiny_dataset, tmp_path):
     rng = random.Random(case)
-    data = {"name": "fuzz", "dataset": str(tiny_dataset), "seeds": [0],
-            "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}
+    data = {
+        "name": "fuzz",
+        "dataset": str(tiny_dataset),
+        "seeds": [0],
+        "experiments": [{"task": "params", "baselines": ["knn-vote"]}],
+    }
     mutations = []
     for _ in range(rng.randint(1, 3)):
         if rng.random() < 0.5:
             key = rng.choice(sorted(BAD_TOP))
             data[key] = rng.choice(BAD_TOP[key])
-        elif isinstance(data.get("experiments"), list) and data["experiments"] and \
-                isinstance(data["experiments"][0], dict):
+        elif (
+            isinstance(data.get("experiments"), list)
+            and data["experiments"]
+            and isinstance(data["experiments"][0], dict)
+        ):
             key = rng.choice(sorted(BAD_EXP))
             data["experiments"][0][key] = rng.choice(BAD_EXP[key])
         else:
@@ -125,9 +132,19 @@ def test_fuzz_datasets(case, tiny_dataset):
         lines.insert(rng.randrange(len(lines) + 1), line)
         split.write_text("\n".join(lines) + "\n")
     elif kind == "manifest":
-        (tiny_dataset / "manifest.json").write_text(rng.choice(
-            ["[]", "{", '{"name": 5, "tasks": ["params"]}', '{"name": "x", "tasks": "params"}',
-             '{"name": "x", "tasks": ["nope"]}', '{"name": "x", "tasks": []}', '{"tasks": ["params"]}']))
+        (tiny_dataset / "manifest.json").write_text(
+            rng.choice(
+                [
+                    "[]",
+                    "{",
+                    '{"name": 5, "tasks": ["params"]}',
+                    '{"name": "x", "tasks": "params"}',
+                    '{"name": "x", "tasks": ["nope"]}',
+                    '{"name": "x", "tasks": []}',
+                    '{"tasks": ["params"]}',
+                ]
+            )
+        )
     elif kind == "bytes":
         split.write_bytes(b'{"id": "\xff\xfe", "labels": []}\n')
     else:
@@ -182,8 +199,15 @@ def test_fuzz_released_files(case, tiny_dataset, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) in (before, sorted(before + ["imported"]))
 
 
-GOOD_RECORD = {"config": "params/m/zero-shot/-/k0/seed0/nall", "sample_id": "s1", "task": "params",
-               "gold": ["A"], "labels": ["A"], "parse_ok": True, "version": 3}
+GOOD_RECORD = {
+    "config": "params/m/zero-shot/-/k0/seed0/nall",
+    "sample_id": "s1",
+    "task": "params",
+    "gold": ["A"],
+    "labels": ["A"],
+    "parse_ok": True,
+    "version": 3,
+}
 
 
 def _bad_store_line(rng: random.Random) -> str:

@@ -43,8 +43,9 @@ class FakeBackend:
     def generate(self, batch, config):
         self.calls += len(batch)
         if self.mode == "down":
-            raise ConnectionError(f"connection refused: http://user:{PASSWORD}@localhost:9/v1 "
-                                  f"Authorization: Bearer {SECRET}")
+            raise ConnectionError(
+                f"connection refused: http://user:{PASSWORD}@localhost:9/v1 Authorization: Bearer {SECRET}"
+            )
         text = "<answer>A</answer>" if self.mode == "ok" else "I cannot say"
         return [Generation(text=text) for _ in batch]
 
@@ -65,8 +66,12 @@ def fake(monkeypatch):
 
 
 def _cfg(dataset, **top):
-    exp = {"task": "params", "model": "openai:local-model", "strategies": ["zero-shot"],
-           "backend_options": {"base_url": f"http://user:{PASSWORD}@localhost:9/v1", "api_key": SECRET}}
+    exp = {
+        "task": "params",
+        "model": "openai:local-model",
+        "strategies": ["zero-shot"],
+        "backend_options": {"base_url": f"http://user:{PASSWORD}@localhost:9/v1", "api_key": SECRET},
+    }
     exp.update(top.pop("exp", {}))
     return {"name": "t", "dataset": str(dataset), "experiments": [exp], **top}
 
@@ -88,8 +93,17 @@ def test_changed_settings_recompute_cells_and_keep_each_config(tiny_dataset, tmp
     # before: "all already in the store", predictions made with 50 tokens reused for 60
     changed = Runner(parse_config(_cfg(tiny_dataset, max_new_tokens=60), "a.yaml"), out).run()
     assert changed["ran"] == 1 and made[-1].calls == 6
-    dtype = Runner(parse_config(_cfg(tiny_dataset, max_new_tokens=60, exp={"backend_options": {
-        "base_url": "http://localhost:9/v1", "timeout_s": 5}}), "a.yaml"), out).run()
+    dtype = Runner(
+        parse_config(
+            _cfg(
+                tiny_dataset,
+                max_new_tokens=60,
+                exp={"backend_options": {"base_url": "http://localhost:9/v1", "timeout_s": 5}},
+            ),
+            "a.yaml",
+        ),
+        out,
+    ).run()
     assert dtype["ran"] == 1, "a changed base_url is a changed model"
     kept = sorted((out / "configs").glob("config-*.yaml"))
     assert len(kept) == 3, "each config the folder ran under is kept, none overwritten"
@@ -103,15 +117,26 @@ def test_changed_settings_recompute_cells_and_keep_each_config(tiny_dataset, tmp
 def test_timeouts_and_retries_do_not_redo_work(tiny_dataset, tmp_path, fake):
     out = tmp_path / "run"
     Runner(parse_config(_cfg(tiny_dataset), "a.yaml"), out).run()
-    cfg = _cfg(tiny_dataset, exp={"backend_options": {"base_url": f"http://user:{PASSWORD}@localhost:9/v1",
-                                                      "timeout_s": 9, "max_retries": 1, "api_key": "other"}})
+    cfg = _cfg(
+        tiny_dataset,
+        exp={
+            "backend_options": {
+                "base_url": f"http://user:{PASSWORD}@localhost:9/v1",
+                "timeout_s": 9,
+                "max_retries": 1,
+                "api_key": "other",
+            }
+        },
+    )
     assert Runner(parse_config(cfg, "a.yaml"), out).run()["ran"] == 0
 
 
 def test_mixed_settings_score_the_newest_only():
     base = {"task": "params", "gold": ["A"], "sample_type": "x", "parse_ok": True}
-    recs = [{**base, "config": "c", "sample_id": "1", "labels": ["A"], "settings": "old"},
-            {**base, "config": "c", "sample_id": "2", "labels": [], "settings": "new"}]
+    recs = [
+        {**base, "config": "c", "sample_id": "1", "labels": ["A"], "settings": "old"},
+        {**base, "config": "c", "sample_id": "2", "labels": [], "settings": "new"},
+    ]
     (r,) = score_records(recs)
     assert r.scores.n == 1 and r.stale == 1 and r.scores.micro_f1 == 0.0
     from ptychobench.eval.compare import by_config
@@ -121,8 +146,14 @@ def test_mixed_settings_score_the_newest_only():
 
 def test_old_store_versions_still_score_and_are_redone_on_rerun(tmp_path):
     path = tmp_path / "predictions.jsonl"
-    v1 = {"config": "params/m/zero-shot/-/k0/seed0/nall", "sample_id": "s1", "task": "params", "gold": ["A"],
-          "labels": ["A"], "parse_ok": True}
+    v1 = {
+        "config": "params/m/zero-shot/-/k0/seed0/nall",
+        "sample_id": "s1",
+        "task": "params",
+        "gold": ["A"],
+        "labels": ["A"],
+        "parse_ok": True,
+    }
     v2 = {**v1, "sample_id": "s2", "version": 2, "components": {}}
     path.write_text(json.dumps(v1) + "\n" + json.dumps(v2) + "\n")
     (r,) = score_records(read_run(tmp_path))
@@ -152,8 +183,9 @@ def test_server_down_fails_the_cell_exits_nonzero_and_is_never_starred(tiny_data
     assert "Failed cell" in md and "(failed)" in md
     scores = {r.config: r for r in score_records(read_run(out))}
     bad = next(r for c, r in scores.items() if "zero-shot" in c)
-    assert bad.failed and bad.scores.errors == 6 and bad.scores.parse_failures == 0, \
+    assert bad.failed and bad.scores.errors == 6 and bad.scores.parse_failures == 0, (
         "generation errors are not also counted as unparseable replies"
+    )
     assert PASSWORD not in _all_text(out) and SECRET not in _all_text(out), "a secret was written"
     ok = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(out), "--allow-failures"])
     assert ok.exit_code == 0, ok.output
@@ -204,8 +236,15 @@ def test_small_comparisons_carry_a_warning_not_a_verdict():
 
 
 def test_limit_is_recorded_for_the_report(tiny_dataset, tmp_path):
-    cfg = parse_config({"name": "t", "dataset": str(tiny_dataset), "limit": 3,
-                        "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}, "a.yaml")
+    cfg = parse_config(
+        {
+            "name": "t",
+            "dataset": str(tiny_dataset),
+            "limit": 3,
+            "experiments": [{"task": "params", "baselines": ["knn-vote"]}],
+        },
+        "a.yaml",
+    )
     Runner(cfg, tmp_path / "r").run()
     results = score_records(read_run(tmp_path / "r"))
     assert results[0].scores.n == 3 and any("first 3 test" in w for w in run_warnings(results))
@@ -214,24 +253,31 @@ def test_limit_is_recorded_for_the_report(tiny_dataset, tmp_path):
 # ------------------------------------------------------------------ config checks
 
 
-@pytest.mark.parametrize("top, message", [
-    ({"limit": -3}, "limit must be a positive integer"),
-    ({"seeds": ["abc"]}, "seeds must be integers"),
-    ({"max_new_tokens": -5}, "max_new_tokens must be a positive integer"),
-    ({"max_failure_rate": 2}, "max_failure_rate must be a number in 0..1"),
-    ({"name": "../../escape"}, "must be a plain name"),
-    ({"decoding": ["greedy"]}, "decoding must be a name"),
-    ({"exp": {"model": "hf:/does/not/exist"}}, "model folder /does/not/exist does not exist"),
-    ({"exp": {"task": "artifacts", "model": "llamacpp:/x.gguf", "backend_options": {}}}, "takes text only"),
-    ({"exp": {"task": "artifacts", "model": "openai:gpt-3.5-turbo"}}, "takes text only"),
-    ({"exp": {"model": ["not", "a", "string"]}}, "model must be a string"),
-    ({"exp": {"strategies": [["zero-shot"]]}}, "unknown strategy"),
-    ({"exp": {"task": ["params"]}}, "task must be one of"),
-    ({"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist"}},
-     "'adapter' is used by the sft"),
-    ({"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist", "strategies": ["sft"]}},
-     "adapter folder /does-not-exist does not exist"),
-])
+@pytest.mark.parametrize(
+    "top, message",
+    [
+        ({"limit": -3}, "limit must be a positive integer"),
+        ({"seeds": ["abc"]}, "seeds must be integers"),
+        ({"max_new_tokens": -5}, "max_new_tokens must be a positive integer"),
+        ({"max_failure_rate": 2}, "max_failure_rate must be a number in 0..1"),
+        ({"name": "../../escape"}, "must be a plain name"),
+        ({"decoding": ["greedy"]}, "decoding must be a name"),
+        ({"exp": {"model": "hf:/does/not/exist"}}, "model folder /does/not/exist does not exist"),
+        ({"exp": {"task": "artifacts", "model": "llamacpp:/x.gguf", "backend_options": {}}}, "takes text only"),
+        ({"exp": {"task": "artifacts", "model": "openai:gpt-3.5-turbo"}}, "takes text only"),
+        ({"exp": {"model": ["not", "a", "string"]}}, "model must be a string"),
+        ({"exp": {"strategies": [["zero-shot"]]}}, "unknown strategy"),
+        ({"exp": {"task": ["params"]}}, "task must be one of"),
+        (
+            {"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist"}},
+            "'adapter' is used by the sft",
+        ),
+        (
+            {"exp": {"model": "hf:org/m", "backend_options": {}, "adapter": "/does-not-exist", "strategies": ["sft"]}},
+            "adapter folder /does-not-exist does not exist",
+        ),
+    ],
+)
 def test_config_mistakes_are_one_clear_error(top, message):
     with pytest.raises(ConfigError) as e:
         parse_config(_cfg("d", **top), "my.yaml")
@@ -261,10 +307,14 @@ def test_mistakes_stop_before_anything_runs_or_is_written(tiny_dataset, tmp_path
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    for i, exp in enumerate([{"task": "params", "model": "no-such-model"},
-                             {"task": "params", "model": "gpt-4o"}]):  # no key for api.openai.com
-        cfg = {"name": "t", "dataset": str(tiny_dataset),
-               "experiments": [{"task": "params", "baselines": ["knn-vote"]}, exp]}
+    for i, exp in enumerate(
+        [{"task": "params", "model": "no-such-model"}, {"task": "params", "model": "gpt-4o"}]
+    ):  # no key for api.openai.com
+        cfg = {
+            "name": "t",
+            "dataset": str(tiny_dataset),
+            "experiments": [{"task": "params", "baselines": ["knn-vote"]}, exp],
+        }
         path = tmp_path / f"c{i}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         out = tmp_path / f"out{i}"
@@ -325,11 +375,18 @@ def test_import_with_hostile_ids_writes_only_inside_out(tiny_dataset, tmp_path):
 def test_released_wrong_types_are_one_clear_error(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    good = {"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]},
-                         {"role": "assistant", "content": [{"type": "text", "text": "<answer>A</answer>"}]}]}
-    for bad in ([{**good, "metadata": "oops"}], [{"messages": ["user", "assistant"]}],
-                [{**good, "metadata": {"sample_id": ["x"]}}],
-                [{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}, good["messages"][1]]}]):
+    good = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "q"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "<answer>A</answer>"}]},
+        ]
+    }
+    for bad in (
+        [{**good, "metadata": "oops"}],
+        [{"messages": ["user", "assistant"]}],
+        [{**good, "metadata": {"sample_id": ["x"]}}],
+        [{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}, good["messages"][1]]}],
+    ):
         (src / "train.json").write_text(json.dumps(bad))
         (src / "test.json").write_text(json.dumps([good]))
         with pytest.raises(DatasetError):
@@ -348,12 +405,16 @@ def test_second_live_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_datas
     lock_path.write_text("pid 999999 on a-dead-host\n")  # a killed run's leftover: no live flock
     with RunLock(lock_path):
         assert str(os.getpid()) in lock_path.read_text()
-        cfg = parse_config({"name": "t", "dataset": str(tiny_dataset),
-                            "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}, "a.yaml")
+        cfg = parse_config(
+            {"name": "t", "dataset": str(tiny_dataset), "experiments": [{"task": "params", "baselines": ["knn-vote"]}]},
+            "a.yaml",
+        )
         with pytest.raises(ConfigError, match="another ptychobench run .*pid"):
             Runner(cfg, tmp_path / "run").run()
-        assert not (tmp_path / "run" / "predictions.jsonl").exists() or \
-            (tmp_path / "run" / "predictions.jsonl").read_text() == ""
+        assert (
+            not (tmp_path / "run" / "predictions.jsonl").exists()
+            or (tmp_path / "run" / "predictions.jsonl").read_text() == ""
+        )
         import yaml
 
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg.raw))
@@ -376,8 +437,10 @@ def test_atomic_write_leaves_the_old_file_when_killed(tmp_path, monkeypatch):
 
 
 def test_secrets_are_scrubbed():
-    text = (f"POST http://bob:{PASSWORD}@10.0.0.1:8000/v1 failed; Authorization: Bearer {SECRET}; "
-            f'"api_key": "{SECRET}" api_key=plainkey123')
+    text = (
+        f"POST http://bob:{PASSWORD}@10.0.0.1:8000/v1 failed; Authorization: Bearer {SECRET}; "
+        f'"api_key": "{SECRET}" api_key=plainkey123'
+    )
     clean = scrub_secrets(text)
     assert PASSWORD not in clean and SECRET not in clean and "plainkey123" not in clean
     assert "http://***:***@10.0.0.1:8000/v1" in clean
@@ -411,8 +474,11 @@ def test_disk_full_and_read_only_folders_are_one_line(tiny_dataset, tmp_path, mo
     import yaml
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "dataset": str(tiny_dataset),
-                                    "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "t", "dataset": str(tiny_dataset), "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}
+        )
+    )
 
     def full(self, record):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
@@ -463,14 +529,18 @@ def test_report_on_bad_store_or_missing_shard_is_one_line(tmp_path):
 def test_reprs_are_short(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
     assert len(repr(ds)) < 300 and "params 12/6" in repr(ds)
-    cfg = parse_config({"name": "t", "dataset": str(tiny_dataset),
-                        "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}, "a.yaml")
+    cfg = parse_config(
+        {"name": "t", "dataset": str(tiny_dataset), "experiments": [{"task": "params", "baselines": ["knn-vote"]}]},
+        "a.yaml",
+    )
     assert len(repr(cfg)) < 300 and len(repr(Runner(cfg, tmp_path / "r"))) < 300
 
 
 def test_score_formats(tiny_dataset, tmp_path):
-    cfg = parse_config({"name": "t", "dataset": str(tiny_dataset),
-                        "experiments": [{"task": "params", "baselines": ["knn-vote"]}]}, "a.yaml")
+    cfg = parse_config(
+        {"name": "t", "dataset": str(tiny_dataset), "experiments": [{"task": "params", "baselines": ["knn-vote"]}]},
+        "a.yaml",
+    )
     Runner(cfg, tmp_path / "r").run()
     runner = CliRunner()
     csv_out = runner.invoke(app, ["score", str(tmp_path / "r"), "--format", "csv"])
@@ -492,8 +562,11 @@ def test_server_error_text_is_scrubbed_and_capped():
 
     class Failing:
         def create(self, **kwargs):
-            raise RuntimeError(f"400 from http://bob:{PASSWORD}@srv/v1: headers {{'Authorization': 'Bearer {SECRET}'}} "
-                               + "<html>" + "x" * 5000)
+            raise RuntimeError(
+                f"400 from http://bob:{PASSWORD}@srv/v1: headers {{'Authorization': 'Bearer {SECRET}'}} "
+                + "<html>"
+                + "x" * 5000
+            )
 
     client = SimpleNamespace(chat=SimpleNamespace(completions=Failing()))
     b = OpenAIBackend("m", base_url="http://srv/v1", client=client, max_retries=0)
@@ -507,10 +580,16 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     import sys
 
     lock_path = tmp_path / "predictions.lock"
-    code = ("import sys, time; from ptychobench.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
-            "print('held', flush=True); time.sleep(120)")
-    owner = subprocess.Popen([sys.executable, "-c", code, str(lock_path)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    code = (
+        "import sys, time; from ptychobench.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('held', flush=True); time.sleep(120)"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code, str(lock_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert owner.stdout.readline().strip() == "held"
         with pytest.raises(ConfigError, match=f"pid {owner.pid}"):

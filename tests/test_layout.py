@@ -13,16 +13,22 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "ptychobench"
 #: the flow, bottom to top; a module may import its own layer's package or lower layers
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "paths": 1, "names": 1, "files": 1,
+    "paths": 1,
+    "names": 1,
+    "files": 1,
     "tasks": 2,
     "data": 3,
-    "sim": 4, "models": 4,
+    "sim": 4,
+    "models": 4,
     "strategies": 5,
     "eval": 6,
     "run": 7,
     "report": 8,
-    "diagnose": 9, "annotate": 9,
-    "api": 10, "cli": 10, "__init__": 10,
+    "diagnose": 9,
+    "annotate": 9,
+    "api": 10,
+    "cli": 10,
+    "__init__": 10,
 }
 
 
@@ -41,9 +47,12 @@ def _imports(path: Path) -> set[str]:
     package = me if path.name == "__init__.py" else me[:-1]
     found: set[str] = set()
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
-                   for n in ast.walk(node)}
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+        for n in ast.walk(node)
+    }
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -57,8 +66,11 @@ def _imports(path: Path) -> set[str]:
                 continue
             for alias in node.names:  # "from . import x" may name a submodule
                 sub = [*target, alias.name]
-                found.add(".".join(sub) if (PKG.joinpath(*sub).with_suffix(".py").exists()
-                                            or PKG.joinpath(*sub).is_dir()) else ".".join(target))
+                found.add(
+                    ".".join(sub)
+                    if (PKG.joinpath(*sub).with_suffix(".py").exists() or PKG.joinpath(*sub).is_dir())
+                    else ".".join(target)
+                )
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("ptychobench.")}
     return {f for f in found if f}
@@ -80,7 +92,9 @@ def test_imports_run_down_the_layers(module):
     for target in GRAPH[module]:
         if target.split(".")[0] == module.split(".")[0]:
             continue  # within its own package
-        assert _layer(target) <= me, f"{module} (layer {me}) imports {target} (layer {_layer(target)}): an arrow back up"
+        assert _layer(target) <= me, (
+            f"{module} (layer {me}) imports {target} (layer {_layer(target)}): an arrow back up"
+        )
         if _layer(target) == me:
             pytest.fail(f"{module} imports {target}, a sibling package of the same layer")
 
@@ -102,7 +116,7 @@ def test_no_import_circles():
         stack.append(m)
         for t in sorted(edges[m]):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if not state.get(t):
                 visit(t)

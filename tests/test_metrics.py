@@ -7,7 +7,7 @@ from ptychobench.tasks import ARTIFACTS
 
 
 def _random_sets(rng, n, labels, p):
-    return [frozenset(l for l in labels if rng.random() < p) for _ in range(n)]
+    return [frozenset(lab for lab in labels if rng.random() < p) for _ in range(n)]
 
 
 def test_metrics_equal_sklearn_on_100_random_cases():
@@ -21,10 +21,12 @@ def test_metrics_equal_sklearn_on_100_random_cases():
         yt, yp = binarize(gold, labels), binarize(pred, labels)
         for avg in ("micro", "macro"):
             assert getattr(s, f"{avg}_f1") == pytest.approx(f1_score(yt, yp, average=avg, zero_division=0)), case
-            assert getattr(s, f"{avg}_precision") == pytest.approx(precision_score(yt, yp, average=avg, zero_division=0))
+            assert getattr(s, f"{avg}_precision") == pytest.approx(
+                precision_score(yt, yp, average=avg, zero_division=0)
+            )
             assert getattr(s, f"{avg}_recall") == pytest.approx(recall_score(yt, yp, average=avg, zero_division=0))
         per = f1_score(yt, yp, average=None, zero_division=0)
-        assert [s.per_label_f1[l] for l in labels] == pytest.approx(list(per))
+        assert [s.per_label_f1[lab] for lab in labels] == pytest.approx(list(per))
         assert s.exact_match == pytest.approx(np.mean([g == p for g, p in zip(gold, pred)]))
 
 

@@ -55,11 +55,16 @@ def test_released_demos_answer_with_the_released_string(imported):
     answers = [m["content"][0]["text"] for m in msgs if m["role"] == "assistant"]
     assert answers == [r["messages"][1]["content"][0]["text"] for r in _source(src, "artifacts", "train")[:3]]
     assert answers[0] == "<answer>[Blurring, Grid artifacts]</answer>"  # their order, not ours
-    assert ARTIFACTS.render(ds.samples("artifacts", "test")[0], train[:1])[2]["content"][0]["text"] == \
-        "<answer>[Grid artifacts, Blurring]</answer>"
+    assert (
+        ARTIFACTS.render(ds.samples("artifacts", "test")[0], train[:1])[2]["content"][0]["text"]
+        == "<answer>[Grid artifacts, Blurring]</answer>"
+    )
     p = PARAMS.with_modes(prompt="released").render(ds.samples("params", "test")[0], ds.samples("params", "train"))
-    assert [m["content"][0]["text"] for m in p if m["role"] == "assistant"] == \
-        ["<answer>K, G, J</answer>", "<answer>L</answer>", "<answer>[J, T]</answer>"]
+    assert [m["content"][0]["text"] for m in p if m["role"] == "assistant"] == [
+        "<answer>K, G, J</answer>",
+        "<answer>L</answer>",
+        "<answer>[J, T]</answer>",
+    ]
 
 
 def test_export_is_byte_identical_in_messages_and_image_paths(imported, tmp_path):
@@ -71,8 +76,9 @@ def test_export_is_byte_identical_in_messages_and_image_paths(imported, tmp_path
             after = json.loads((out / task / f"{split}.json").read_text(encoding="utf-8"))
             assert [json.dumps(r["messages"]) for r in after] == [json.dumps(r["messages"]) for r in before]
             # metadata as read; a duplicated sample_id gains our id so a re-import keeps it apart
-            assert [{k: v for k, v in r["metadata"].items() if k != "ptychobench_id"} for r in after] == \
-                [r["metadata"] for r in before]
+            assert [{k: v for k, v in r["metadata"].items() if k != "ptychobench_id"} for r in after] == [
+                r["metadata"] for r in before
+            ]
     names = sorted(p.name for p in (out / "images").iterdir())
     assert names == sorted(p.name for p in (src / "images").iterdir())  # original file names
     for p in (out / "images").iterdir():
@@ -142,8 +148,9 @@ def test_bootstrap_parse_reproduces_the_authors_bootstrap_scorer(task, reply, th
     assert task.parse(reply, "bootstrap").labels == frozenset(theirs), reply
 
 
-@pytest.mark.parametrize("task, reply, theirs", [(ARTIFACTS, r, t) for r, t in STRICT_ARTIFACTS]
-                         + [(PARAMS, r, t) for r, t in STRICT_PARAMS])
+@pytest.mark.parametrize(
+    "task, reply, theirs", [(ARTIFACTS, r, t) for r, t in STRICT_ARTIFACTS] + [(PARAMS, r, t) for r, t in STRICT_PARAMS]
+)
 def test_strict_parse_reproduces_the_authors_parser(task, reply, theirs):
     r = task.with_modes(parse="strict").parse(reply)
     ours = [x for x in task.labels if x in r.labels and x != NO_ARTIFACTS] + list(r.extra)
@@ -192,8 +199,12 @@ def test_released_scores_binarise_over_the_strings_seen():
 def test_score_variants_present_labels_no_artifacts_class_and_bootstrap_mean_std():
     from ptychobench.eval.metrics import score
 
-    gold = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset({"Blurring"}),
-            frozenset({NO_ARTIFACTS})]
+    gold = [
+        frozenset({"Grid artifacts"}),
+        frozenset({NO_ARTIFACTS}),
+        frozenset({"Blurring"}),
+        frozenset({NO_ARTIFACTS}),
+    ]
     pred = [frozenset({"Grid artifacts"}), frozenset({NO_ARTIFACTS}), frozenset(), frozenset({"Phase ramp"})]
     s = score(gold, pred, ARTIFACTS.scored_labels, all_labels=ARTIFACTS.labels, n_resamples=2000)
     # fixed space: tp 1, fp 1, fn 1 -> micro 0.5; macro over 11 labels: only Grid scores 1
@@ -233,10 +244,24 @@ def test_prompt_and_parse_are_checked_and_key_the_cells(monkeypatch):
         with pytest.raises(ConfigError) as e:
             parse_config({**base, "experiments": [{"task": "params", "model": "hf:m", key: bad}]}, "my.yaml")
         assert "my.yaml: experiments[0]" in str(e.value) and f"{key} must be one of" in str(e.value)
-    cfg = parse_config({**base, "experiments": [
-        {"task": "params", "model": "hf:m", "strategies": ["zero-shot", "icl"], "k": [1]},
-        {"task": "params", "model": "hf:m", "name": "m-exact", "prompt": "released", "parse": "strict",
-         "strategies": ["zero-shot", "icl"], "k": [1]}]}, "x.yaml")
+    cfg = parse_config(
+        {
+            **base,
+            "experiments": [
+                {"task": "params", "model": "hf:m", "strategies": ["zero-shot", "icl"], "k": [1]},
+                {
+                    "task": "params",
+                    "model": "hf:m",
+                    "name": "m-exact",
+                    "prompt": "released",
+                    "parse": "strict",
+                    "strategies": ["zero-shot", "icl"],
+                    "k": [1],
+                },
+            ],
+        },
+        "x.yaml",
+    )
     names = [c.config for c in expand(cfg)]
     assert "params/hf:m/zero-shot/-/k0/seed0/nall" in names  # the default keeps its old key
     assert "params/m-exact/icl/random/k1/seed0/nall/prompt-released/parse-strict" in names
@@ -245,9 +270,14 @@ def test_prompt_and_parse_are_checked_and_key_the_cells(monkeypatch):
 def test_requires_env_leaves_an_experiment_out_until_the_key_is_set(monkeypatch):
     from ptychobench.run import parse_config
 
-    data = {"name": "x", "dataset": "d", "experiments": [
-        {"task": "params", "model": "hf:m"},
-        {"task": "params", "model": "gpt-4o", "requires_env": ["PTYCHOBENCH_TEST_KEY"]}]}
+    data = {
+        "name": "x",
+        "dataset": "d",
+        "experiments": [
+            {"task": "params", "model": "hf:m"},
+            {"task": "params", "model": "gpt-4o", "requires_env": ["PTYCHOBENCH_TEST_KEY"]},
+        ],
+    }
     monkeypatch.delenv("PTYCHOBENCH_TEST_KEY", raising=False)
     cfg = parse_config(data, "x.yaml")
     assert [e.model for e in cfg.experiments] == ["hf:m"] and "PTYCHOBENCH_TEST_KEY" in cfg.skipped[0][1]
@@ -259,8 +289,16 @@ def test_sampling_runs_base_zero_shot_once_per_seed():
     from ptychobench.run import expand, parse_config
 
     def zero_shots(decoding):
-        cfg = parse_config({"name": "x", "dataset": "d", "seeds": [0, 1, 2], "decoding": decoding,
-                            "experiments": [{"task": "params", "model": "hf:m"}]}, "x.yaml")
+        cfg = parse_config(
+            {
+                "name": "x",
+                "dataset": "d",
+                "seeds": [0, 1, 2],
+                "decoding": decoding,
+                "experiments": [{"task": "params", "model": "hf:m"}],
+            },
+            "x.yaml",
+        )
         return [c.seed for c in expand(cfg) if c.strategy == "zero-shot"]
 
     assert zero_shots("greedy") == [0] and zero_shots("paper") == [0, 1, 2]
@@ -330,8 +368,9 @@ class _Fake:
         from ptychobench.models.base import Generation
 
         self.seen += [(c, config.seed) for c in convs]
-        return [Generation(text="Grid artifacts are visible. <answer>[grid artifacts, Phase ramp]</answer>")
-                for _ in convs]
+        return [
+            Generation(text="Grid artifacts are visible. <answer>[grid artifacts, Phase ramp]</answer>") for _ in convs
+        ]
 
 
 def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch):
@@ -343,11 +382,26 @@ def test_a_run_with_both_protocols_side_by_side(imported, tmp_path, monkeypatch)
     _, ds = imported
     fake = _Fake()
     monkeypatch.setattr(models, "load_backend", lambda *a, **k: fake)
-    exp = {"task": "artifacts", "model": "hf:fake", "strategies": ["zero-shot", "icl"],
-           "selectors": ["random", "sample-type"], "k": [1]}
-    cfg = parse_config({"name": "both", "dataset": str(ds.root), "decoding": "paper", "seeds": [0, 1],
-                        "experiments": [{**exp, "name": "ours"},
-                                        {**exp, "name": "theirs", "prompt": "released", "parse": "strict"}]}, "b.yaml")
+    exp = {
+        "task": "artifacts",
+        "model": "hf:fake",
+        "strategies": ["zero-shot", "icl"],
+        "selectors": ["random", "sample-type"],
+        "k": [1],
+    }
+    cfg = parse_config(
+        {
+            "name": "both",
+            "dataset": str(ds.root),
+            "decoding": "paper",
+            "seeds": [0, 1],
+            "experiments": [
+                {**exp, "name": "ours"},
+                {**exp, "name": "theirs", "prompt": "released", "parse": "strict"},
+            ],
+        },
+        "b.yaml",
+    )
     Runner(cfg, tmp_path / "run").run()
     recs = read_run(tmp_path / "run")
     ours = [r for r in recs if r["config"].startswith("artifacts/ours/")]

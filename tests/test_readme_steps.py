@@ -29,7 +29,7 @@ def section(title: str) -> str:
     text = README.read_text(encoding="utf-8")
     start = text.index(f"## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start: end if end > 0 else None]
+    return text[start : end if end > 0 else None]
 
 
 def blocks(text: str, lang: str) -> list[str]:
@@ -61,8 +61,14 @@ def released_files(example: dict, folder: Path, n_train: int = 24, n_test: int =
 def run_cli(line: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     args = shlex.split(line.split("#", 1)[0])
     assert args[0] == "ptychobench", line
-    return subprocess.run([sys.executable, "-m", "ptychobench.cli", *args[1:]], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ptychobench.cli", *args[1:]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_five_steps_run_as_written(tmp_path: Path):
@@ -78,8 +84,13 @@ def test_five_steps_run_as_written(tmp_path: Path):
     (config,) = blocks(steps, "yaml")
     assert "my.yaml" in steps
     (tmp_path / "my.yaml").write_text(config)
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "PTYCHOBENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PTYCHOBENCH_HOME": str(tmp_path / "home"),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "120",
+    }
     # steps 3 and 5: every command line, in order
     commands = [ln.strip() for b in blocks(steps, "bash") for ln in b.splitlines() if ln.strip()]
     assert [c.split()[1] for c in commands] == ["import", "validate", "run"]
@@ -99,10 +110,13 @@ def test_python_section_runs(tmp_path: Path):
     """The Python section, run after the five steps in the same folder (loads tiny-vlm)."""
     test_five_steps_run_as_written(tmp_path)
     (code,) = blocks(section("Python"), "python")
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "PTYCHOBENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PTYCHOBENCH_HOME": str(tmp_path / "home"),
+        "OMP_NUM_THREADS": "1",
+    }
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "micro_f1" in r.stdout and "knn-vote" in r.stdout
 

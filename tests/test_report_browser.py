@@ -78,8 +78,10 @@ def test_page_loads_filters_work_no_console_errors(page_file: Path, width: int):
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             problems: list[str] = []
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
+            page.on(
+                "console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+            )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
             page.goto(page_file.as_uri(), wait_until="load")

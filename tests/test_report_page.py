@@ -103,8 +103,10 @@ def test_headline_names_data_config_versions_and_machine(run: Path, tmp_path: Pa
     # the best model cell against the best baseline, in a sentence with the difference and its CI
     sentences = re.findall(r"<li>([^<]*the knn-vote baseline[^<]*)</li>", html)
     assert len(sentences) == 2  # one per task
-    assert all(re.search(r"(beats|falls behind|not distinguishable|differ by).*\[[-+]?\d\.\d\d, [-+]?\d\.\d\d\]", s)
-               for s in sentences)
+    assert all(
+        re.search(r"(beats|falls behind|not distinguishable|differ by).*\[[-+]?\d\.\d\d, [-+]?\d\.\d\d\]", s)
+        for s in sentences
+    )
     assert "limit" not in html[: html.index("Summary")]
 
 
@@ -125,10 +127,13 @@ ZS = {"model": "m", "strategy": "zero-shot", "family": "zero-shot", "k": 0}
 
 
 def test_comparisons_read_as_sentences():
-    assert comparison_sentence(comp(0.16, (0.07, 0.25), 0.002, 44), SFT, ZS) == \
-        "fine-tuned m beats base m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)."
+    assert (
+        comparison_sentence(comp(0.16, (0.07, 0.25), 0.002, 44), SFT, ZS)
+        == "fine-tuned m beats base m zero-shot by 0.16 [0.07, 0.25] (p = 0.002, n = 44)."
+    )
     assert comparison_sentence(comp(-0.1, (-0.2, -0.03), 0.01, 44), SFT, ZS).startswith(
-        "fine-tuned m falls behind base m zero-shot by 0.10 [0.03, 0.20]")
+        "fine-tuned m falls behind base m zero-shot by 0.10 [0.03, 0.20]"
+    )
     assert "not distinguishable" in comparison_sentence(comp(0.05, (-0.05, 0.15), 0.3, 44), SFT, ZS)
     few = comparison_sentence(comp(0.4, (0.2, 0.6), 0.016, 4), SFT, ZS)
     assert "too few" in few and "beats" not in few
@@ -143,16 +148,25 @@ def test_heatmaps_show_n_and_k_curves_show_baselines(run: Path, monkeypatch):
     texts, hlines, vlines, ticks = [], [], [], []
     orig_text, orig_h, orig_v = Axes.text, Axes.axhline, Axes.axvline
     orig_x, orig_y = Axes.set_xticks, Axes.set_yticks
-    monkeypatch.setattr(Axes, "set_xticks", lambda self, t, labels=None, **k: (ticks.extend(labels or []),
-                                                                                orig_x(self, t, labels, **k))[1])
-    monkeypatch.setattr(Axes, "set_yticks", lambda self, t, labels=None, **k: (ticks.extend(labels or []),
-                                                                                orig_y(self, t, labels, **k))[1])
-    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: (texts.append(s),
-                                                                      orig_text(self, x, y, s, *a, **k))[1])
-    monkeypatch.setattr(Axes, "axhline", lambda self, y=0, *a, **k: (hlines.append(k.get("label")),
-                                                                     orig_h(self, y, *a, **k))[1])
-    monkeypatch.setattr(Axes, "axvline", lambda self, x=0, *a, **k: (vlines.append(k.get("label")),
-                                                                     orig_v(self, x, *a, **k))[1])
+    monkeypatch.setattr(
+        Axes,
+        "set_xticks",
+        lambda self, t, labels=None, **k: (ticks.extend(labels or []), orig_x(self, t, labels, **k))[1],
+    )
+    monkeypatch.setattr(
+        Axes,
+        "set_yticks",
+        lambda self, t, labels=None, **k: (ticks.extend(labels or []), orig_y(self, t, labels, **k))[1],
+    )
+    monkeypatch.setattr(
+        Axes, "text", lambda self, x, y, s, *a, **k: (texts.append(s), orig_text(self, x, y, s, *a, **k))[1]
+    )
+    monkeypatch.setattr(
+        Axes, "axhline", lambda self, y=0, *a, **k: (hlines.append(k.get("label")), orig_h(self, y, *a, **k))[1]
+    )
+    monkeypatch.setattr(
+        Axes, "axvline", lambda self, x=0, *a, **k: (vlines.append(k.get("label")), orig_v(self, x, *a, **k))[1]
+    )
     write_report(run)
     values = [t for t in texts if re.match(r"^\d\.\d\d", str(t))]
     assert values and all(re.match(r"^\d\.\d\d\nn=\d+$", t) for t in values)
@@ -179,8 +193,10 @@ def test_thumbnails_of_16_bit_and_float_images_keep_their_contrast(tmp_path: Pat
     from ptychobench.report.samples import thumbnail
 
     ramp = np.tile(np.linspace(0, 60000, 200), (200, 1))
-    for name, img in (("a16.png", Image.fromarray(ramp.astype(np.uint16))),
-                      ("f.tif", Image.fromarray(ramp.astype(np.float32) / 60000 - 0.5))):
+    for name, img in (
+        ("a16.png", Image.fromarray(ramp.astype(np.uint16))),
+        ("f.tif", Image.fromarray(ramp.astype(np.float32) / 60000 - 0.5)),
+    ):
         img.save(tmp_path / name)
         uri = thumbnail(tmp_path / name)
         assert uri is not None

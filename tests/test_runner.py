@@ -11,31 +11,45 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptychobench.report import write_report
 from ptychobench.errors import ConfigError
-from ptychobench.run import Runner, expand, parse_config, parse_shard, shard_cells
 from ptychobench.eval.score import score_records
 from ptychobench.eval.store import read_run
+from ptychobench.report import write_report
+from ptychobench.run import Runner, expand, parse_config, parse_shard, shard_cells
 
 
 def _cfg(dataset, **extra):
     data = {
-        "name": "t", "dataset": str(dataset), "seeds": [0], "experiments": [
+        "name": "t",
+        "dataset": str(dataset),
+        "seeds": [0],
+        "experiments": [
             {"task": "params", "baselines": ["knn-vote", "text-probe"]},
             {"task": "artifacts", "baselines": ["knn-vote"]},
-        ], **extra}
+        ],
+        **extra,
+    }
     return parse_config(data, "test.yaml")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"experiments": [{"task": "params", "model": "hf:m", "strategies": ["magic"]}]}, "unknown strategy 'magic'"),
-    ({"experiments": [{"task": "params", "model": "hf:m", "strategies": ["icl"], "k": [0]}]}, "icl strategies need a k > 0"),
-    ({"experiments": [{"task": "nope", "model": "hf:m"}]}, "task must be"),
-    ({"experiments": [{"task": "params"}]}, "needs a 'model' or 'baselines'"),
-    ({"experiments": [{"task": "params", "baselines": ["vision-probe"]}]}, "baseline 'vision-probe' reads image input"),
-    ({"experimnts": []}, "unknown key(s) ['experimnts']"),
-    ({"experiments": [{"task": "params", "model": "hf:m", "selectors": ["best"]}]}, "unknown demo selector 'best'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"experiments": [{"task": "params", "model": "hf:m", "strategies": ["magic"]}]}, "unknown strategy 'magic'"),
+        (
+            {"experiments": [{"task": "params", "model": "hf:m", "strategies": ["icl"], "k": [0]}]},
+            "icl strategies need a k > 0",
+        ),
+        ({"experiments": [{"task": "nope", "model": "hf:m"}]}, "task must be"),
+        ({"experiments": [{"task": "params"}]}, "needs a 'model' or 'baselines'"),
+        (
+            {"experiments": [{"task": "params", "baselines": ["vision-probe"]}]},
+            "baseline 'vision-probe' reads image input",
+        ),
+        ({"experimnts": []}, "unknown key(s) ['experimnts']"),
+        ({"experiments": [{"task": "params", "model": "hf:m", "selectors": ["best"]}]}, "unknown demo selector 'best'"),
+    ],
+)
 def test_bad_configs_fail_clearly(bad, message):
     with pytest.raises(ConfigError) as e:
         parse_config({"name": "x", "dataset": "d", **bad}, "my.yaml")
@@ -43,10 +57,25 @@ def test_bad_configs_fail_clearly(bad, message):
 
 
 def test_grid_expansion_and_shards_partition_it():
-    cfg = parse_config({"name": "x", "dataset": "d", "seeds": [0, 1], "train_sizes": [8, "all"], "experiments": [
-        {"task": "params", "model": "hf:m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
-         "selectors": ["random", "knn"], "k": [0, 1, 3]},
-        {"task": "params", "baselines": ["knn-vote"]}]}, "x.yaml")
+    cfg = parse_config(
+        {
+            "name": "x",
+            "dataset": "d",
+            "seeds": [0, 1],
+            "train_sizes": [8, "all"],
+            "experiments": [
+                {
+                    "task": "params",
+                    "model": "hf:m",
+                    "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
+                    "selectors": ["random", "knn"],
+                    "k": [0, 1, 3],
+                },
+                {"task": "params", "baselines": ["knn-vote"]},
+            ],
+        },
+        "x.yaml",
+    )
     cells = expand(cfg)
     names = [c.config for c in cells]
     assert len(names) == len(set(names))
@@ -133,9 +162,19 @@ def _timed_run(cfg: Path, out: Path, env: dict | None = None) -> float:
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"name": "k", "dataset": str(tiny_dataset), "seeds": [0, 1], "experiments": [
-        {"task": "params", "baselines": ["knn-vote", "text-probe"]},
-        {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "k",
+                "dataset": str(tiny_dataset),
+                "seeds": [0, 1],
+                "experiments": [
+                    {"task": "params", "baselines": ["knn-vote", "text-probe"]},
+                    {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]},
+                ],
+            }
+        )
+    )
     whole_s = _timed_run(cfg, tmp_path / "whole")
     assert _run_with_kills(cfg, tmp_path / "killed", whole_s) >= 1
     whole = json.loads((tmp_path / "whole" / "scores.json").read_text())
@@ -146,10 +185,14 @@ def test_killed_run_resumes_to_the_same_report(tiny_dataset, tmp_path):
 def _outcome(run_dir: Path) -> tuple[dict, dict]:
     """What a run found, free of where it ran: the scores of each cell and each
     prediction's raw reply and parsed labels."""
-    scores = {s["config"]: {k: v for k, v in s.items() if k != "meta"}
-              for s in json.loads((run_dir / "scores.json").read_text())}
-    replies = {(r["config"], r["sample_id"]): (r["reply"], r["labels"], r["parse_ok"], r["error"], r["demos"])
-               for r in read_run(run_dir)}
+    scores = {
+        s["config"]: {k: v for k, v in s.items() if k != "meta"}
+        for s in json.loads((run_dir / "scores.json").read_text())
+    }
+    replies = {
+        (r["config"], r["sample_id"]): (r["reply"], r["labels"], r["parse_ok"], r["error"], r["demos"])
+        for r in read_run(run_dir)
+    }
     return scores, replies
 
 
@@ -158,13 +201,35 @@ def test_model_grid_on_the_quick_dataset_end_to_end(quick_build, tmp_path):
     """The offline models through every strategy, on a freshly simulated dataset: one run,
     a run killed and resumed, and two shards give the same report."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "name": "tiny", "dataset": str(quick_build), "max_new_tokens": 24, "batch_size": 2, "experiments": [
-            {"task": "params", "model": "smollm2-135m", "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
-             "selectors": ["random", "knn"], "k": [0, 1], "sft": {"epochs": 1}},
-            {"task": "artifacts", "model": "tiny-vlm", "strategies": ["zero-shot", "sft", "sft+icl"],
-             "selectors": ["knn"], "k": [0, 1], "sft": {"epochs": 1}},
-            {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "dataset": str(quick_build),
+                "max_new_tokens": 24,
+                "batch_size": 2,
+                "experiments": [
+                    {
+                        "task": "params",
+                        "model": "smollm2-135m",
+                        "strategies": ["zero-shot", "icl", "sft", "sft+icl"],
+                        "selectors": ["random", "knn"],
+                        "k": [0, 1],
+                        "sft": {"epochs": 1},
+                    },
+                    {
+                        "task": "artifacts",
+                        "model": "tiny-vlm",
+                        "strategies": ["zero-shot", "sft", "sft+icl"],
+                        "selectors": ["knn"],
+                        "k": [0, 1],
+                        "sft": {"epochs": 1},
+                    },
+                    {"task": "artifacts", "baselines": ["knn-vote", "vision-probe"]},
+                ],
+            }
+        )
+    )
     # one thread: the same float reductions in every process, so every run and every
     # retraining gives the same weights and the same greedy replies
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -192,8 +257,12 @@ def test_model_grid_on_the_quick_dataset_end_to_end(quick_build, tmp_path):
     shards = [_cli(cfg, tmp_path / "sharded", "--shard", f"{i}/2", env=whole_env) for i in (0, 1)]
     for p in shards:
         _finish(p)
-    subprocess.run([sys.executable, "-m", "ptychobench.cli", "report", str(tmp_path / "sharded")],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "ptychobench.cli", "report", str(tmp_path / "sharded")],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     assert len(list((tmp_path / "sharded").glob("predictions-shard*of2.jsonl"))) == 2
     assert _outcome(tmp_path / "sharded") == (scores, replies)
 
@@ -209,19 +278,42 @@ def test_learning_curve_sweep_is_nested_and_plotted(tiny_dataset, tmp_path):
 
 
 def test_report_says_how_far_each_adapter_trained(tmp_path):
-    from ptychobench.eval.score import ConfigScores
     from ptychobench.eval.metrics import score
+    from ptychobench.eval.score import ConfigScores
     from ptychobench.report.tables import adapter_rows
     from ptychobench.report.words import adapter_words
 
     s = score([frozenset({"K"})], [frozenset({"K"})], ["K"], ci=False)
-    stopped = {"steps": 19, "epochs_done": 1.58, "epochs_planned": 3, "stopped_by_time_budget": True,
-               "time_budget_s": 150, "wall_time_s": 155.0, "train_loss": 1.6, "train_samples": 91}
+    stopped = {
+        "steps": 19,
+        "epochs_done": 1.58,
+        "epochs_planned": 3,
+        "stopped_by_time_budget": True,
+        "time_budget_s": 150,
+        "wall_time_s": 155.0,
+        "train_loss": 1.6,
+        "train_samples": 91,
+    }
     full = {**stopped, "steps": 36, "epochs_done": 3.0, "stopped_by_time_budget": False}
-    results = [ConfigScores(f"params/m/{st}/x", "params", {"model": "m", "adapter": "/a/params-m", "adapter_training":
-                            stopped}, s, ["1"]) for st in ("sft", "sft+icl")]
-    results.append(ConfigScores("artifacts/v/sft/x", "artifacts", {"model": "v", "adapter": str(tmp_path / "gone"),
-                                                                  "adapter_training": full}, s, ["1"]))
+    results = [
+        ConfigScores(
+            f"params/m/{st}/x",
+            "params",
+            {"model": "m", "adapter": "/a/params-m", "adapter_training": stopped},
+            s,
+            ["1"],
+        )
+        for st in ("sft", "sft+icl")
+    ]
+    results.append(
+        ConfigScores(
+            "artifacts/v/sft/x",
+            "artifacts",
+            {"model": "v", "adapter": str(tmp_path / "gone"), "adapter_training": full},
+            s,
+            ["1"],
+        )
+    )
     results.append(ConfigScores("params/m/zero-shot/x", "params", {"model": "m"}, s, ["1"]))
     rows = adapter_rows(results)
     assert [(r["task"], r["cells"]) for r in rows] == [("artifacts", 1), ("params", 2)]

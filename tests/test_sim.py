@@ -47,13 +47,14 @@ def _ptychi_intensities(obj, probes, positions, wavelength=1e-10, pixel=1e-8, dz
 def test_forward_model_matches_ptychi(n_slices):
     rng = np.random.default_rng(3)
     n, p = 48, 16
-    obj = np.exp(0.3 * rng.standard_normal((n_slices, n, n)) * 1j
-                 - 0.05 * rng.random((n_slices, n, n))).astype(np.complex64)
+    obj = np.exp(0.3 * rng.standard_normal((n_slices, n, n)) * 1j - 0.05 * rng.random((n_slices, n, n))).astype(
+        np.complex64
+    )
     from scipy import ndimage
 
-    obj = (ndimage.gaussian_filter(obj.real, (0, 1, 1)) + 1j * ndimage.gaussian_filter(obj.imag, (0, 1, 1)))
+    obj = ndimage.gaussian_filter(obj.real, (0, 1, 1)) + 1j * ndimage.gaussian_filter(obj.imag, (0, 1, 1))
     y, x = np.mgrid[0:p, 0:p] - (p - 1) / 2
-    main = np.exp(-(x ** 2 + y ** 2) / 18.0) * np.exp(0.05j * (x ** 2 + y ** 2))
+    main = np.exp(-(x**2 + y**2) / 18.0) * np.exp(0.05j * (x**2 + y**2))
     probes = np.stack([main, 0.3 * main * x / 4]).astype(np.complex64)
     positions = rng.uniform(-10, 10, (7, 2))  # fractional, about the object centre
     wavelength, pixel = 1e-10, 1e-8
@@ -72,7 +73,7 @@ def test_detector_shift_moves_the_pattern():
     n, p = 48, 16
     obj = np.ones((1, n, n), np.complex64)
     y, x = np.mgrid[0:p, 0:p] - (p - 1) / 2
-    probe = np.exp(-(x ** 2 + y ** 2) / 8.0)[None].astype(np.complex64)
+    probe = np.exp(-(x**2 + y**2) / 8.0)[None].astype(np.complex64)
     pos = np.zeros((1, 2))
     a = forward.simulate_patterns(obj, probe, pos)[0]
     b = forward.simulate_patterns(obj, probe, pos, center_shift=(2.0, -3.0))[0]
@@ -206,8 +207,9 @@ def _labels(recon, truth):
 
 def test_perfect_reconstruction_has_no_artifacts(specimen):
     # a global phase and a sub-pixel shift are ambiguities of ptychography, not artifacts
-    shifted = np.fft.ifft2(np.fft.fft2(specimen) * np.exp(
-        -2j * np.pi * 0.4 * np.fft.fftfreq(112)[None, None, :])) * np.exp(0.7j)
+    shifted = np.fft.ifft2(
+        np.fft.fft2(specimen) * np.exp(-2j * np.pi * 0.4 * np.fft.fftfreq(112)[None, None, :])
+    ) * np.exp(0.7j)
     m, labels = _labels(shifted, specimen)
     assert labels == {"No obvious artifacts"}, m
     assert m["corr"] > 0.99
@@ -220,7 +222,9 @@ def test_each_measured_defect_gives_its_label(specimen):
     y, x = np.mgrid[0:112, 0:112]
     ramp = specimen * np.exp(1j * 0.08 * x)
     assert "Phase ramp" in _labels(ramp, specimen)[1]
-    blurred = ndimage.gaussian_filter(specimen.real, (0, 2.5, 2.5)) + 1j * ndimage.gaussian_filter(specimen.imag, (0, 2.5, 2.5))
+    blurred = ndimage.gaussian_filter(specimen.real, (0, 2.5, 2.5)) + 1j * ndimage.gaussian_filter(
+        specimen.imag, (0, 2.5, 2.5)
+    )
     assert "Blurring" in _labels(blurred, specimen)[1]
     noisy = specimen * np.exp(1j * 0.4 * rng.standard_normal(specimen.shape))
     assert "Noisy artifacts" in _labels(noisy, specimen)[1]

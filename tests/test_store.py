@@ -27,8 +27,9 @@ def _run(dataset, store, delay, kill_after=None):
 
 
 def _comparable(records):
-    return sorted((r["config"], r["sample_id"], r["reply"], tuple(r["labels"]), r["parse_ok"], r["prompt_hash"])
-                  for r in records)
+    return sorted(
+        (r["config"], r["sample_id"], r["reply"], tuple(r["labels"]), r["parse_ok"], r["prompt_hash"]) for r in records
+    )
 
 
 def test_sigkill_midway_then_resume_equals_uninterrupted_run(tiny_dataset, tmp_path):
@@ -45,7 +46,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tiny_dataset, tmp_p
     assert len(a) == len(b) == 2 * 18
     assert _comparable(a) == _comparable(b)
     lines = killed.read_text().splitlines()
-    keys = [(json.loads(l)["config"], json.loads(l)["sample_id"]) for l in lines]
+    keys = [(json.loads(ln)["config"], json.loads(ln)["sample_id"]) for ln in lines]
     assert len(keys) == len(set(keys)), "a resumed run duplicated a line"
     sa = {r.config: r.scores.as_dict() for r in score_records(a)}
     sb = {r.config: r.scores.as_dict() for r in score_records(b)}
@@ -62,13 +63,15 @@ def test_torn_last_line_is_cut_and_redone(tmp_path):
     assert again.is_done("c", "s1") and not again.is_done("c", "s2")
     assert path.read_text().endswith("}\n")
     again.append({"config": "c", "sample_id": "s2", "labels": ["A"]})
-    assert [json.loads(l)["sample_id"] for l in path.read_text().splitlines()] == ["s1", "s2"]
+    assert [json.loads(ln)["sample_id"] for ln in path.read_text().splitlines()] == ["s1", "s2"]
 
 
 def test_errors_are_stored_counted_and_retried(tmp_path):
     store = PredictionStore(tmp_path / "predictions.jsonl")
     store.append({"config": "c", "sample_id": "s1", "task": "params", "gold": [], "labels": [], "error": "timeout"})
     assert not store.is_done("c", "s1") and len(store) == 1
-    store.append({"config": "c", "sample_id": "s1", "task": "params", "gold": [], "labels": [], "error": None, "reply": "ok"})
+    store.append(
+        {"config": "c", "sample_id": "s1", "task": "params", "gold": [], "labels": [], "error": None, "reply": "ok"}
+    )
     assert store.is_done("c", "s1")
     assert read_run(tmp_path)[0]["reply"] == "ok"

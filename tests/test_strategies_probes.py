@@ -25,9 +25,16 @@ TEXT_CUES = {
     "U": "the photon counts are very high",
     "M": "the diffraction patterns are off-centre on the detector",
 }
-FILLER = ["The sample is an integrated circuit.", "The sample is a battery particle.",
-          "Energy 10 keV.", "Energy 8.8 keV.", "Scanned with a Fresnel zone plate.",
-          "The reconstruction used 200 iterations.", "Batch size 96.", "Batch size 40."]
+FILLER = [
+    "The sample is an integrated circuit.",
+    "The sample is a battery particle.",
+    "Energy 10 keV.",
+    "Energy 8.8 keV.",
+    "Scanned with a Fresnel zone plate.",
+    "The reconstruction used 200 iterations.",
+    "Batch size 96.",
+    "Batch size 40.",
+]
 
 
 def _image(rng: np.random.Generator, defects: set[str], n: int = 96) -> Image.Image:
@@ -63,13 +70,13 @@ def learnable_samples(root: Path, n_train: int = 48, n_test: int = 32, seed: int
             defects = {d for d in IMAGE_DEFECTS if rng.random() < 0.3}
             path = root / "raw" / f"{sid}.png"
             _image(rng, defects).save(path)
-            out.append(Sample(sid, split, "artifacts", "synthetic", "", path,
-                              frozenset(defects or {NO_ARTIFACTS}), {}))
+            out.append(Sample(sid, split, "artifacts", "synthetic", "", path, frozenset(defects or {NO_ARTIFACTS}), {}))
             cues = [c for c in TEXT_CUES if rng.random() < 0.3] or [str(rng.choice(list(TEXT_CUES)))]
             parts = [TEXT_CUES[c] for c in cues] + list(rng.choice(FILLER, 2, replace=False))
             rng.shuffle(parts)
-            out.append(Sample(f"p{sid}", split, "params", "synthetic", ". ".join(parts) + ".", None,
-                              frozenset(cues), {}))
+            out.append(
+                Sample(f"p{sid}", split, "params", "synthetic", ". ".join(parts) + ".", None, frozenset(cues), {})
+            )
     return out
 
 
@@ -97,8 +104,10 @@ def best_constant_f1(train, test, labels) -> float:
     return max(micro_f1(gold, [c] * len(test), labels) for c in candidates)
 
 
-@pytest.mark.parametrize("task,kind", [("artifacts", "vision-probe"), ("artifacts", "knn-vote"),
-                                       ("params", "text-probe"), ("params", "knn-vote")])
+@pytest.mark.parametrize(
+    "task,kind",
+    [("artifacts", "vision-probe"), ("artifacts", "knn-vote"), ("params", "text-probe"), ("params", "knn-vote")],
+)
 def test_probes_beat_a_constant_predictor(learnable_dataset, task, kind):
     ds = load_dataset(learnable_dataset)
     train, test = ds.samples(task, "train"), ds.samples(task, "test")
@@ -117,7 +126,9 @@ def test_no_obvious_artifacts_is_exclusive(learnable_dataset):
         for labels in fit_predict_probe("artifacts", train, test, kind):
             assert labels  # never empty: "no artifacts" is said explicitly
             assert NO_ARTIFACTS not in labels or labels == {NO_ARTIFACTS}
-    for labels in fit_predict_probe("params", ds.samples("params", "train"), ds.samples("params", "test"), "text-probe"):
+    for labels in fit_predict_probe(
+        "params", ds.samples("params", "train"), ds.samples("params", "test"), "text-probe"
+    ):
         assert labels  # a recommendation always names at least one option
 
 
@@ -140,8 +151,9 @@ def test_threshold_maximises_f1():
     assert best_f1_threshold(np.zeros(3, int), np.array([0.1, 0.2, 0.3])) == np.inf
 
 
-@pytest.mark.parametrize("task,kind", [("artifacts", "vision-probe"), ("artifacts", "knn-vote"),
-                                       ("params", "text-probe")])
+@pytest.mark.parametrize(
+    "task,kind", [("artifacts", "vision-probe"), ("artifacts", "knn-vote"), ("params", "text-probe")]
+)
 def test_probes_beat_a_constant_predictor_on_sim_v1(task, kind):
     from ptychobench.data import DatasetError
 

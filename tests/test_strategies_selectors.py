@@ -37,8 +37,12 @@ def sample(sid: str, split: str = "train", vec=(1.0, 0.0), labels=("A",), sample
 def pool_of(n: int = 30, seed: int = 0) -> list[Sample]:
     rng = np.random.default_rng(seed)
     letters = list(PARAM_OPTIONS)
-    return [sample(f"tr{i:03d}", vec=rng.normal(size=4), labels=rng.choice(letters, 2, replace=False),
-                   sample_type=f"t{i % 3}") for i in range(n)]
+    return [
+        sample(
+            f"tr{i:03d}", vec=rng.normal(size=4), labels=rng.choice(letters, 2, replace=False), sample_type=f"t{i % 3}"
+        )
+        for i in range(n)
+    ]
 
 
 def selectors(seed: int = 0):
@@ -111,8 +115,9 @@ def test_no_test_demo_on_real_dataset_with_every_selector(tiny_dataset: Path):
 @pytest.mark.parametrize("name", SELECTORS)
 def test_deterministic_for_a_seed(name):
     pool = pool_of(40)
-    queries = [sample(f"q{i}", "test", vec=np.random.default_rng(i).normal(size=4), sample_type=f"t{i % 3}")
-               for i in range(10)]
+    queries = [
+        sample(f"q{i}", "test", vec=np.random.default_rng(i).normal(size=4), sample_type=f"t{i % 3}") for i in range(10)
+    ]
     first = [[d.id for d in make_selector(name, seed=7, **_opts(name)).select(q, pool, 5)] for q in queries]
     shuffled = pool[:]
     random.Random(1).shuffle(shuffled)
@@ -131,7 +136,9 @@ def _opts(name: str) -> dict:
 
 
 def test_sample_type_prefers_same_type_then_tops_up():
-    pool = [sample(f"a{i}", sample_type="ic") for i in range(3)] + [sample(f"b{i}", sample_type="cell") for i in range(10)]
+    pool = [sample(f"a{i}", sample_type="ic") for i in range(3)] + [
+        sample(f"b{i}", sample_type="cell") for i in range(10)
+    ]
     query = sample("q", "test", sample_type="ic")
     demos = make_selector("sample-type").select(query, pool, 5)
     assert {d.id for d in demos[:3]} == {"a0", "a1", "a2"}
@@ -166,7 +173,10 @@ def test_knn_diverse_covers_more_labels_than_knn():
     emb = VecEmbedder()
     knn = make_selector("knn", embedder=emb).select(query, pool, 3)
     div = make_selector("knn-diverse", embedder=emb).select(query, pool, 3)
-    covered = lambda demos: set().union(*(d.labels for d in demos))
+
+    def covered(demos):
+        return set().union(*(d.labels for d in demos))
+
     assert covered(knn) == {"A"}
     assert covered(div) == {"A", "B", "C"}  # diverse, yet still close: nothing from the far cluster
     assert div[0].id == knn[0].id  # the most similar demo comes first in both
@@ -174,8 +184,10 @@ def test_knn_diverse_covers_more_labels_than_knn():
 
 def test_knn_text_embeddings_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("PTYCHOBENCH_CACHE", str(tmp_path))
-    samples = [dataclasses.replace(sample(f"s{i}"), text=t)
-               for i, t in enumerate(["probe modes too few", "scan positions drift"])]
+    samples = [
+        dataclasses.replace(sample(f"s{i}"), text=t)
+        for i, t in enumerate(["probe modes too few", "scan positions drift"])
+    ]
     emb = TextEmbedder()
     a = emb.embed(samples)
     files = list(tmp_path.rglob("*.npy"))

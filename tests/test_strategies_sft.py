@@ -27,8 +27,15 @@ def tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -40,7 +47,13 @@ def test_gpu_profile_is_the_paper_recipe():
     for r in (llm, vlm):
         assert (r.lora_r, r.lora_alpha, r.lora_dropout) == (16, 16, 0.0)
         assert (r.epochs, r.learning_rate, r.weight_decay, r.scheduler, r.warmup_steps, r.max_length) == (
-            50, 2e-4, 0.01, "linear", 5, 2048)
+            50,
+            2e-4,
+            0.01,
+            "linear",
+            5,
+            2048,
+        )
         assert r.target_modules == PROJECTIONS and r.lora_layers is None
     assert llm.batch_size * llm.grad_accum == 32 and vlm.batch_size * vlm.grad_accum == 8
     cpu = recipe_for("cpu", vision=False, epochs=1)
@@ -77,6 +90,7 @@ def test_shared_prefix_length_stops_before_labels_and_images():
 
 def test_shared_prefix_loss_and_gradients_equal_the_plain_forward():
     from peft import LoraConfig, get_peft_model
+
     model = get_peft_model(tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=list(PROJECTIONS)))
     for name, p in model.named_parameters():
         if "lora_B" in name:
@@ -94,8 +108,9 @@ def test_shared_prefix_loss_and_gradients_equal_the_plain_forward():
     assert p == 20
 
     def ce(logits, target):
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                 ignore_index=-100)
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+        )
 
     model.zero_grad()
     plain = ce(model(input_ids=ids, attention_mask=mask).logits[:, :-1], labels[:, 1:])
@@ -197,8 +212,9 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
     _assert_adapter_lowers_loss(backend, backend.tokenizer, tiny_dataset, "params")
     ds = load_dataset(tiny_dataset)
     spec = get_task("params")
-    gens = backend.generate([spec.render(s) for s in ds.samples("params", "test")[:2]],
-                            GenerationConfig(max_new_tokens=12))
+    gens = backend.generate(
+        [spec.render(s) for s in ds.samples("params", "test")[:2]], GenerationConfig(max_new_tokens=12)
+    )
     assert all(g.ok and g.text for g in gens)
     assert backend.fingerprint()["adapter_hash"]
 
@@ -214,8 +230,18 @@ def test_tiny_vlm_adapter_learns_and_loads(tiny_dataset: Path, tmp_path: Path, t
     from ptychobench.strategies import train_adapter
 
     out = tmp_path / "vlm-adapter"
-    train_adapter("artifacts", "tiny-vlm", tiny_dataset, out, profile="cpu", max_train_samples=8, epochs=4,
-                  batch_size=4, learning_rate=2e-3, warmup_steps=1)
+    train_adapter(
+        "artifacts",
+        "tiny-vlm",
+        tiny_dataset,
+        out,
+        profile="cpu",
+        max_train_samples=8,
+        epochs=4,
+        batch_size=4,
+        learning_rate=2e-3,
+        warmup_steps=1,
+    )
     assert (out / "tinyvlm_config.json").is_file() and (out / MANIFEST).is_file()
     backend = load_backend("tiny-vlm", adapter=out)
     _assert_adapter_lowers_loss(backend, backend.processor, tiny_dataset, "artifacts")

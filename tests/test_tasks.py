@@ -1,5 +1,5 @@
 from ptychobench.data import Sample
-from ptychobench.tasks import ARTIFACTS, PARAMS, ARTIFACT_LABELS, PARAM_OPTIONS
+from ptychobench.tasks import ARTIFACT_LABELS, ARTIFACTS, PARAM_OPTIONS, PARAMS
 
 
 def test_label_spaces_are_the_papers():

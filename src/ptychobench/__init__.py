@@ -19,6 +19,26 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["__version__", "ARTIFACTS", "ARTIFACT_LABELS", "PARAMS", "PARAM_OPTIONS", "TASKS", "ConfigError", "Dataset", "DatasetError",
-           "ModelError", "PtychoBenchError", "Sample", "StoreError", "Task", "get_task", "load_backend", "load_dataset",
-           "run_frame", "score_frame", "write_dataset", "diagnose"]
+__all__ = [
+    "__version__",
+    "ARTIFACTS",
+    "ARTIFACT_LABELS",
+    "PARAMS",
+    "PARAM_OPTIONS",
+    "TASKS",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "ModelError",
+    "PtychoBenchError",
+    "Sample",
+    "StoreError",
+    "Task",
+    "get_task",
+    "load_backend",
+    "load_dataset",
+    "run_frame",
+    "score_frame",
+    "write_dataset",
+    "diagnose",
+]

@@ -1,10 +1,10 @@
 """The objects a user reaches for in a notebook, in one import.
 
-    import ptychobench as pb
-    ds = pb.load_dataset("sim-v1")            # a validated Dataset
-    df = pb.run_frame("runs/default")         # one row per stored prediction (pandas)
-    scores = pb.score_frame("runs/default")   # one row per cell: micro/macro F1 with CIs
-    backend = pb.load_backend("smollm2-135m") # any model the runner knows
+import ptychobench as pb
+ds = pb.load_dataset("sim-v1")            # a validated Dataset
+df = pb.run_frame("runs/default")         # one row per stored prediction (pandas)
+scores = pb.score_frame("runs/default")   # one row per cell: micro/macro F1 with CIs
+backend = pb.load_backend("smollm2-135m") # any model the runner knows
 """
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ def run_frame(run: Path | str) -> Any:
     rows = []
     for r in read_run(run):
         meta = r.get("meta", {})
-        rows.append({"config": r["config"], "sample_id": r["sample_id"], "task": r["task"],
-                     "sample_type": r.get("sample_type"), "gold": r["gold"], "labels": r["labels"],
-                     "parse_ok": r.get("parse_ok"), "error": r.get("error"), "reply": r.get("reply"),
-                     **{k: meta.get(k) for k in ("model", "strategy", "selector", "k", "seed", "train_size", "family")}})
+        rows.append(
+            {
+                "config": r["config"],
+                "sample_id": r["sample_id"],
+                "task": r["task"],
+                "sample_type": r.get("sample_type"),
+                "gold": r["gold"],
+                "labels": r["labels"],
+                "parse_ok": r.get("parse_ok"),
+                "error": r.get("error"),
+                "reply": r.get("reply"),
+                **{k: meta.get(k) for k in ("model", "strategy", "selector", "k", "seed", "train_size", "family")},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -41,9 +51,20 @@ def score_frame(run: Path | str, ci: bool = True, seed: int = 0) -> Any:
     for r in score_records(read_run(run), ci=ci, seed=seed):
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
-        rows.append({"config": r.config, "task": r.task, **{k: r.meta.get(k) for k in ("model", "strategy", "selector", "k", "seed")},
-                     "n": s.n, "micro_f1": s.micro_f1, "micro_f1_lo": lo, "micro_f1_hi": hi, "macro_f1": s.macro_f1,
-                     "parse_failures": s.parse_failures, "errors": s.errors})
+        rows.append(
+            {
+                "config": r.config,
+                "task": r.task,
+                **{k: r.meta.get(k) for k in ("model", "strategy", "selector", "k", "seed")},
+                "n": s.n,
+                "micro_f1": s.micro_f1,
+                "micro_f1_lo": lo,
+                "micro_f1_hi": hi,
+                "macro_f1": s.macro_f1,
+                "parse_failures": s.parse_failures,
+                "errors": s.errors,
+            }
+        )
     return pd.DataFrame(rows)
 
 

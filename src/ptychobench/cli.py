@@ -118,9 +118,11 @@ def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name
     console.print(dataset_table(ds.manifest, ds.root))
     actual = content_hash(ds.root)
     if ds.manifest.get("content_hash") not in (None, actual):
-        raise DatasetError(f"{ds.root / 'manifest.json'}: content hash differs from the files "
-                           f"(manifest {ds.manifest['content_hash'][:12]}, files {actual[:12]}); "
-                           "the dataset was changed after it was written")
+        raise DatasetError(
+            f"{ds.root / 'manifest.json'}: content hash differs from the files "
+            f"(manifest {ds.manifest['content_hash'][:12]}, files {actual[:12]}); "
+            "the dataset was changed after it was written"
+        )
 
 
 @command("score")
@@ -153,15 +155,41 @@ def score_cmd(
 
 
 _SETTINGS = ("model", "strategy", "selector", "k", "seed")
-_SCORE_COLUMNS = ("task", "config", *_SETTINGS, "n", "micro_f1", "micro_f1_lo", "micro_f1_hi", "macro_f1",
-                  "exact_match", "parse_failures", "errors", "failure_rate", "failed")
+_SCORE_COLUMNS = (
+    "task",
+    "config",
+    *_SETTINGS,
+    "n",
+    "micro_f1",
+    "micro_f1_lo",
+    "micro_f1_hi",
+    "macro_f1",
+    "exact_match",
+    "parse_failures",
+    "errors",
+    "failure_rate",
+    "failed",
+)
 
 
 def _score_row(r) -> list:
     s = r.scores
     lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
-    return [r.task, r.config, *(r.meta.get(k) for k in _SETTINGS), s.n, s.micro_f1, lo, hi, s.macro_f1,
-            s.exact_match, s.parse_failures, s.errors, r.failure_rate, r.failed]
+    return [
+        r.task,
+        r.config,
+        *(r.meta.get(k) for k in _SETTINGS),
+        s.n,
+        s.micro_f1,
+        lo,
+        hi,
+        s.macro_f1,
+        s.exact_match,
+        s.parse_failures,
+        s.errors,
+        r.failure_rate,
+        r.failed,
+    ]
 
 
 def _scores_csv(results) -> str:
@@ -190,13 +218,22 @@ def _scores_table(run: Path, results, wide: bool) -> None:
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
         mark = " [red](failed)[/]" if r.failed else ""
         head = (str(i),) if narrow else (r.task, r.config + mark, *([str(r.meta.get("model"))] if wide else []))
-        table.add_row(*head, str(s.n), f"{s.micro_f1:.3f}", f"[{lo:.3f}, {hi:.3f}]",
-                      f"{s.macro_f1:.3f}", f"{s.exact_match:.3f}", str(s.parse_failures), str(s.errors))
+        table.add_row(
+            *head,
+            str(s.n),
+            f"{s.micro_f1:.3f}",
+            f"[{lo:.3f}, {hi:.3f}]",
+            f"{s.macro_f1:.3f}",
+            f"{s.exact_match:.3f}",
+            str(s.parse_failures),
+            str(s.errors),
+        )
     out.print(table)
     if narrow:
         for i, r in enumerate(results, 1):
-            out.print(f"{i:>3}  {r.config}" + ("  [red](failed)[/]" if r.failed else ""), soft_wrap=True,
-                      highlight=False)
+            out.print(
+                f"{i:>3}  {r.config}" + ("  [red](failed)[/]" if r.failed else ""), soft_wrap=True, highlight=False
+            )
 
 
 @command("generate")
@@ -230,8 +267,7 @@ def generate_command(
     if nt > nv:
         raise typer.BadParameter("--n-text cannot exceed --n-visual (text samples reuse experiments)")
     cfg = BuildConfig(n_visual=nv, n_text=nt, seed=seed, quick=quick, name=name)
-    with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as bar:
+    with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("build", total=nv)
 
         def progress(done: int, total: int) -> None:
@@ -266,18 +302,29 @@ def train_command(
     model: str = typer.Option(..., "--model", help="smollm2-135m, tiny-vlm, a paper preset or hf:<id or folder>."),
     dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Dataset folder or name."),
     out: Path = typer.Option(..., "--out", help="Adapter folder to write (reused if its settings match)."),
-    profile: str = typer.Option("cpu", "--profile", help="cpu (a 2-core CPU), gpu (the paper's recipe), "
-                                "paper (the authors' exact recipe) or auto."),
-    demos: str | None = typer.Option(None, "--demos", help="Train on k-shot prompts: random, sample-type, knn, knn-diverse."),
+    profile: str = typer.Option(
+        "cpu",
+        "--profile",
+        help="cpu (a 2-core CPU), gpu (the paper's recipe), paper (the authors' exact recipe) or auto.",
+    ),
+    demos: str | None = typer.Option(
+        None, "--demos", help="Train on k-shot prompts: random, sample-type, knn, knn-diverse."
+    ),
     k: int = typer.Option(0, "--k", help="Demos per training prompt (with --demos)."),
     seed: int = typer.Option(0, "--seed"),
     epochs: float | None = typer.Option(None, "--epochs", help="Override the profile's epochs."),
     lr: float | None = typer.Option(None, "--lr", help="Override the profile's learning rate."),
     n_train: int | None = typer.Option(None, "--n-train", help="Train on a seeded subset of this many samples."),
-    set_: list[str] = typer.Option([], "--set", help="Any recipe field, e.g. --set lora_layers=null --set batch_size=4."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Any recipe field, e.g. --set lora_layers=null --set batch_size=4."
+    ),
     force: bool = typer.Option(False, "--force", help="Retrain even if the adapter's settings match."),
-    processes: int = typer.Option(1, "--processes", help="Data-parallel processes (DDP through torchrun: one per GPU, "
-                                  "or gloo on the CPU); the effective batch grows with them."),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        help="Data-parallel processes (DDP through torchrun: one per GPU, "
+        "or gloo on the CPU); the effective batch grows with them.",
+    ),
 ) -> None:
     """Fine-tune a model with LoRA (TRL SFTTrainer) on a task's train split.
 
@@ -301,8 +348,19 @@ def train_command(
     if n_train is not None:
         overrides["max_train_samples"] = n_train
     try:
-        path = train_adapter(task, model, dataset, out, profile=profile, demo_selector=demos, k=k, seed=seed,
-                             force=force, progress=True, **overrides)
+        path = train_adapter(
+            task,
+            model,
+            dataset,
+            out,
+            profile=profile,
+            demo_selector=demos,
+            k=k,
+            seed=seed,
+            force=force,
+            progress=True,
+            **overrides,
+        )
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         raise ConfigError(str(e)) from None
     if int(os.environ.get("RANK", "0")) != 0:  # one report, from the first process
@@ -319,19 +377,37 @@ def train_command(
 
 @command("run")
 def run_command(
-    config: Optional[str] = typer.Argument(None, help="YAML config file or shipped config name (default: the embedded default)."),
+    config: Optional[str] = typer.Argument(
+        None, help="YAML config file or shipped config name (default: the embedded default)."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n, auto (from the Slurm/PBS job array) or auto/N: "
-                                        "run only this worker's share of the grid, balanced by estimated cost."),
-    plan: bool = typer.Option(False, "--plan", help="Print which cells go to which shard and their estimated cost; "
-                              "run nothing (with --shard i/n or auto: the plan over n shards)."),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="i/n, auto (from the Slurm/PBS job array) or auto/N: "
+        "run only this worker's share of the grid, balanced by estimated cost.",
+    ),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="Print which cells go to which shard and their estimated cost; "
+        "run nothing (with --shard i/n or auto: the plan over n shards).",
+    ),
     shards: int = typer.Option(0, "--shards", help="With --plan: plan over this many shards."),
-    gpus_per_shard: int = typer.Option(0, "--gpus-per-shard", help="Shards sharing a node each take this many of "
-                                       "its GPUs (by local rank or shard index); 0: as the scheduler set them."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends (not for shards)."),
-    allow_failures: bool = typer.Option(False, "--allow-failures",
-                                        help="Exit 0 even when cells fail (errors + unparseable replies "
-                                             "above max_failure_rate)."),
+    gpus_per_shard: int = typer.Option(
+        0,
+        "--gpus-per-shard",
+        help="Shards sharing a node each take this many of "
+        "its GPUs (by local rank or shard index); 0: as the scheduler set them.",
+    ),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Write the report when the run ends (not for shards)."
+    ),
+    allow_failures: bool = typer.Option(
+        False,
+        "--allow-failures",
+        help="Exit 0 even when cells fail (errors + unparseable replies above max_failure_rate).",
+    ),
 ) -> None:
     """Run a grid of experiments into a prediction store, then write the report.
 
@@ -360,7 +436,9 @@ def run_command(
         runner = Runner(cfg, run_dir, sh, console)
         summary = runner.run()
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished predictions are in the store; rerun the same command to continue")
+        console.print(
+            "[yellow]interrupted[/]: finished predictions are in the store; rerun the same command to continue"
+        )
         raise typer.Exit(130)
     console.print(f"ran {summary['ran']} of {summary['cells']} cells in {summary['seconds']} s")
     if report and sh is None:
@@ -371,10 +449,13 @@ def run_command(
     elif sh is not None:
         console.print(f"shard {sh[0]}/{sh[1]} done; when all shards are done: ptychobench report {run_dir}")
     if summary.get("failed") and not allow_failures:
-        _fail(f"{len(summary['failed'])} cell(s) failed (errors + unparseable replies above max_failure_rate "
-              f"{cfg.max_failure_rate:g}): {', '.join(summary['failed'][:3])}"
-              f"{' ...' if len(summary['failed']) > 3 else ''}; see the store's 'error' fields, or pass "
-              "--allow-failures", code=1)
+        _fail(
+            f"{len(summary['failed'])} cell(s) failed (errors + unparseable replies above max_failure_rate "
+            f"{cfg.max_failure_rate:g}): {', '.join(summary['failed'][:3])}"
+            f"{' ...' if len(summary['failed']) > 3 else ''}; see the store's 'error' fields, or pass "
+            "--allow-failures",
+            code=1,
+        )
 
 
 def _print_plan(cfg, n: int) -> None:
@@ -386,9 +467,11 @@ def _print_plan(cfg, n: int) -> None:
     p = plan_run(cfg, load_dataset(cfg.dataset, check_images=False), n)
     console.print(cell_table(p))
     console.print(plan_table(p, cfg, title=f"plan of {cfg.name}"))
-    console.print(f"largest shard {max(s.cost for s in p.shards) / p.mean - 1:+.1%} of the mean, smallest "
-                  f"{min(s.cost for s in p.shards) / p.mean - 1:+.1%}; {p.loads} model loads "
-                  f"({len({c.group for s in p.shards for c in s.cells})} groups)")
+    console.print(
+        f"largest shard {max(s.cost for s in p.shards) / p.mean - 1:+.1%} of the mean, smallest "
+        f"{min(s.cost for s in p.shards) / p.mean - 1:+.1%}; {p.loads} model loads "
+        f"({len({c.group for s in p.shards for c in s.cells})} groups)"
+    )
 
 
 @command("submit")
@@ -396,14 +479,21 @@ def submit_command(
     config: str = typer.Argument(..., help="YAML config file or shipped config name."),
     shards: int = typer.Option(..., "--shards", help="Number of jobs; each runs one balanced shard."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="slurm, local (jobs as processes here) or debug; "
-                                          "default: slurm where sbatch is, else local."),
+    cluster: Optional[str] = typer.Option(
+        None,
+        "--cluster",
+        help="slurm, local (jobs as processes here) or debug; default: slurm where sbatch is, else local.",
+    ),
     partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition."),
     account: Optional[str] = typer.Option(None, "--account", help="Slurm account."),
     hours: float = typer.Option(24.0, "--hours", help="Wall-time limit of each job."),
     gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="Cap on GPUs a job may ask for (0: no cap)."),
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the jobs, then write the merged report "
-                              "(without: a report job runs after all shards succeed, on Slurm)."),
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help="Wait for the jobs, then write the merged report "
+        "(without: a report job runs after all shards succeed, on Slurm).",
+    ),
 ) -> None:
     """Submit the grid as N jobs through submitit, each with its shard's model resources,
     and merge their stores into one report when all finish.
@@ -416,8 +506,19 @@ def submit_command(
 
     cfg = load_config(config)
     run_dir = out or Path("runs") / cfg.name
-    result = submit(cfg, run_dir, shards, cluster=cluster, partition=partition, account=account, hours=hours,
-                    gpus_per_node=gpus_per_node or None, wait=wait, report=write_report, console=console)
+    result = submit(
+        cfg,
+        run_dir,
+        shards,
+        cluster=cluster,
+        partition=partition,
+        account=account,
+        hours=hours,
+        gpus_per_node=gpus_per_node or None,
+        wait=wait,
+        report=write_report,
+        console=console,
+    )
     if result.get("report"):
         console.print(f"report: [bold]{Path(result['report']).resolve()}[/]")
 
@@ -426,8 +527,12 @@ def submit_command(
 def report_command(
     run_dir: Path = typer.Argument(..., help="Run folder; every predictions*.jsonl in it (all shards) is merged."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="The run's dataset, where it moved (for the "
-                                          "per-sample browser's images; default: from the run's records)."),
+    dataset: Optional[str] = typer.Option(
+        None,
+        "--dataset",
+        help="The run's dataset, where it moved (for the "
+        "per-sample browser's images; default: from the run's records).",
+    ),
 ) -> None:
     """Write report.md and a self-contained report.html for a run (tables, plots, statistics).
 

@@ -29,8 +29,14 @@ SELECTORS: dict[str, frozenset[str]] = {
     "knn-diverse": frozenset({"text_model", "image_backbone", "lam", "label_weight", "fetch_k"}),
 }
 #: the paper's names and other spellings users write
-SELECTOR_ALIASES = {"rfs": "random", "ssfs": "sample-type", "context-aware": "sample-type",
-                    "sample_type": "sample-type", "knn_diverse": "knn-diverse", "mmr": "knn-diverse"}
+SELECTOR_ALIASES = {
+    "rfs": "random",
+    "ssfs": "sample-type",
+    "context-aware": "sample-type",
+    "sample_type": "sample-type",
+    "knn_diverse": "knn-diverse",
+    "mmr": "knn-diverse",
+}
 
 
 @dataclass(frozen=True)
@@ -43,14 +49,29 @@ class Baseline:
 
 
 _PROBE = frozenset({"C", "folds", "objective", "at_least_one"})
-BASELINES: dict[str, Baseline] = {b.name: b for b in [
-    Baseline("vision-probe", "image", _PROBE | {"backbone"},
-             "logistic-regression probe on frozen vision-backbone features (the paper's DINOv3 classifier)"),
-    Baseline("text-probe", "text", _PROBE | {"text_model"},
-             "logistic-regression probe on frozen sentence-embedding features"),
-    Baseline("knn-vote", "any", frozenset({"n_neighbors", "modality", "backbone", "text_model", "at_least_one"}),
-             "label vote of the nearest training samples"),
-]}
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in [
+        Baseline(
+            "vision-probe",
+            "image",
+            _PROBE | {"backbone"},
+            "logistic-regression probe on frozen vision-backbone features (the paper's DINOv3 classifier)",
+        ),
+        Baseline(
+            "text-probe",
+            "text",
+            _PROBE | {"text_model"},
+            "logistic-regression probe on frozen sentence-embedding features",
+        ),
+        Baseline(
+            "knn-vote",
+            "any",
+            frozenset({"n_neighbors", "modality", "backbone", "text_model", "at_least_one"}),
+            "label vote of the nearest training samples",
+        ),
+    ]
+}
 
 
 def canonical_selector(name: str) -> str:

@@ -83,14 +83,18 @@ PROMPT_MODES = ("ours", "released")
 PARSE_MODES = ("tolerant", "strict", "bootstrap")
 #: Words that, earlier in the same clause, turn a label mention into its denial
 #: ("there are no grid artifacts", "without blurring", "I would not enable G").
-_NEGATION = re.compile(r"\b(no|not|never|without|none|neither|nor|absent|absence|lack|lacks|lacking|free of|"
-                       r"isn t|aren t|doesn t|don t|didn t|won t|shouldn t|cannot|can t)\b")
+_NEGATION = re.compile(
+    r"\b(no|not|never|without|none|neither|nor|absent|absence|lack|lacks|lacking|free of|"
+    r"isn t|aren t|doesn t|don t|didn t|won t|shouldn t|cannot|can t)\b"
+)
 #: Free text is read clause by clause so a denial does not reach past its clause.
 #: (Not at commas: "no grid artifacts, halos or blurring" denies all three.)
 _CLAUSE = re.compile(r"(?:[.;:!?](?=\s|$)|[\n()])+|\bbut\b|\bhowever\b|\bwhereas\b|\bwhile\b", re.IGNORECASE)
 #: A denial right after the mention: "grid artifacts are absent", "blurring is not visible".
-_DENIED_AFTER = re.compile(r"^\s*(?:artifact\s+)?(?:(?:is|are|was|were|seems|seem|appears|appear)\s+)?"
-                           r"(?:not\b|absent\b|missing\b|none\b|no longer\b)")
+_DENIED_AFTER = re.compile(
+    r"^\s*(?:artifact\s+)?(?:(?:is|are|was|were|seems|seem|appears|appear)\s+)?"
+    r"(?:not\b|absent\b|missing\b|none\b|no longer\b)"
+)
 
 
 def _norm(s: str) -> str:
@@ -204,18 +208,15 @@ class Task:
             messages = []
             for demo in demos:
                 messages.append(self.released_user_turn(demo))
-                messages.append({"role": "assistant",
-                                 "content": [{"type": "text", "text": self.released_answer(demo)}]})
+                messages.append(
+                    {"role": "assistant", "content": [{"type": "text", "text": self.released_answer(demo)}]}
+                )
             messages.append(self.released_user_turn(sample))
             return messages
-        messages: list[dict] = [
-            {"role": "system", "content": [{"type": "text", "text": self.system_prompt()}]}
-        ]
+        messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt()}]}]
         for demo in demos:
             messages.append(self.user_turn(demo))
-            messages.append(
-                {"role": "assistant", "content": [{"type": "text", "text": self.target(demo.labels)}]}
-            )
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": self.target(demo.labels)}]})
         messages.append(self.user_turn(sample))
         return messages
 
@@ -248,8 +249,9 @@ class Task:
         items = [x.strip() for x in m.group(1).split(",")] if m.group(1).strip() else []
         items = [x for x in items if x]
         known = set(self.labels)
-        return ParseResult(frozenset(x for x in items if x in known), True,
-                           tuple(dict.fromkeys(x for x in items if x not in known)))
+        return ParseResult(
+            frozenset(x for x in items if x in known), True, tuple(dict.fromkeys(x for x in items if x not in known))
+        )
 
     def parse_bootstrap(self, reply: str | None) -> ParseResult:
         """The authors' bootstrap-scorer parser (``evaluation/ptychobench_loader.py``): the
@@ -272,7 +274,8 @@ class Task:
                 found |= option_letters(key, allow_letter_runs=True)
             else:
                 found |= {
-                    label for label in self.labels
+                    label
+                    for label in self.labels
                     if f" {label_key(label)} " in f" {key} " or _ARTIFACT_ALIASES.get(key) == label
                 }
         return found
@@ -289,8 +292,7 @@ class Task:
             key = f" {label_key(clause)} "
             for label, name in names.items():
                 at = key.find(f" {name} ")
-                if at >= 0 and not _denied(key[:at]) and not _DENIED_AFTER.match(
-                        key[at + len(name) + 2:]):
+                if at >= 0 and not _denied(key[:at]) and not _DENIED_AFTER.match(key[at + len(name) + 2 :]):
                     found.add(label)
             if self.name == "params":
                 found |= _free_letters(clause)
@@ -298,8 +300,12 @@ class Task:
                 words = key.split()
                 for j, w in enumerate(words):  # a lone alias: "blurry", "halo", "noise"
                     label = _ARTIFACT_ALIASES.get(w)
-                    if (label and label != NO_ARTIFACTS and not _denied(" ".join(words[:j]))
-                            and not _DENIED_AFTER.match(" " + " ".join(words[j + 1:]))):
+                    if (
+                        label
+                        and label != NO_ARTIFACTS
+                        and not _denied(" ".join(words[:j]))
+                        and not _DENIED_AFTER.match(" " + " ".join(words[j + 1 :]))
+                    ):
                         found.add(label)
         return found
 
@@ -307,9 +313,7 @@ class Task:
 def label_key(s: str) -> str:
     """Normalised, crudely singularised words: 'Singularities' and 'singularity' agree."""
     words = _norm(s).split()
-    return " ".join(re.sub(r"ies$", "y", w) if len(w) > 4 else w for w in words).replace(
-        "artifacts", "artifact"
-    )
+    return " ".join(re.sub(r"ies$", "y", w) if len(w) > 4 else w for w in words).replace("artifacts", "artifact")
 
 
 _ARTIFACT_ALIASES = {
@@ -347,8 +351,10 @@ def option_letters(key: str, allow_letter_runs: bool) -> set[str]:
 
 
 #: Words a denial reaches across: "no obvious signs of grid artifacts, halos or blurring".
-_FILLER = frozenset("any obvious visible significant clear sign signs of or and nor a an apparent evident "
-                    "noticeable see seen detect detected present option options".split())
+_FILLER = frozenset(
+    "any obvious visible significant clear sign signs of or and nor a an apparent evident "
+    "noticeable see seen detect detected present option options".split()
+)
 
 
 def _denied(before: str) -> bool:
@@ -359,9 +365,15 @@ def _denied(before: str) -> bool:
     cues = list(_NEGATION.finditer(before))
     if not cues:
         return False
-    rest = before[cues[-1].end():].split()
-    other = [w for w in rest if w not in _FILLER and w not in _LABEL_WORDS and w.rstrip("s") not in _LABEL_WORDS
-             and not re.fullmatch(r"[a-x]", w)]
+    rest = before[cues[-1].end() :].split()
+    other = [
+        w
+        for w in rest
+        if w not in _FILLER
+        and w not in _LABEL_WORDS
+        and w.rstrip("s") not in _LABEL_WORDS
+        and not re.fullmatch(r"[a-x]", w)
+    ]
     return len(other) <= 3
 
 
@@ -372,10 +384,11 @@ def _free_letters(clause: str) -> set[str]:
     found: set[str] = set()
     for m in re.finditer(r"(?<![\w'])([A-X])(?![\w'])", clause):
         letter = m.group(1)
-        before, after = clause[:m.start()], clause[m.end():]
+        before, after = clause[: m.start()], clause[m.end() :]
         if letter in "AI":
             listed = re.match(r"\s*(?:[,;/)]|\.(?:\s|$)|$|and\b|or\b)", after) or re.search(
-                r"(?:\boptions?|[,;/(]|\band|\bor)\s*$", before, re.IGNORECASE)
+                r"(?:\boptions?|[,;/(]|\band|\bor)\s*$", before, re.IGNORECASE
+            )
             if not listed:
                 continue
         if _denied(label_key(before)):

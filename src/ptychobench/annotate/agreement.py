@@ -121,13 +121,16 @@ def _match(items: list[LabelledTask], dataset: Dataset, task: str) -> tuple[dict
         else:
             unmatched.append(it.sample_id)
     if not found:
-        raise AnnotateError(f"{dataset.root}: none of the export's {len(items)} samples is in dataset "
-                            f"{dataset.name!r} (matched by sample id and image name)")
+        raise AnnotateError(
+            f"{dataset.root}: none of the export's {len(items)} samples is in dataset "
+            f"{dataset.name!r} (matched by sample id and image name)"
+        )
     return found, unmatched
 
 
-def measure(contents: ExportContents, against: Dataset | None = None, seed: int = 0,
-            n_resamples: int = 10_000) -> Agreement:
+def measure(
+    contents: ExportContents, against: Dataset | None = None, seed: int = 0, n_resamples: int = 10_000
+) -> Agreement:
     """Every figure of the module doc for one export."""
     spec = get_task(contents.task)
     labels = list(spec.scored_labels)
@@ -153,22 +156,40 @@ def measure(contents: ExportContents, against: Dataset | None = None, seed: int 
     per_label = []
     for j, label in enumerate(labels):
         ks = [k for k in kappas[label] if k is not None]
-        per_label.append({
-            "label": label,
-            "ticks": int(np.nansum(m[:, :, j])),
-            "kappa": float(np.mean(ks)) if ks else None,
-            "alpha": alpha(m[:, :, j]) if len(annotators) > 1 else None,
-        })
+        per_label.append(
+            {
+                "label": label,
+                "ticks": int(np.nansum(m[:, :, j])),
+                "kappa": float(np.mean(ks)) if ks else None,
+                "alpha": alpha(m[:, :, j]) if len(annotators) > 1 else None,
+            }
+        )
     overall = alpha(m.reshape(len(annotators), -1)) if len(annotators) > 1 else None
-    result = Agreement(spec.name, labels, annotators, len(items), overall, per_label, pairs,
-                       skipped=len(contents.skipped), unannotated=len(contents.unannotated))
+    result = Agreement(
+        spec.name,
+        labels,
+        annotators,
+        len(items),
+        overall,
+        per_label,
+        pairs,
+        skipped=len(contents.skipped),
+        unannotated=len(contents.unannotated),
+    )
     if against is not None:
         _against(result, items, annotators, against, labels, seed, n_resamples)
     return result
 
 
-def _against(result: Agreement, items: list[LabelledTask], annotators: list[str], dataset: Dataset,
-             labels: list[str], seed: int, n_resamples: int) -> None:
+def _against(
+    result: Agreement,
+    items: list[LabelledTask],
+    annotators: list[str],
+    dataset: Dataset,
+    labels: list[str],
+    seed: int,
+    n_resamples: int,
+) -> None:
     gold_ds, unmatched = _match(items, dataset, result.task)
     result.against_dataset, result.unmatched = dataset.name, unmatched
     matched = [it for it in items if it.sample_id in gold_ds]
@@ -179,13 +200,28 @@ def _against(result: Agreement, items: list[LabelledTask], annotators: list[str]
         expert = [it.consensus if who == CONSENSUS else it.labels_by[who] for it in mine]
         ds_labels = [gold_ds[it.sample_id] for it in mine]
         if _micro_f1(expert, ds_labels, labels) is None:
-            result.against.append({"annotator": who, "n": len(mine), "precision": None, "recall": None,
-                                   "micro_f1": None, "micro_f1_ci": None})
+            result.against.append(
+                {
+                    "annotator": who,
+                    "n": len(mine),
+                    "precision": None,
+                    "recall": None,
+                    "micro_f1": None,
+                    "micro_f1_ci": None,
+                }
+            )
             continue
         s = score(expert, ds_labels, labels, ci=True, seed=seed, n_resamples=n_resamples)
-        result.against.append({"annotator": who, "n": s.n, "precision": s.micro_precision,
-                               "recall": s.micro_recall, "micro_f1": s.micro_f1,
-                               "micro_f1_ci": list(s.micro_f1_ci) if s.micro_f1_ci else None})
+        result.against.append(
+            {
+                "annotator": who,
+                "n": s.n,
+                "precision": s.micro_precision,
+                "recall": s.micro_recall,
+                "micro_f1": s.micro_f1,
+                "micro_f1_ci": list(s.micro_f1_ci) if s.micro_f1_ci else None,
+            }
+        )
     cons = binarize([it.consensus for it in matched], labels)
     ds = binarize([gold_ds[it.sample_id] for it in matched], labels)
     for j, row in enumerate(result.per_label):
@@ -207,31 +243,61 @@ def tables(a: Agreement) -> list[tuple[str, list[str], list[list[str]]]]:
     head = ["label", "ticks", "kappa (mean of pairs)", "alpha"]
     if a.against_dataset:
         head.append(f"kappa consensus vs {a.against_dataset}")
-    rows = [[r["label"], str(r["ticks"]), _fmt(r["kappa"]), _fmt(r["alpha"])]
-            + ([_fmt(r.get("kappa_vs_dataset"))] if a.against_dataset else []) for r in a.per_label]
-    out.append((f"per label ({a.task}, {a.n_samples} samples, {len(a.annotators)} annotators; "
-                f"Krippendorff's alpha overall {_fmt(a.alpha)})", head, rows))
+    rows = [
+        [r["label"], str(r["ticks"]), _fmt(r["kappa"]), _fmt(r["alpha"])]
+        + ([_fmt(r.get("kappa_vs_dataset"))] if a.against_dataset else [])
+        for r in a.per_label
+    ]
+    out.append(
+        (
+            f"per label ({a.task}, {a.n_samples} samples, {len(a.annotators)} annotators; "
+            f"Krippendorff's alpha overall {_fmt(a.alpha)})",
+            head,
+            rows,
+        )
+    )
     if a.pairs:
-        out.append(("between annotators", ["annotator A", "annotator B", "samples", "micro-F1", "kappa (pooled)"],
-                    [[p["a"], p["b"], str(p["n"]), _fmt(p["micro_f1"]), _fmt(p["kappa"])] for p in a.pairs]))
+        out.append(
+            (
+                "between annotators",
+                ["annotator A", "annotator B", "samples", "micro-F1", "kappa (pooled)"],
+                [[p["a"], p["b"], str(p["n"]), _fmt(p["micro_f1"]), _fmt(p["kappa"])] for p in a.pairs],
+            )
+        )
     if a.against_dataset:
         rows = []
         for r in a.against:
             lo, hi = r["micro_f1_ci"] or (None, None)
-            rows.append([r["annotator"], str(r["n"]), _fmt(r["precision"]), _fmt(r["recall"]),
-                         _fmt(r["micro_f1"]), f"[{_fmt(lo)}, {_fmt(hi)}]"])
-        out.append((f"dataset {a.against_dataset} scored against the experts (reference = annotator)",
-                    ["annotator", "samples", "precision", "recall", "micro-F1", "95% CI"], rows))
+            rows.append(
+                [
+                    r["annotator"],
+                    str(r["n"]),
+                    _fmt(r["precision"]),
+                    _fmt(r["recall"]),
+                    _fmt(r["micro_f1"]),
+                    f"[{_fmt(lo)}, {_fmt(hi)}]",
+                ]
+            )
+        out.append(
+            (
+                f"dataset {a.against_dataset} scored against the experts (reference = annotator)",
+                ["annotator", "samples", "precision", "recall", "micro-F1", "95% CI"],
+                rows,
+            )
+        )
     return out
 
 
 def to_markdown(a: Agreement, source: str) -> str:
     from ..report.tables import md_table as _md_table
 
-    lines = [f"# Annotator agreement: {source}", "",
-             f"Task {a.task}; {a.n_samples} labelled samples; annotators: {', '.join(a.annotators)}; "
-             f"{a.skipped} skipped and {a.unannotated} unannotated tasks not counted. "
-             "Scored labels only (\"No obvious artifacts\" is left out)."]
+    lines = [
+        f"# Annotator agreement: {source}",
+        "",
+        f"Task {a.task}; {a.n_samples} labelled samples; annotators: {', '.join(a.annotators)}; "
+        f"{a.skipped} skipped and {a.unannotated} unannotated tasks not counted. "
+        'Scored labels only ("No obvious artifacts" is left out).',
+    ]
     if a.unmatched:
         lines.append(f"{len(a.unmatched)} samples are not in {a.against_dataset}: {', '.join(a.unmatched[:10])}")
     for title, head, rows in tables(a):

@@ -39,9 +39,11 @@ def export_cmd(
     blind: bool = typer.Option(False, "--blind", help="No pre-annotations and no dataset labels in the task data."),
     task: str | None = typer.Option(None, "--task", help="Only this task (artifacts or params)."),
     document_root: Path | None = typer.Option(
-        None, "--document-root", help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: --out)."),
+        None, "--document-root", help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: --out)."
+    ),
     image_url_prefix: str | None = typer.Option(
-        None, "--image-url-prefix", help="Serve images from this URL instead of Label Studio's local files."),
+        None, "--image-url-prefix", help="Serve images from this URL instead of Label Studio's local files."
+    ),
 ) -> None:
     """Write a Label Studio project: labeling config, tasks, images, optional pre-annotations.
 
@@ -50,8 +52,19 @@ def export_cmd(
     from .export import export_project
 
     try:
-        s = export_project(source, out, cell=cell, dataset=dataset, split=split, sample=sample, seed=seed,
-                           blind=blind, task=task, document_root=document_root, image_url_prefix=image_url_prefix)
+        s = export_project(
+            source,
+            out,
+            cell=cell,
+            dataset=dataset,
+            split=split,
+            sample=sample,
+            seed=seed,
+            blind=blind,
+            task=task,
+            document_root=document_root,
+            image_url_prefix=image_url_prefix,
+        )
     except DatasetError as e:
         _fail(e)
     for t, n in s.tasks.items():
@@ -62,9 +75,12 @@ def export_cmd(
         console.print(f"{s.source['prediction_errors']} samples had a failed generation: no pre-annotation")
     images = s.source["images"]
     if "served_as" in images:
-        console.print("images: start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
-                      f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={images['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']} "
-                      "and add a Local Storage on the images/ folder (docs/annotate.md)", soft_wrap=True)
+        console.print(
+            "images: start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={images['LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT']} "
+            "and add a Local Storage on the images/ folder (docs/annotate.md)",
+            soft_wrap=True,
+        )
 
 
 @app.command("import")
@@ -92,8 +108,10 @@ def import_cmd(
     c = r.contents
     console.print(f"annotators: {', '.join(c.annotators)}; splits: {r.split_rule}")
     for it in c.skipped:
-        console.print(f"[yellow]skipped[/] task {it.task_id} (sample {it.sample_id}) by {', '.join(it.skipped_by)}: "
-                      "not in the dataset")
+        console.print(
+            f"[yellow]skipped[/] task {it.task_id} (sample {it.sample_id}) by {', '.join(it.skipped_by)}: "
+            "not in the dataset"
+        )
     for it in c.unannotated:
         console.print(f"[yellow]unannotated[/] task {it.task_id} (sample {it.sample_id}): not in the dataset")
     for it in r.ties:
@@ -129,8 +147,9 @@ def agreement_cmd(
             table.add_row(*row)
         console.print(table)
     if result.unmatched:
-        console.print(f"{len(result.unmatched)} samples not in {result.against_dataset}: "
-                      f"{', '.join(result.unmatched[:10])}")
+        console.print(
+            f"{len(result.unmatched)} samples not in {result.against_dataset}: {', '.join(result.unmatched[:10])}"
+        )
     if out:
         for p in write(result, out, str(export)):
             console.print(f"wrote {p}")

@@ -21,9 +21,8 @@ OBJECT = {"artifacts": "image", "params": "text"}
 #: what the expert is asked (a person's wording; the model's prompt lives in tasks.py)
 HEADER = {
     "artifacts": "The phase of a ptychographic reconstruction. Tick every artifact it shows "
-                 "(or 'No obvious artifacts').",
-    "params": "A reconstruction, described. Tick every change to the reconstruction parameters "
-              "you recommend.",
+    "(or 'No obvious artifacts').",
+    "params": "A reconstruction, described. Tick every change to the reconstruction parameters you recommend.",
 }
 #: the task-data field that object shows
 DATA_FIELD = {"artifacts": "image", "params": "text"}
@@ -54,8 +53,13 @@ def label_config(task_name: str) -> str:
     if task.modality == "image":
         obj.set("zoom", "true")
     choices = ET.SubElement(view, "Choices")
-    for key, value in (("name", CONTROL[task.name]), ("toName", OBJECT[task.name]),
-                       ("choice", "multiple"), ("showInline", "false"), ("required", "true")):
+    for key, value in (
+        ("name", CONTROL[task.name]),
+        ("toName", OBJECT[task.name]),
+        ("choice", "multiple"),
+        ("showInline", "false"),
+        ("required", "true"),
+    ):
         choices.set(key, value)
     for label in task.labels:
         c = ET.SubElement(choices, "Choice")
@@ -110,9 +114,11 @@ def choices_result(task_name: str, labels) -> list[dict]:
     """A ``result`` list (pre-annotation or annotation) ticking ``labels``."""
     task = get_task(task_name)
     chosen = [label for label in task.labels if label in set(labels)]
-    return [{
-        "from_name": CONTROL[task.name],
-        "to_name": OBJECT[task.name],
-        "type": "choices",
-        "value": {"choices": chosen},
-    }]
+    return [
+        {
+            "from_name": CONTROL[task.name],
+            "to_name": OBJECT[task.name],
+            "type": "choices",
+            "value": {"choices": chosen},
+        }
+    ]

@@ -61,6 +61,7 @@ def unique_safe_names(ids: list[str]) -> dict[str, str]:
 @dataclass
 class Source:
     """What to export: samples per task, their labels' origin and any pre-annotations."""
+
     kind: str  # "dataset", "run" or "images"
     name: str  # the dataset's name (of the run's dataset for a run); the folder's for images
     samples: list[Sample]
@@ -94,8 +95,9 @@ def _run_dataset(run: Path, dataset: str | None) -> Dataset:
         except yaml.YAMLError as e:
             raise AnnotateError(f"{cfg}: not valid YAML ({e}); pass --dataset") from None
         if not dataset:
-            raise AnnotateError(f"{run}: cannot tell which dataset the run used (no 'dataset' in {cfg}); "
-                                "pass --dataset")
+            raise AnnotateError(
+                f"{run}: cannot tell which dataset the run used (no 'dataset' in {cfg}); pass --dataset"
+            )
     return load_dataset(dataset)
 
 
@@ -113,11 +115,19 @@ def run_source(run: Path, cell: str | None, dataset: str | None = None) -> Sourc
     by_id = {s.id: s for split in ("train", "test") for s in ds.samples(task, split)}
     missing = [r["sample_id"] for r in mine if r["sample_id"] not in by_id]
     if missing:
-        raise AnnotateError(f"{run}: cell {cell!r} has samples {missing[:5]} that dataset {ds.root} "
-                            "lacks; pass the run's dataset with --dataset")
+        raise AnnotateError(
+            f"{run}: cell {cell!r} has samples {missing[:5]} that dataset {ds.root} "
+            "lacks; pass the run's dataset with --dataset"
+        )
     preds = {r["sample_id"]: list(r.get("labels") or []) for r in mine if not r.get("error")}
-    return Source("run", ds.name, [by_id[r["sample_id"]] for r in sorted(mine, key=lambda r: r["sample_id"])],
-                  preds, model_version=cell, prediction_errors=sum(1 for r in mine if r.get("error")))
+    return Source(
+        "run",
+        ds.name,
+        [by_id[r["sample_id"]] for r in sorted(mine, key=lambda r: r["sample_id"])],
+        preds,
+        model_version=cell,
+        prediction_errors=sum(1 for r in mine if r.get("error")),
+    )
 
 
 def dataset_source(dataset: Dataset, split: str | None) -> Source:
@@ -130,8 +140,9 @@ def images_source(folder: Path) -> Source:
     """A user's own reconstructions: every image file under ``folder``, unlabelled."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise AnnotateError(f"{folder}: neither a dataset, a run, nor a folder with images "
-                            f"({', '.join(IMAGE_SUFFIXES)})")
+        raise AnnotateError(
+            f"{folder}: neither a dataset, a run, nor a folder with images ({', '.join(IMAGE_SUFFIXES)})"
+        )
     samples = []
     for p in files:
         rel = p.relative_to(folder).with_suffix("").as_posix()
@@ -140,8 +151,7 @@ def images_source(folder: Path) -> Source:
     return Source("images", folder.name, samples)
 
 
-def resolve_source(src: str, cell: str | None = None, dataset: str | None = None,
-                   split: str | None = None) -> Source:
+def resolve_source(src: str, cell: str | None = None, dataset: str | None = None, split: str | None = None) -> Source:
     path = Path(src).expanduser()
     if is_run(path):
         source = run_source(path, cell, dataset)
@@ -167,10 +177,20 @@ def _image_url(rel: str, image_url_prefix: str | None) -> str:
     return LOCAL_FILES_URL + quote(rel, safe="/")
 
 
-def export_project(src: str, out: Path | str, *, cell: str | None = None, dataset: str | None = None,
-                   split: str | None = None, sample: int | None = None, seed: int = 0,
-                   blind: bool = False, task: str | None = None, document_root: Path | str | None = None,
-                   image_url_prefix: str | None = None) -> ExportSummary:
+def export_project(
+    src: str,
+    out: Path | str,
+    *,
+    cell: str | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    blind: bool = False,
+    task: str | None = None,
+    document_root: Path | str | None = None,
+    image_url_prefix: str | None = None,
+) -> ExportSummary:
     """Write the Label Studio project(s) for ``src`` under ``out`` (see the module doc)."""
     if split not in (None, "train", "test"):
         raise AnnotateError(f"--split {split!r}: choose train or test")
@@ -179,8 +199,10 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
     out = Path(out).resolve()
     root = Path(document_root).resolve() if document_root else out
     if not out.is_relative_to(root):
-        raise AnnotateError(f"--document-root {root} must contain --out {out}: Label Studio serves "
-                            "local files only from under its document root")
+        raise AnnotateError(
+            f"--document-root {root} must contain --out {out}: Label Studio serves "
+            "local files only from under its document root"
+        )
     source = resolve_source(src, cell, dataset, split)
     by_task: dict[str, list[Sample]] = {}
     for s in source.samples:
@@ -192,8 +214,9 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
         if sample < 1:
             raise AnnotateError(f"--sample {sample}: must be a positive number of samples")
         rng = random.Random(seed)
-        by_task = {t: sorted(rng.sample(ss, min(sample, len(ss))), key=lambda s: (s.split, s.id))
-                   for t, ss in by_task.items()}
+        by_task = {
+            t: sorted(rng.sample(ss, min(sample, len(ss))), key=lambda s: (s.split, s.id)) for t, ss in by_task.items()
+        }
     counts: dict[str, int] = {}
     n_pred = 0
     for task_name in [t for t in TASKS if t in by_task]:
@@ -203,8 +226,7 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
         names = unique_safe_names([s.id for s in by_task[task_name]])
         tasks = []
         for s in by_task[task_name]:
-            data: dict[str, Any] = {"ptychobench_id": s.id, "ptychobench_task": task_name,
-                                    "sample_type": s.sample_type}
+            data: dict[str, Any] = {"ptychobench_id": s.id, "ptychobench_task": task_name, "sample_type": s.sample_type}
             if s.split:
                 data["split"] = s.split
             if source.kind != "images":
@@ -224,16 +246,33 @@ def export_project(src: str, out: Path | str, *, cell: str | None = None, datase
                 data["dataset_labels"] = [x for x in get_task(task_name).labels if x in s.labels]
             record: dict[str, Any] = {"data": data}
             if not blind and s.id in source.predictions:
-                record["predictions"] = [{"model_version": source.model_version,
-                                          "result": choices_result(task_name, source.predictions[s.id])}]
+                record["predictions"] = [
+                    {
+                        "model_version": source.model_version,
+                        "result": choices_result(task_name, source.predictions[s.id]),
+                    }
+                ]
                 n_pred += 1
             tasks.append(record)
         (folder / "tasks.json").write_text(json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         counts[task_name] = len(tasks)
-    info = {"source": str(src), "kind": source.kind, "name": source.name, "cell": cell, "blind": blind,
-            "split": split, "sample": sample, "seed": seed, "tasks": counts, "pre_annotations": n_pred,
-            "prediction_errors": source.prediction_errors,
-            "images": ({"url_prefix": image_url_prefix} if image_url_prefix else
-                       {"served_as": "local files", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root)})}
+    info = {
+        "source": str(src),
+        "kind": source.kind,
+        "name": source.name,
+        "cell": cell,
+        "blind": blind,
+        "split": split,
+        "sample": sample,
+        "seed": seed,
+        "tasks": counts,
+        "pre_annotations": n_pred,
+        "prediction_errors": source.prediction_errors,
+        "images": (
+            {"url_prefix": image_url_prefix}
+            if image_url_prefix
+            else {"served_as": "local files", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root)}
+        ),
+    }
     (out / "export.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return ExportSummary(out, counts, n_pred, info)

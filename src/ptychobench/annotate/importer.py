@@ -54,23 +54,28 @@ def _find_image(it: LabelledTask, index: dict[str, Path] | None, path: Path) -> 
     if not names:
         raise AnnotateError(f"{path}: task {it.task_id} (sample {it.sample_id!r}) has no image in its data")
     if index is None:
-        raise AnnotateError(f"{path}: the tasks show images; pass --images DIR (the folder holding "
-                            f"{names[0]!r}, e.g. the images/ folder annotate export wrote)")
+        raise AnnotateError(
+            f"{path}: the tasks show images; pass --images DIR (the folder holding "
+            f"{names[0]!r}, e.g. the images/ folder annotate export wrote)"
+        )
     for n in names:
         if n in index:
             return index[n]
-    raise AnnotateError(f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {names[0]!r} "
-                        f"not found under the images folder")
+    raise AnnotateError(
+        f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {names[0]!r} not found under the images folder"
+    )
 
 
-def _assign_splits(items: list[LabelledTask], test_fraction: float, seed: int,
-                   path: Path) -> tuple[dict[str, str], str]:
+def _assign_splits(
+    items: list[LabelledTask], test_fraction: float, seed: int, path: Path
+) -> tuple[dict[str, str], str]:
     given = {it.sample_id: it.data.get("split") for it in items}
     if all(s in SPLITS for s in given.values()) and set(given.values()) == set(SPLITS):
         return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
     if len(items) < 2:
-        raise AnnotateError(f"{path}: {len(items)} labelled task(s); a dataset needs a train and a test "
-                            "sample, so at least 2")
+        raise AnnotateError(
+            f"{path}: {len(items)} labelled task(s); a dataset needs a train and a test sample, so at least 2"
+        )
     if not 0 < test_fraction < 1:
         raise AnnotateError(f"--test-fraction {test_fraction}: must be between 0 and 1")
     from sklearn.model_selection import train_test_split
@@ -78,8 +83,10 @@ def _assign_splits(items: list[LabelledTask], test_fraction: float, seed: int,
     ids = sorted(given)
     n_test = min(max(1, round(test_fraction * len(ids))), len(ids) - 1)
     train, test = train_test_split(ids, test_size=n_test, random_state=seed)
-    return ({**{i: "train" for i in train}, **{i: "test" for i in test}},
-            f"random, test fraction {test_fraction}, seed {seed}")
+    return (
+        {**{i: "train" for i in train}, **{i: "test" for i in test}},
+        f"random, test fraction {test_fraction}, seed {seed}",
+    )
 
 
 def _sample(it: LabelledTask, task: str, sid: str, split: str, image: Path | None) -> Sample:
@@ -98,20 +105,36 @@ def _sample(it: LabelledTask, task: str, sid: str, split: str, image: Path | Non
     if isinstance(it.data.get("dataset_labels"), list):
         meta["source_labels"] = it.data["dataset_labels"]
     text = "" if spec.modality == "image" else str(it.data.get(DATA_FIELD[task]) or "")
-    return Sample(sid, split, task, str(it.data.get("sample_type") or "unknown"), text, image, it.consensus,
-                  {"sample_type": str(it.data.get("sample_type") or "unknown"), "annotate": meta})
+    return Sample(
+        sid,
+        split,
+        task,
+        str(it.data.get("sample_type") or "unknown"),
+        text,
+        image,
+        it.consensus,
+        {"sample_type": str(it.data.get("sample_type") or "unknown"), "annotate": meta},
+    )
 
 
-def import_export(export: Path | str, out: Path | str, images: Path | str | None = None,
-                  name: str | None = None, task: str | None = None, test_fraction: float = 0.2,
-                  seed: int = 0) -> ImportResult:
+def import_export(
+    export: Path | str,
+    out: Path | str,
+    images: Path | str | None = None,
+    name: str | None = None,
+    task: str | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> ImportResult:
     """Read ``export`` and write the dataset folder ``out`` (see the module doc)."""
     export = Path(export)
     contents = read_export(export, task)
     items = contents.labelled
     if not items:
-        raise AnnotateError(f"{export}: no task has a submitted annotation ({len(contents.skipped)} skipped, "
-                            f"{len(contents.unannotated)} unannotated); nothing to import")
+        raise AnnotateError(
+            f"{export}: no task has a submitted annotation ({len(contents.skipped)} skipped, "
+            f"{len(contents.unannotated)} unannotated); nothing to import"
+        )
     spec = get_task(contents.task)
     index = _image_index(Path(images)) if images is not None else None
     splits, split_rule = _assign_splits(items, test_fraction, seed, export)
@@ -129,13 +152,19 @@ def import_export(export: Path | str, out: Path | str, images: Path | str | None
         "consensus_rule": CONSENSUS_RULE,
         "split_rule": split_rule,
         "annotators": contents.annotators,
-        "skipped": [{"task_id": it.task_id, "sample_id": it.sample_id, "skipped_by": it.skipped_by}
-                    for it in contents.skipped],
+        "skipped": [
+            {"task_id": it.task_id, "sample_id": it.sample_id, "skipped_by": it.skipped_by} for it in contents.skipped
+        ],
         "unannotated": [{"task_id": it.task_id, "sample_id": it.sample_id} for it in contents.unannotated],
         "ties": [{"sample_id": safe[it.sample_id], "labels": it.ties} for it in items if it.ties],
     }
     out = Path(out)
-    write_dataset(out, name or export.stem, "annotated", samples,
-                  description=f"Expert labels imported from the Label Studio export {export.name}",
-                  extra={"annotate": info})
+    write_dataset(
+        out,
+        name or export.stem,
+        "annotated",
+        samples,
+        description=f"Expert labels imported from the Label Studio export {export.name}",
+        extra={"annotate": info},
+    )
     return ImportResult(load_dataset(out), contents, split_rule)

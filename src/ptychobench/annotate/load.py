@@ -40,6 +40,7 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded 
 @dataclass
 class LabelledTask:
     """One Label Studio task: who ticked what, who skipped it, and its consensus."""
+
     task_id: Any
     sample_id: str
     data: dict[str, Any]
@@ -106,8 +107,13 @@ def _detect_task(records: list[dict], path: Path, task: str | None) -> Task:
     if task:
         return task_named(task, f"{path}: --task")
     named = {r.get("data", {}).get("ptychobench_task") for r in records} - {None}
-    controls = {res.get("from_name") for r in records for a in r.get("annotations") or []
-                for res in a.get("result") or [] if isinstance(res, dict)}
+    controls = {
+        res.get("from_name")
+        for r in records
+        for a in r.get("annotations") or []
+        for res in a.get("result") or []
+        if isinstance(res, dict)
+    }
     for name, control in CONTROL.items():
         if control in controls:
             named.add(name)
@@ -155,16 +161,19 @@ def read_export(path: Path | str, task: str | None = None) -> ExportContents:
         raise AnnotateError(f"{path}: expected a non-empty JSON list of tasks (Label Studio's JSON export)")
     for i, r in enumerate(records):
         if not isinstance(r, dict) or "data" not in r or not isinstance(r.get("annotations", []), list):
-            raise AnnotateError(f"{path}: item {i} is not a task with 'data' and 'annotations'; "
-                                "export with the JSON format (not JSON-MIN or CSV)")
+            raise AnnotateError(
+                f"{path}: item {i} is not a task with 'data' and 'annotations'; "
+                "export with the JSON format (not JSON-MIN or CSV)"
+            )
     spec = _detect_task(records, path, task)
     items: list[LabelledTask] = []
     seen: dict[str, Any] = {}
     for r in records:
         sid = sample_id_of(r)
         if sid in seen:
-            raise AnnotateError(f"{path}: tasks {seen[sid]} and {r.get('id')} are both about sample {sid!r}; "
-                                "a sample must be one task")
+            raise AnnotateError(
+                f"{path}: tasks {seen[sid]} and {r.get('id')} are both about sample {sid!r}; a sample must be one task"
+            )
         seen[sid] = r.get("id")
         latest: dict[str, dict] = {}
         for ann in sorted(r.get("annotations") or [], key=lambda a: (str(a.get("updated_at") or ""), a.get("id") or 0)):
@@ -177,8 +186,9 @@ def read_export(path: Path | str, task: str | None = None) -> ExportContents:
                 continue
             labels_by[who] = frozenset(_labels(spec, ann, path, r.get("id"), sid, who))
         cons, ties = consensus(labels_by) if labels_by else (frozenset(), [])
-        items.append(LabelledTask(r.get("id"), sid, r.get("data") or {}, labels_by, sorted(skipped, key=_natural),
-                                  cons, ties))
+        items.append(
+            LabelledTask(r.get("id"), sid, r.get("data") or {}, labels_by, sorted(skipped, key=_natural), cons, ties)
+        )
     return ExportContents(path, spec.name, items)
 
 

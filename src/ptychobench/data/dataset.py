@@ -65,21 +65,15 @@ class Dataset:
     manifest: dict[str, Any]
     splits: dict[tuple[str, str], list[Sample]]
 
-    def __repr__(self) -> str:
-        """A few lines, not every sample (the default repr of sim-v1 was 930k characters)."""
-        sizes = ", ".join(f"{t} {len(self.splits[(t, 'train')])}/{len(self.splits[(t, 'test')])}"
-                          for t in self.tasks)
-        digest = str(self.manifest.get("content_hash") or "")[:12]
-        return f"Dataset({self.name!r}, root={str(self.root)!r}, train/test: {sizes}, hash={digest!r})"
-
     @property
     def name(self) -> str:
         return self.manifest["name"]
 
     def __repr__(self) -> str:
         """One line (the dataclass repr listed every sample: 930,538 characters for sim-v1)."""
-        sizes = ", ".join(f"{t} {len(self.splits.get((t, 'train'), []))}/{len(self.splits.get((t, 'test'), []))}"
-                          for t in self.tasks)
+        sizes = ", ".join(
+            f"{t} {len(self.splits.get((t, 'train'), []))}/{len(self.splits.get((t, 'test'), []))}" for t in self.tasks
+        )
         digest = str(self.manifest.get("content_hash") or "?")[:12]
         return f"Dataset({self.name!r}, train/test: {sizes}, hash {digest}, root={str(self.root)!r})"
 
@@ -103,8 +97,10 @@ def require_train(samples: Iterable[Sample], purpose: str) -> None:
     is shown or learns from (the released scripts' demo pool held test items)."""
     for s in samples:
         if s.split != "train":
-            raise DatasetError(f"{purpose}: sample {s.id!r} is from split {s.split!r}; "
-                               "use the train split only (dataset.samples(task, 'train'))")
+            raise DatasetError(
+                f"{purpose}: sample {s.id!r} is from split {s.split!r}; "
+                "use the train split only (dataset.samples(task, 'train'))"
+            )
 
 
 # --------------------------------------------------------------------------- writing
@@ -200,9 +196,7 @@ def write_dataset(
         "description": description,
         "tasks": tasks,
         "splits": {t: {sp: len(by_split.get((t, sp), [])) for sp in SPLITS} for t in tasks},
-        "label_counts": {
-            t: {sp: label_counts(by_split.get((t, sp), []), t) for sp in SPLITS} for t in tasks
-        },
+        "label_counts": {t: {sp: label_counts(by_split.get((t, sp), []), t) for sp in SPLITS} for t in tasks},
         "content_hash": content_hash(out),
         **(extra or {}),
     }
@@ -256,8 +250,10 @@ def _read_split(path: Path, task: str, split: str, check_images: bool, root: Pat
             if not rec.get("image") or not isinstance(rec["image"], str):
                 raise DatasetError(f"{where}: sample {sid!r} of the image task has no 'image' path")
             if Path(rec["image"]).is_absolute() or not inside(path.parent / rec["image"], root):
-                raise DatasetError(f"{where}: image {rec['image']!r} of sample {sid!r} lies outside the dataset "
-                                   f"folder {root}; image paths are relative to the split file, inside the dataset")
+                raise DatasetError(
+                    f"{where}: image {rec['image']!r} of sample {sid!r} lies outside the dataset "
+                    f"folder {root}; image paths are relative to the split file, inside the dataset"
+                )
             image = (path.parent / rec["image"]).resolve()
             if check_images:
                 check_image(image, where, sid)
@@ -331,7 +327,6 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
         both = {s.id for s in splits[(task, "train")]} & {s.id for s in splits[(task, "test")]}
         if both:
             raise DatasetError(
-                f"{root / task}: sample(s) {sorted(both)[:5]} are in both train and test; "
-                "a sample belongs to one split"
+                f"{root / task}: sample(s) {sorted(both)[:5]} are in both train and test; a sample belongs to one split"
             )
     return Dataset(root=root, manifest=manifest, splits=splits)

@@ -162,14 +162,17 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
     return samples
 
 
-def import_released(src: Path | str, out: Path | str, images: Path | str | None = None,
-                    name: str | None = None, task: str | None = None) -> Dataset:
+def import_released(
+    src: Path | str, out: Path | str, images: Path | str | None = None, name: str | None = None, task: str | None = None
+) -> Dataset:
     """Read released ``train.json``/``test.json`` files (both tasks) into a dataset folder."""
     src = Path(src)
     if not src.is_dir():
         raise DatasetError(f"{src}: not a folder holding train.json and test.json")
-    folders = [src] if (src / "train.json").exists() else sorted(
-        d for d in src.iterdir() if d.is_dir() and (d / "train.json").exists()
+    folders = (
+        [src]
+        if (src / "train.json").exists()
+        else sorted(d for d in src.iterdir() if d.is_dir() and (d / "train.json").exists())
     )
     if not folders:
         raise DatasetError(f"{src}: no train.json here or in a sub-folder")
@@ -195,8 +198,9 @@ def import_released(src: Path | str, out: Path | str, images: Path | str | None 
             if not any(s.task == t and s.split == split for s in samples):
                 raise DatasetError(f"{src}: the {t} task has no {split} samples")
     out = Path(out)
-    write_dataset(out, name or src.name, "imported", samples,
-                  description=f"Imported from the released chat-JSON files in {src}")
+    write_dataset(
+        out, name or src.name, "imported", samples, description=f"Imported from the released chat-JSON files in {src}"
+    )
     return load_dataset(out)
 
 
@@ -205,8 +209,7 @@ def _rebuilt_messages(text: str, image_path: str | None, answer: str) -> list[di
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     if image_path is not None:
         content.append({"type": "image", "image_path": image_path})
-    return [{"role": "user", "content": content},
-            {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    return [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
 RELEASED_KEYS = ("released_text", "released_answer", "released_image_path", "released_messages")

@@ -30,8 +30,7 @@ from .measure import Measurement
 DEFAULT_ADVISOR = "text-probe"
 PROBE_ADVISORS = ("text-probe", "knn-vote")
 #: keys a --params file may carry besides ReconParams' fields
-EXTRA_KEYS = ("sample_type", "instrument", "scan", "n_positions", "detector_px", "loss",
-              "com_offset_px", "mean_counts")
+EXTRA_KEYS = ("sample_type", "instrument", "scan", "n_positions", "detector_px", "loss", "com_offset_px", "mean_counts")
 N_NEIGHBOURS = 5
 
 
@@ -130,8 +129,9 @@ def load_params(path: Path | str) -> CurrentParams:
     allowed = set(params) | set(EXTRA_KEYS)
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise DiagnoseError(f"{p}: unknown parameter(s) {unknown}; allowed: {', '.join(sorted(allowed))} "
-                            "(or a pty-chi options dump)")
+        raise DiagnoseError(
+            f"{p}: unknown parameter(s) {unknown}; allowed: {', '.join(sorted(allowed))} (or a pty-chi options dump)"
+        )
     for k, default in params.items():
         if k in data:
             v = data[k]
@@ -161,8 +161,10 @@ def _param_lines(cur: CurrentParams) -> list[str]:
 
         lines[1] = f"batch size: {p['batch_size']}, {BATCHING[p['batching']]} batch selection"
     if not det:
-        lines[-1] = (f"diffraction patterns: size not given, orientation {p['orientation']}, "
-                     f"recentred: {'yes' if p['recenter'] else 'no'}")
+        lines[-1] = (
+            f"diffraction patterns: size not given, orientation {p['orientation']}, "
+            f"recentred: {'yes' if p['recenter'] else 'no'}"
+        )
     return lines
 
 
@@ -175,8 +177,7 @@ def _measure_line(m: dict[str, Measurement]) -> str:
     return "no-reference measurements of the phase: " + "; ".join(parts)
 
 
-def advice_text(name: str, labels: list[str], measurements: dict[str, Measurement],
-                cur: CurrentParams | None) -> str:
+def advice_text(name: str, labels: list[str], measurements: dict[str, Measurement], cur: CurrentParams | None) -> str:
     """The parameter task's kind of text (``sim/text.py``, log style) for a user's run."""
     cur = cur or CurrentParams(_recon_fields(), notes=["no --params given: pty-chi defaults of this project assumed"])
     ex = cur.extras
@@ -186,12 +187,16 @@ def advice_text(name: str, labels: list[str], measurements: dict[str, Measuremen
     if isinstance(loss, list) and loss:
         from ..sim.text import _loss_points, _trend
 
-        diag.append(f"data error (MSE of sqrt intensities) - {_loss_points([float(v) for v in loss])}; "
-                    f"trend: {_trend([float(v) for v in loss])}")
+        diag.append(
+            f"data error (MSE of sqrt intensities) - {_loss_points([float(v) for v in loss])}; "
+            f"trend: {_trend([float(v) for v in loss])}"
+        )
     if ex.get("com_offset_px"):
         c = ex["com_offset_px"]
-        diag.append(f"mean diffraction pattern centre of mass offset from detector centre: "
-                    f"({float(c[0]):+.1f}, {float(c[1]):+.1f}) px (y, x)")
+        diag.append(
+            f"mean diffraction pattern centre of mass offset from detector centre: "
+            f"({float(c[0]):+.1f}, {float(c[1]):+.1f}) px (y, x)"
+        )
     if ex.get("mean_counts"):
         diag.append(f"mean counts per diffraction pattern: {float(ex['mean_counts']):.3g}")
     diag.append(_measure_line(measurements))
@@ -244,8 +249,9 @@ class ProbeAdvisor:
             margin = proba - np.where(np.isfinite(thr), thr, 1.0)
             chosen = {self.labels[int(np.argmax(margin))]}
         order = sorted(range(len(self.labels)), key=lambda j: -proba[j])
-        shown = [j for j in order if self.labels[j] in chosen] + \
-                [j for j in order if self.labels[j] not in chosen][:max(0, 5 - len(chosen))]
+        shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
+            : max(0, 5 - len(chosen))
+        ]
         options = []
         for j in shown:
             letter = self.labels[j]
@@ -258,10 +264,19 @@ class ProbeAdvisor:
                 gain = (m.get("option_gains") or {}).get(letter)
                 arts = ", ".join(m.get("visible_artifacts") or []) or "no obvious artifacts"
                 g = f"error reduced by {100 * gain:.0f}%" if isinstance(gain, (int, float)) else "helped"
-                ev.append(f"{m.get('sample_id', '?')} ({m.get('sample_type', '?')}; {arts}): {g} "
-                          f"[similarity {sims[i]:.2f}]")
-            options.append(Option(letter, PARAM_OPTIONS[letter], letter in chosen, round(float(proba[j]), 4),
-                                  None if not np.isfinite(thr[j]) else round(float(thr[j]), 4), ev))
+                ev.append(
+                    f"{m.get('sample_id', '?')} ({m.get('sample_type', '?')}; {arts}): {g} [similarity {sims[i]:.2f}]"
+                )
+            options.append(
+                Option(
+                    letter,
+                    PARAM_OPTIONS[letter],
+                    letter in chosen,
+                    round(float(proba[j]), 4),
+                    None if not np.isfinite(thr[j]) else round(float(thr[j]), 4),
+                    ev,
+                )
+            )
         return Advice(self.name, text, options, [])
 
 
@@ -325,8 +340,8 @@ class ModelAdvisor:
         return self.model + (f" + adapter {self.adapter}" if self.adapter else "")
 
     def advise(self, text: str) -> Advice:
-        from ..models import GREEDY, load_backend
         from ..data import Sample
+        from ..models import GREEDY, load_backend
 
         if self._backend is None:
             try:
@@ -334,14 +349,16 @@ class ModelAdvisor:
             except (ValueError, RuntimeError, ImportError, OSError) as e:
                 raise DiagnoseError(f"advisor {self.model!r}: cannot load ({e})") from None
         task = get_task("params")
-        gen = self._backend.generate([task.render(Sample("user", "test", "params", "unknown", text, None,
-                                                         frozenset()))], GREEDY)[0]
+        gen = self._backend.generate(
+            [task.render(Sample("user", "test", "params", "unknown", text, None, frozenset()))], GREEDY
+        )[0]
         if not gen.ok:
             raise DiagnoseError(f"advisor {self.name}: generation failed ({gen.error})")
         letters = sorted(task.parse(gen.text).labels)
         options = [Option(x, PARAM_OPTIONS[x], True, None, None, [f"named by {self.name}"]) for x in letters]
-        return Advice(self.name, text, options, [] if letters else ["the model's reply named no option"],
-                      reply=gen.text)
+        return Advice(
+            self.name, text, options, [] if letters else ["the model's reply named no option"], reply=gen.text
+        )
 
 
 @lru_cache(maxsize=4)
@@ -358,8 +375,15 @@ def get_advisor(name: str = DEFAULT_ADVISOR, adapter: str | None = None, dataset
     return ModelAdvisor(name, adapter)
 
 
-def advise(name: str, labels: list[str], measurements: dict[str, Measurement], cur: CurrentParams | None,
-           advisor: str = DEFAULT_ADVISOR, adapter: str | None = None, dataset: str | None = None) -> Advice:
+def advise(
+    name: str,
+    labels: list[str],
+    measurements: dict[str, Measurement],
+    cur: CurrentParams | None,
+    advisor: str = DEFAULT_ADVISOR,
+    adapter: str | None = None,
+    dataset: str | None = None,
+) -> Advice:
     text = advice_text(name, labels, measurements, cur)
     adv = get_advisor(advisor, adapter, dataset).advise(text)
     adv.notes = (cur.notes if cur else ["no --params given: the project's default parameters assumed"]) + adv.notes

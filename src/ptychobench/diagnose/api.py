@@ -1,8 +1,8 @@
 """``diagnose``: what is wrong with a reconstruction, with no truth, and what to change.
 
-    >>> from ptychobench import diagnose
-    >>> d = diagnose("recon.h5", scan_step=12)
-    >>> d.labels, d.probabilities["Phase ramp"], d.measurements["ramp"].value
+>>> from ptychobench import diagnose
+>>> d = diagnose("recon.h5", scan_step=12)
+>>> d.labels, d.probabilities["Phase ramp"], d.measurements["ramp"].value
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (the rendered image left out)."""
         return {
-            "name": self.name, "source": self.source, "shape": list(self.shape), "kind": self.kind,
-            "detector": self.detector, "labels": self.labels, "probabilities": self.probabilities,
+            "name": self.name,
+            "source": self.source,
+            "shape": list(self.shape),
+            "kind": self.kind,
+            "detector": self.detector,
+            "labels": self.labels,
+            "probabilities": self.probabilities,
             "thresholds": self.thresholds,
             "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
             "frc": self.frc.to_dict() if self.frc else None,
@@ -58,11 +63,20 @@ def _as_recon(x: Any, key: str | None, name: str | None) -> Recon:
     raise DiagnoseError(f"{name or type(x).__name__}: expected a path or an array, got {type(x).__name__}")
 
 
-def diagnose_many(inputs: list[Any], *, key: str | None = None, detector: str = DEFAULT_DETECTOR,
-                  adapter: str | None = None, params: str | Path | CurrentParams | None = None,
-                  scan_step: float | None = None, half: Any = None, advisor: str | None = DEFAULT_ADVISOR,
-                  advisor_adapter: str | None = None, dataset: str | None = None,
-                  crop: int | None = None) -> list[Diagnosis]:
+def diagnose_many(
+    inputs: list[Any],
+    *,
+    key: str | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    adapter: str | None = None,
+    params: str | Path | CurrentParams | None = None,
+    scan_step: float | None = None,
+    half: Any = None,
+    advisor: str | None = DEFAULT_ADVISOR,
+    advisor_adapter: str | None = None,
+    dataset: str | None = None,
+    crop: int | None = None,
+) -> list[Diagnosis]:
     """Diagnose several reconstructions (paths, folders or arrays); the detector and the
     advisor load once. ``advisor=None`` skips the advice; ``crop`` keeps the central
     ``crop`` x ``crop`` pixels of each (and of ``half``)."""
@@ -89,11 +103,24 @@ def diagnose_many(inputs: list[Any], *, key: str | None = None, detector: str = 
         if advisor:
             label = r.path.name if r.path is not None else r.name
             if r.path is not None and r.name.startswith(f"{r.path}:"):  # the dataset inside the file
-                label += r.name[len(str(r.path)):]
+                label += r.name[len(str(r.path)) :]
             adv = advise(label, det.labels, m, cur, advisor, advisor_adapter, dataset)
-        out.append(Diagnosis(name=r.name, source=r.source, shape=r.shape, kind=r.kind, labels=det.labels,
-                             probabilities=det.probabilities, thresholds=det.thresholds, detector=det.detector,
-                             measurements=m, frc=curve, advice=adv, image=img))
+        out.append(
+            Diagnosis(
+                name=r.name,
+                source=r.source,
+                shape=r.shape,
+                kind=r.kind,
+                labels=det.labels,
+                probabilities=det.probabilities,
+                thresholds=det.thresholds,
+                detector=det.detector,
+                measurements=m,
+                frc=curve,
+                advice=adv,
+                image=img,
+            )
+        )
     return out
 
 

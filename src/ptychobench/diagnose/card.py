@@ -16,7 +16,8 @@ from .io import DiagnoseError
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}
 h1{font-size:1.3em;word-break:break-all} h2{font-size:1.05em;margin-top:1.4em}
-table{border-collapse:collapse} td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+table{border-collapse:collapse}
+td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 .on{font-weight:bold;color:#a40000} .muted{color:#777} img{image-rendering:pixelated;border:1px solid #999}
 pre{background:#f5f5f5;padding:.8em;white-space:pre-wrap;font-size:.85em}
 """
@@ -35,14 +36,18 @@ def _fmt(v: float | None) -> str:
 
 
 def card_html(d: Diagnosis) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(d.name)}</title>",
-             f"<style>{_STYLE}</style></head><body>",
-             f"<h1>{escape(d.name)}</h1>",
-             f"<p class='muted'>{escape(d.kind)} field, {d.shape[0]} x {d.shape[1]} px; {escape(d.source)}</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(d.name)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{escape(d.name)}</h1>",
+        f"<p class='muted'>{escape(d.kind)} field, {d.shape[0]} x {d.shape[1]} px; {escape(d.source)}</p>",
+    ]
     if d.image is not None:
         parts.append(f"<img src='{_png_data_url(d.image)}' width='384' alt='rendered phase'>")
-    parts.append(f"<h2>Artifacts</h2><p>{escape(', '.join(d.labels))} "
-                 f"<span class='muted'>(detector: {escape(d.detector)})</span></p>")
+    parts.append(
+        f"<h2>Artifacts</h2><p>{escape(', '.join(d.labels))} "
+        f"<span class='muted'>(detector: {escape(d.detector)})</span></p>"
+    )
     if d.probabilities:
         parts.append("<table><tr><th>label</th><th>probability</th><th>threshold</th></tr>")
         for lab, p in sorted(d.probabilities.items(), key=lambda kv: -kv[1]):
@@ -50,27 +55,39 @@ def card_html(d: Diagnosis) -> str:
             cls = " class='on'" if lab in d.labels else ""
             parts.append(f"<tr{cls}><td>{escape(lab)}</td><td>{p:.2f}</td><td>{_fmt(t)}</td></tr>")
         parts.append("</table>")
-    parts.append("<h2>Measurements (no truth needed)</h2><table>"
-                 "<tr><th>measurement</th><th>value</th><th>unit</th><th>meaning</th></tr>")
+    parts.append(
+        "<h2>Measurements (no truth needed)</h2><table>"
+        "<tr><th>measurement</th><th>value</th><th>unit</th><th>meaning</th></tr>"
+    )
     for m in d.measurements.values():
-        parts.append(f"<tr><td>{escape(m.title)}</td><td>{_fmt(m.value)}</td><td>{escape(m.unit)}</td>"
-                     f"<td>{escape(m.meaning)}</td></tr>")
+        parts.append(
+            f"<tr><td>{escape(m.title)}</td><td>{_fmt(m.value)}</td><td>{escape(m.unit)}</td>"
+            f"<td>{escape(m.meaning)}</td></tr>"
+        )
     parts.append("</table>")
     if d.frc is not None:
-        rows = "".join(f"<tr><td>{f:.3f}</td><td>{c:.3f}</td><td>{t:.3f}</td></tr>"
-                       for f, c, t in zip(d.frc.frequency, d.frc.frc, d.frc.threshold))
-        parts.append(f"<h2>Fourier ring correlation</h2><p>half-bit resolution {d.frc.resolution_px:.3g} px "
-                     "(full period)</p><details><summary>curve</summary><table>"
-                     f"<tr><th>cycles/px</th><th>FRC</th><th>half-bit</th></tr>{rows}</table></details>")
+        rows = "".join(
+            f"<tr><td>{f:.3f}</td><td>{c:.3f}</td><td>{t:.3f}</td></tr>"
+            for f, c, t in zip(d.frc.frequency, d.frc.frc, d.frc.threshold)
+        )
+        parts.append(
+            f"<h2>Fourier ring correlation</h2><p>half-bit resolution {d.frc.resolution_px:.3g} px "
+            "(full period)</p><details><summary>curve</summary><table>"
+            f"<tr><th>cycles/px</th><th>FRC</th><th>half-bit</th></tr>{rows}</table></details>"
+        )
     if d.advice is not None:
         a = d.advice
-        parts.append(f"<h2>Parameter advice</h2><p class='muted'>advisor: {escape(a.advisor)}</p><table>"
-                     "<tr><th>option</th><th>recommended</th><th>evidence</th></tr>")
+        parts.append(
+            f"<h2>Parameter advice</h2><p class='muted'>advisor: {escape(a.advisor)}</p><table>"
+            "<tr><th>option</th><th>recommended</th><th>evidence</th></tr>"
+        )
         for o in a.options:
             ev = "<br>".join(escape(e) for e in o.evidence)
             cls = " class='on'" if o.chosen else ""
-            parts.append(f"<tr{cls}><td>{o.letter}. {escape(o.text)}</td><td>{'yes' if o.chosen else 'no'}</td>"
-                         f"<td>{ev}</td></tr>")
+            parts.append(
+                f"<tr{cls}><td>{o.letter}. {escape(o.text)}</td><td>{'yes' if o.chosen else 'no'}</td>"
+                f"<td>{ev}</td></tr>"
+            )
         parts.append("</table>")
         for n in a.notes:
             parts.append(f"<p class='muted'>note: {escape(n)}</p>")
@@ -103,8 +120,9 @@ def write_cards(diagnoses: list[Diagnosis], out: Path) -> list[Path]:
             (out / name).write_text(card_html(d), encoding="utf-8")
             written.append(out / name)
             links.append(f"<li><a href='{escape(name)}'>{escape(d.name)}</a>: {escape(', '.join(d.labels))}</li>")
-        (out / "index.html").write_text("<!doctype html><meta charset='utf-8'><title>diagnoses</title>"
-                                        f"<ul>{''.join(links)}</ul>", encoding="utf-8")
+        (out / "index.html").write_text(
+            f"<!doctype html><meta charset='utf-8'><title>diagnoses</title><ul>{''.join(links)}</ul>", encoding="utf-8"
+        )
         return [*written, out / "index.html"]
     except OSError as e:
         raise DiagnoseError(f"{out}: cannot write the HTML card(s) ({e.strerror or e})") from None

@@ -34,38 +34,59 @@ def _print(console: Console, d) -> None:
     if d.advice is not None:
         t = Table("option", "recommended", "evidence", title=f"parameter advice ({d.advice.advisor})")
         for o in d.advice.options:
-            t.add_row(f"{o.letter}. {o.text}", "yes" if o.chosen else "no", "\n".join(o.evidence),
-                      style="bold" if o.chosen else None)
+            t.add_row(
+                f"{o.letter}. {o.text}",
+                "yes" if o.chosen else "no",
+                "\n".join(o.evidence),
+                style="bold" if o.chosen else None,
+            )
         console.print(t)
         for n in d.advice.notes:
             console.print(f"[dim]note: {n}[/]")
 
 
 def diagnose_command(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Reconstruction files or folders (PNG/TIFF, .npy/.npz, HDF5, .ptyr).")],
-    detector: Annotated[str, typer.Option(
-        "--detector", help="vision-probe (default), knn-vote, or a model: preset, hf:<id>, openai:<model>.")
+    paths: Annotated[
+        list[Path], typer.Argument(help="Reconstruction files or folders (PNG/TIFF, .npy/.npz, HDF5, .ptyr).")
+    ],
+    detector: Annotated[
+        str,
+        typer.Option(
+            "--detector", help="vision-probe (default), knn-vote, or a model: preset, hf:<id>, openai:<model>."
+        ),
     ] = DEFAULT_DETECTOR,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder for a model detector.")] = None,
-    params: Annotated[Path | None, typer.Option(
-        "--params", help="Current parameters: YAML/JSON of ReconParams fields or a pty-chi options dump.")] = None,
-    scan_step: Annotated[float | None, typer.Option(
-        "--scan-step", help="Scan step in pixels of the object (grid check).")] = None,
-    half: Annotated[Path | None, typer.Option("--half", help="Second half-data reconstruction: FRC resolution.")] = None,
-    crop: Annotated[int | None, typer.Option(
-        "--crop", help="Keep the central PX x PX pixels (the well-lit field, without the buffer's margins).")] = None,
+    params: Annotated[
+        Path | None,
+        typer.Option("--params", help="Current parameters: YAML/JSON of ReconParams fields or a pty-chi options dump."),
+    ] = None,
+    scan_step: Annotated[
+        float | None, typer.Option("--scan-step", help="Scan step in pixels of the object (grid check).")
+    ] = None,
+    half: Annotated[
+        Path | None, typer.Option("--half", help="Second half-data reconstruction: FRC resolution.")
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            "--crop", help="Keep the central PX x PX pixels (the well-lit field, without the buffer's margins)."
+        ),
+    ] = None,
     key: Annotated[str | None, typer.Option("--key", help="Dataset or array name inside an HDF5/.npz file.")] = None,
-    advisor: Annotated[str, typer.Option(
-        "--advisor", help="text-probe (default), knn-vote, a language model, or 'none' to skip advice.")
+    advisor: Annotated[
+        str,
+        typer.Option("--advisor", help="text-probe (default), knn-vote, a language model, or 'none' to skip advice."),
     ] = "text-probe",
-    advisor_adapter: Annotated[Path | None, typer.Option(
-        "--advisor-adapter", help="LoRA adapter for a model advisor.")] = None,
-    dataset: Annotated[str | None, typer.Option(
-        "--dataset", help="Dataset the probes are fitted on (default: the default dataset).")] = None,
+    advisor_adapter: Annotated[
+        Path | None, typer.Option("--advisor-adapter", help="LoRA adapter for a model advisor.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset the probes are fitted on (default: the default dataset).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    html: Annotated[Path | None, typer.Option(
-        "--html", help="Write an HTML card (a .html file, or a folder for several).")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write an HTML card (a .html file, or a folder for several).")
+    ] = None,
 ) -> None:
     """What is wrong with a reconstruction, with no truth, and what to change.
 
@@ -79,11 +100,19 @@ def diagnose_command(
     try:
         if scan_step is not None and scan_step <= 1:
             raise DiagnoseError(f"--scan-step {scan_step:g}: expected the scan step in object pixels (> 1)")
-        ds = diagnose_many(list(paths), key=key, detector=detector, adapter=str(adapter) if adapter else None,
-                           params=params, scan_step=scan_step, half=half,
-                           advisor=None if advisor.lower() == "none" else advisor,
-                           advisor_adapter=str(advisor_adapter) if advisor_adapter else None, dataset=dataset,
-                           crop=crop)
+        ds = diagnose_many(
+            list(paths),
+            key=key,
+            detector=detector,
+            adapter=str(adapter) if adapter else None,
+            params=params,
+            scan_step=scan_step,
+            half=half,
+            advisor=None if advisor.lower() == "none" else advisor,
+            advisor_adapter=str(advisor_adapter) if advisor_adapter else None,
+            dataset=dataset,
+            crop=crop,
+        )
         written = []
         if html is not None:
             from .card import write_cards

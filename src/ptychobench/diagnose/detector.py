@@ -86,7 +86,7 @@ class ArrayFeatures:
         device = "cuda" if _cuda() else "cpu"
         out = []
         for start in range(0, len(images), batch_size):
-            pil = [Image.fromarray(im).convert("RGB") for im in images[start:start + batch_size]]
+            pil = [Image.fromarray(im).convert("RGB") for im in images[start : start + batch_size]]
             with torch.no_grad():
                 if proc is None:
                     x = efficientnet_pixels(pil).to(device)
@@ -117,7 +117,7 @@ class ProbeDetector:
     dataset: str
     backbone: str
     labels: list[str]
-    probe: Any = None                 # LinearProbe (vision-probe)
+    probe: Any = None  # LinearProbe (vision-probe)
     train_X: np.ndarray | None = None  # normalised features (knn-vote)
     train_Y: np.ndarray | None = None
     n_neighbors: int = 5
@@ -153,11 +153,16 @@ class ProbeDetector:
         out = []
         for p in proba:
             chosen = [lab for lab, v, t in zip(self.labels, p, thr) if v >= t]
-            out.append(Detection(
-                labels=chosen or [NO_ARTIFACTS],
-                probabilities={lab: round(float(v), 4) for lab, v in zip(self.labels, p)},
-                thresholds={lab: (round(float(t), 4) if np.isfinite(t) else None) for lab, t in zip(self.labels, thr)},
-                detector=self.name))
+            out.append(
+                Detection(
+                    labels=chosen or [NO_ARTIFACTS],
+                    probabilities={lab: round(float(v), 4) for lab, v in zip(self.labels, p)},
+                    thresholds={
+                        lab: (round(float(t), 4) if np.isfinite(t) else None) for lab, t in zip(self.labels, thr)
+                    },
+                    detector=self.name,
+                )
+            )
         return out
 
 
@@ -172,8 +177,9 @@ def _source_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def fit_probe_detector(kind: str, dataset: str | None = None, backbone: str | None = None,
-                       seed: int = 0) -> ProbeDetector:
+def fit_probe_detector(
+    kind: str, dataset: str | None = None, backbone: str | None = None, seed: int = 0
+) -> ProbeDetector:
     """Fit (no cache) on the artifact task's TRAIN split of ``dataset``."""
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
@@ -200,14 +206,23 @@ def _cache_path(kind: str, dataset: str | None, backbone: str | None) -> Path:
     from ..strategies.embeddings import DEFAULT_IMAGE_BACKBONE
 
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
-    key = "|".join([kind, ds.manifest.get("content_hash", ""), str(ds.root), backbone or DEFAULT_IMAGE_BACKBONE,
-                    _source_hash(), str(CACHE_VERSION)])
+    key = "|".join(
+        [
+            kind,
+            ds.manifest.get("content_hash", ""),
+            str(ds.root),
+            backbone or DEFAULT_IMAGE_BACKBONE,
+            _source_hash(),
+            str(CACHE_VERSION),
+        ]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return detectors_dir() / f"{kind}-{ds.name}-{digest}.pkl"
 
 
-def load_probe_detector(kind: str = DEFAULT_DETECTOR, dataset: str | None = None,
-                        backbone: str | None = None, refit: bool = False) -> ProbeDetector:
+def load_probe_detector(
+    kind: str = DEFAULT_DETECTOR, dataset: str | None = None, backbone: str | None = None, refit: bool = False
+) -> ProbeDetector:
     """The cached detector, fitted first when absent (or with ``refit``)."""
     path = _cache_path(kind, dataset, backbone)
     if path.is_file() and not refit:
@@ -246,8 +261,8 @@ class ModelDetector:
     def detect(self, images: list[np.ndarray]) -> list[Detection]:
         from PIL import Image
 
-        from ..models import GREEDY, load_backend
         from ..data import Sample
+        from ..models import GREEDY, load_backend
 
         if self._backend is None:
             try:
@@ -269,14 +284,22 @@ class ModelDetector:
                 raise DiagnoseError(f"detector {self.name}: generation failed ({g.error})")
             parsed = task.parse(g.text)
             labels = [lab for lab in ARTIFACT_LABELS if lab in parsed.labels]
-            out.append(Detection(labels=labels or [NO_ARTIFACTS], probabilities=None, thresholds=None,
-                                 detector=self.name, reply=g.text))
+            out.append(
+                Detection(
+                    labels=labels or [NO_ARTIFACTS],
+                    probabilities=None,
+                    thresholds=None,
+                    detector=self.name,
+                    reply=g.text,
+                )
+            )
         return out
 
 
 @lru_cache(maxsize=8)
-def get_detector(name: str = DEFAULT_DETECTOR, adapter: str | None = None, dataset: str | None = None,
-                 backbone: str | None = None):
+def get_detector(
+    name: str = DEFAULT_DETECTOR, adapter: str | None = None, dataset: str | None = None, backbone: str | None = None
+):
     """A detector by name: ``vision-probe`` / ``knn-vote`` (cached fits) or a model."""
     if name in PROBE_DETECTORS:
         if adapter:

@@ -27,8 +27,7 @@ OBJECT_NAMES = ("object", "obj", "recon", "reconstruction", "object_complex", "o
 PHASE_NAMES = ("phase", "object_phase", "obj_phase")
 AMPLITUDE_NAMES = ("amplitude", "amp", "magnitude", "mag", "object_amplitude", "obj_amplitude")
 MIN_SIDE = 16
-EXPECTED = ("a 2-D phase or complex object (or a (slices, H, W) complex stack), as PNG/TIFF, "
-            ".npy/.npz or HDF5")
+EXPECTED = "a 2-D phase or complex object (or a (slices, H, W) complex stack), as PNG/TIFF, .npy/.npz or HDF5"
 
 
 class DiagnoseError(DatasetError):
@@ -75,8 +74,10 @@ def to_recon(arr: np.ndarray, name: str, source: str = "", path: Path | None = N
     if a.ndim != 2:
         raise DiagnoseError(f"{name}: array of shape {tuple(np.shape(arr))}; expected {EXPECTED}")
     if min(a.shape) < MIN_SIDE:
-        raise DiagnoseError(f"{name}: field of {a.shape[0]} x {a.shape[1]} px is too small; "
-                            f"expected at least {MIN_SIDE} x {MIN_SIDE} px")
+        raise DiagnoseError(
+            f"{name}: field of {a.shape[0]} x {a.shape[1]} px is too small; "
+            f"expected at least {MIN_SIDE} x {MIN_SIDE} px"
+        )
     if not np.all(np.isfinite(a)):
         raise DiagnoseError(f"{name}: contains NaN or infinite values; expected a finite object")
     if np.iscomplexobj(a):
@@ -121,11 +122,13 @@ def centre_crop(recon: Recon, size: int) -> Recon:
     object buffer's weakly lit margins (the dataset measures and renders that field too)."""
     h, w = recon.shape
     if size < MIN_SIDE or size > min(h, w):
-        raise DiagnoseError(f"{recon.name}: cannot crop {size} x {size} px from a {h} x {w} px field "
-                            f"(expected {MIN_SIDE} to {min(h, w)})")
+        raise DiagnoseError(
+            f"{recon.name}: cannot crop {size} x {size} px from a {h} x {w} px field "
+            f"(expected {MIN_SIDE} to {min(h, w)})"
+        )
     top, left = (h - size) // 2, (w - size) // 2
     src = f"{recon.source}, central {size} px" if recon.source else f"central {size} px"
-    return Recon(recon.name, recon.data[top:top + size, left:left + size], recon.kind, src, recon.path)
+    return Recon(recon.name, recon.data[top : top + size, left : left + size], recon.kind, src, recon.path)
 
 
 def _pick(names: Sequence[str], candidates: Sequence[str]) -> list[str]:
@@ -192,8 +195,9 @@ def _read_npy(path: Path, key: str | None) -> Recon:
         found = found or _pick(names, PHASE_NAMES)
         if len(found) == 1:
             return to_recon(loaded[found[0]], f"{path}:{found[0]}", f"npz key {found[0]}", path)
-    raise DiagnoseError(f"{path}: cannot tell which array is the object (arrays: {', '.join(names)}); "
-                        "name one with --key")
+    raise DiagnoseError(
+        f"{path}: cannot tell which array is the object (arrays: {', '.join(names)}); name one with --key"
+    )
 
 
 def _h5_datasets(f) -> list[str]:
@@ -219,8 +223,9 @@ def _read_hdf5(path: Path, key: str | None) -> Recon:
     with f:
         if key:
             if key not in f or not isinstance(f[key], h5py.Dataset):
-                raise DiagnoseError(f"{path}: no dataset {key!r}; 2-D+ datasets: "
-                                    f"{', '.join(_h5_datasets(f)) or 'none'}")
+                raise DiagnoseError(
+                    f"{path}: no dataset {key!r}; 2-D+ datasets: {', '.join(_h5_datasets(f)) or 'none'}"
+                )
             return to_recon(f[key][()], f"{path}:{key}", f"HDF5 {key}", path)
         # ptypy: content/obj/<storage id>/data
         if "content/obj" in f and isinstance(f["content/obj"], h5py.Group):
@@ -228,24 +233,27 @@ def _read_hdf5(path: Path, key: str | None) -> Recon:
             if len(storages) == 1:
                 return to_recon(f[storages[0]][()], f"{path}:{storages[0]}", f"ptypy {storages[0]}", path)
             if len(storages) > 1:
-                raise DiagnoseError(f"{path}: ptypy file with {len(storages)} object storages "
-                                    f"({', '.join(storages)}); name one with --key")
+                raise DiagnoseError(
+                    f"{path}: ptypy file with {len(storages)} object storages "
+                    f"({', '.join(storages)}); name one with --key"
+                )
         names = _h5_datasets(f)
         for candidates in (OBJECT_NAMES, PHASE_NAMES):
             found = _pick(names, candidates)
             if len(found) == 1:
                 return to_recon(f[found[0]][()], f"{path}:{found[0]}", f"HDF5 {found[0]}", path)
             if len(found) > 1:
-                raise DiagnoseError(f"{path}: several candidate objects ({', '.join(found)}); "
-                                    "name one with --key")
+                raise DiagnoseError(f"{path}: several candidate objects ({', '.join(found)}); name one with --key")
             if candidates is OBJECT_NAMES:
                 combined = _amp_phase(lambda n: f[n][()], names)
                 if combined is not None:
                     return to_recon(combined, str(path), "HDF5 amplitude and phase", path)
         if len(names) == 1:
             return to_recon(f[names[0]][()], f"{path}:{names[0]}", f"HDF5 {names[0]}", path)
-        raise DiagnoseError(f"{path}: cannot tell which dataset is the object (2-D+ datasets: "
-                            f"{', '.join(names) or 'none'}); name one with --key")
+        raise DiagnoseError(
+            f"{path}: cannot tell which dataset is the object (2-D+ datasets: "
+            f"{', '.join(names) or 'none'}); name one with --key"
+        )
 
 
 def read(path: Path | str, key: str | None = None) -> Recon:
@@ -274,8 +282,9 @@ def expand(paths: Iterable[Path | str]) -> list[Path]:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            found = sorted(q for q in p.iterdir()
-                           if q.is_file() and not q.name.startswith(".") and q.suffix.lower() in SUFFIXES)
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and not q.name.startswith(".") and q.suffix.lower() in SUFFIXES
+            )
             if not found:
                 raise DiagnoseError(f"{p}: folder holds no reconstruction files ({', '.join(SUFFIXES)})")
             out.extend(found)

@@ -44,11 +44,11 @@ class Measurement:
 class FRC:
     """Fourier ring correlation of two half-data reconstructions."""
 
-    frequency: list[float]   # ring centres, cycles per pixel
+    frequency: list[float]  # ring centres, cycles per pixel
     frc: list[float]
-    threshold: list[float]   # half-bit criterion per ring
-    crossing: float | None   # first frequency where the FRC falls below the threshold
-    resolution_px: float     # full period 1 / crossing (2 px: resolved up to Nyquist)
+    threshold: list[float]  # half-bit criterion per ring
+    crossing: float | None  # first frequency where the FRC falls below the threshold
+    resolution_px: float  # full period 1 / crossing (2 px: resolved up to Nyquist)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +99,7 @@ def ramp(phase: np.ndarray, region: np.ndarray, wrapped: bool) -> tuple[float, f
 
 
 def deramp(phase: np.ndarray, g: tuple[float, float], wrapped: bool) -> np.ndarray:
-    yy, xx = np.mgrid[0:phase.shape[0], 0:phase.shape[1]]
+    yy, xx = np.mgrid[0 : phase.shape[0], 0 : phase.shape[1]]
     out = phase - (g[0] * yy + g[1] * xx)
     if wrapped:
         out = _wrap(out - np.angle(np.mean(np.exp(1j * out))))
@@ -125,16 +125,17 @@ def lattice(phase: np.ndarray, step_px: float) -> tuple[float, float]:
     Peak ratio: for each lattice direction (y, x, the diagonals, the second harmonics),
     the peak power near its two symmetric points over the larger of the median power on
     the ring and along the radial line there (geometric mean of the two); the largest
-    over directions (1 = no peak; any periodic pattern at the step shows in one). Relative amplitude: RMS of the component at
-    those points over the RMS of the phase."""
+    over directions (1 = no peak; any periodic pattern at the step shows in one).
+    Relative amplitude: RMS of the component at those points over the RMS of the phase."""
     n0, n1 = phase.shape
     win = np.outer(np.hanning(n0), np.hanning(n1))
     p = phase - phase.mean()
     pad = (2 * n0, 2 * n1)
     f = np.fft.fftshift(np.fft.fft2(p * win, s=pad))
     power = np.abs(f) ** 2
-    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(pad[0])), np.fft.fftshift(np.fft.fftfreq(pad[1])),
-                         indexing="ij")
+    fy, fx = np.meshgrid(
+        np.fft.fftshift(np.fft.fftfreq(pad[0])), np.fft.fftshift(np.fft.fftfreq(pad[1])), indexing="ij"
+    )
     fr = np.hypot(fy, fx)
     keep = np.zeros(power.shape, bool)
     ratios = []
@@ -150,8 +151,10 @@ def lattice(phase: np.ndarray, step_px: float) -> tuple[float, float]:
             # the same direction a little nearer and farther: a feature's edge streak runs
             # radially through the point and is no peak there; a lattice peak is
             uy, ux = np.array([ty * pad[0], tx * pad[1]]) / np.hypot(ty * pad[0], tx * pad[1])
-            radial = [power[round(c0 + ty * pad[0] + s * uy) % pad[0], round(c1 + tx * pad[1] + s * ux) % pad[1]]
-                      for s in (*range(-12, -3), *range(4, 13))]
+            radial = [
+                power[round(c0 + ty * pad[0] + s * uy) % pad[0], round(c1 + tx * pad[1] + s * ux) % pad[1]]
+                for s in (*range(-12, -3), *range(4, 13))
+            ]
             keep |= near
             ref = max(float(np.median(power[ring])), float(np.median(radial)))
             pair.append(power[near].max() / (ref + 1e-20))
@@ -160,7 +163,7 @@ def lattice(phase: np.ndarray, step_px: float) -> tuple[float, float]:
     if not ratios:
         return 1.0, 0.0
     comp = np.fft.ifft2(np.fft.ifftshift(np.where(keep, f, 0)))[:n0, :n1]
-    wn = np.sqrt((win ** 2).mean())
+    wn = np.sqrt((win**2).mean())
     amp = float(np.sqrt((np.abs(comp) ** 2).mean()) / wn / (p.std() + 1e-12))
     return float(np.max(ratios)), amp
 
@@ -208,8 +211,10 @@ def frc(a: Recon, b: Recon) -> FRC:
     (its low sidelobes keep strong low frequencies from leaking into the outer rings; its
     main lobe shifts a sharp cut-off outwards by about two rings)."""
     if a.shape != b.shape:
-        raise DiagnoseError(f"{b.name}: half reconstruction is {b.shape[0]} x {b.shape[1]} px but "
-                            f"{a.name} is {a.shape[0]} x {a.shape[1]} px; expected the same field")
+        raise DiagnoseError(
+            f"{b.name}: half reconstruction is {b.shape[0]} x {b.shape[1]} px but "
+            f"{a.name} is {a.shape[0]} x {a.shape[1]} px; expected the same field"
+        )
     if a.kind == "complex" and b.kind == "complex":
         x, y = a.data, b.data
         y = y * np.exp(1j * np.angle(np.vdot(y, x)))
@@ -240,11 +245,18 @@ def frc(a: Recon, b: Recon) -> FRC:
             crossing = float(f0 + (f1 - f0) * d0 / (d0 - d1)) if d0 > 0 else float(f0 if i > 1 else f1)
             break
     resolution = 1.0 / crossing if crossing else 2.0
-    return FRC([round(float(v), 5) for v in freq[1:]], [round(float(v), 4) for v in curve[1:]],
-               [round(float(v), 4) for v in thr[1:]], crossing, float(resolution))
+    return FRC(
+        [round(float(v), 5) for v in freq[1:]],
+        [round(float(v), 4) for v in curve[1:]],
+        [round(float(v), 4) for v in thr[1:]],
+        crossing,
+        float(resolution),
+    )
 
 
-def measure(recon: Recon, scan_step: float | None = None, half: Recon | None = None) -> tuple[dict[str, Measurement], FRC | None]:
+def measure(
+    recon: Recon, scan_step: float | None = None, half: Recon | None = None
+) -> tuple[dict[str, Measurement], FRC | None]:
     """All truth-free measurements of ``recon`` (and the FRC against ``half``)."""
     phase, amp = phase_and_amplitude(recon)
     wrapped = recon.unit == "rad"
@@ -261,42 +273,112 @@ def measure(recon: Recon, scan_step: float | None = None, half: Recon | None = N
     bg = background(flat, wrapped)
     sigma = noise(flat, region, wrapped)
     out = [
-        Measurement("ramp", "Phase ramp", ramp_total, f"{u} across the field",
-                    "plane fitted to the phase gradient, end to end along its direction"),
-        Measurement("ramp_rel", "Phase ramp / phase range", ramp_total / scale, "ratio",
-                    "the ramp against the specimen's own phase range (above ~0.5 it dominates the view)"),
-        Measurement("phase_range", "Phase range", prange, u,
-                    "1st-99th percentile spread of the ramp-free phase: the specimen's contrast"),
-        Measurement("vortices", "Phase vortices", float(pos + neg) if wrapped else None, "count",
-                    "phase residues where the amplitude is not negligible" if amp is not None else
-                    ("phase residues (no amplitude given: whole field)" if wrapped else
-                     "not measurable on a grey-level image (phase scale unknown)")),
-        Measurement("vortex_balance", "Vortex charge balance", float(pos - neg) if wrapped else None, "count",
-                    "positive minus negative residues (vortices from noise come in pairs)"),
-        Measurement("background", "Slow background", bg, u,
-                    "RMS of the phase beneath the features (median over a sixth of the field)"),
-        Measurement("background_rel", "Slow background / phase range", bg / scale, "ratio",
-                    "slow variation against the specimen's contrast"),
+        Measurement(
+            "ramp",
+            "Phase ramp",
+            ramp_total,
+            f"{u} across the field",
+            "plane fitted to the phase gradient, end to end along its direction",
+        ),
+        Measurement(
+            "ramp_rel",
+            "Phase ramp / phase range",
+            ramp_total / scale,
+            "ratio",
+            "the ramp against the specimen's own phase range (above ~0.5 it dominates the view)",
+        ),
+        Measurement(
+            "phase_range",
+            "Phase range",
+            prange,
+            u,
+            "1st-99th percentile spread of the ramp-free phase: the specimen's contrast",
+        ),
+        Measurement(
+            "vortices",
+            "Phase vortices",
+            float(pos + neg) if wrapped else None,
+            "count",
+            "phase residues where the amplitude is not negligible"
+            if amp is not None
+            else (
+                "phase residues (no amplitude given: whole field)"
+                if wrapped
+                else "not measurable on a grey-level image (phase scale unknown)"
+            ),
+        ),
+        Measurement(
+            "vortex_balance",
+            "Vortex charge balance",
+            float(pos - neg) if wrapped else None,
+            "count",
+            "positive minus negative residues (vortices from noise come in pairs)",
+        ),
+        Measurement(
+            "background",
+            "Slow background",
+            bg,
+            u,
+            "RMS of the phase beneath the features (median over a sixth of the field)",
+        ),
+        Measurement(
+            "background_rel",
+            "Slow background / phase range",
+            bg / scale,
+            "ratio",
+            "slow variation against the specimen's contrast",
+        ),
         Measurement("noise", "Noise", sigma, u, "white-noise sigma explaining the finest diagonal differences"),
-        Measurement("noise_rel", "Noise / phase range", sigma / scale, "ratio", "noise against the specimen's contrast"),
-        Measurement("region", "Trusted region", float(region.mean()), "fraction of pixels",
-                    "where the amplitude is not negligible (all pixels without amplitude)"),
+        Measurement(
+            "noise_rel", "Noise / phase range", sigma / scale, "ratio", "noise against the specimen's contrast"
+        ),
+        Measurement(
+            "region",
+            "Trusted region",
+            float(region.mean()),
+            "fraction of pixels",
+            "where the amplitude is not negligible (all pixels without amplitude)",
+        ),
     ]
     if scan_step:
         peak, amp_rel = lattice(flat, scan_step)
         out += [
-            Measurement("grid_peak", "Scan-lattice peak", peak, "x ring median",
-                        f"spectral power at the scan frequencies (step {scan_step:g} px) over its ring; 1 = none"),
-            Measurement("grid_amp", "Scan-lattice amplitude", amp_rel, "fraction of phase RMS",
-                        "RMS of the phase component at the scan frequencies, relative to the phase's RMS"),
+            Measurement(
+                "grid_peak",
+                "Scan-lattice peak",
+                peak,
+                "x ring median",
+                f"spectral power at the scan frequencies (step {scan_step:g} px) over its ring; 1 = none",
+            ),
+            Measurement(
+                "grid_amp",
+                "Scan-lattice amplitude",
+                amp_rel,
+                "fraction of phase RMS",
+                "RMS of the phase component at the scan frequencies, relative to the phase's RMS",
+            ),
         ]
     else:
-        out.append(Measurement("grid_peak", "Scan-lattice peak", None, "x ring median",
-                               "give --scan-step (px) to measure energy at the scan-lattice frequencies"))
+        out.append(
+            Measurement(
+                "grid_peak",
+                "Scan-lattice peak",
+                None,
+                "x ring median",
+                "give --scan-step (px) to measure energy at the scan-lattice frequencies",
+            )
+        )
     curve = None
     if half is not None:
         curve = frc(recon, half)
-        out.append(Measurement("frc_resolution", "FRC half-bit resolution", curve.resolution_px, "px (full period)",
-                               "finest period at which the two half-data reconstructions still agree"
-                               + ("" if curve.crossing else " (no crossing: resolved to Nyquist)")))
+        out.append(
+            Measurement(
+                "frc_resolution",
+                "FRC half-bit resolution",
+                curve.resolution_px,
+                "px (full period)",
+                "finest period at which the two half-data reconstructions still agree"
+                + ("" if curve.crossing else " (no crossing: resolved to Nyquist)"),
+            )
+        )
     return {m.key: m for m in out}, curve

@@ -6,5 +6,13 @@ from .record import RECORD_VERSION, PredictionRecord
 from .score import ConfigScores, score_records
 from .store import PredictionStore, read_run
 
-__all__ = ["RECORD_VERSION", "ConfigScores", "PredictionRecord", "PredictionStore", "make_record", "predict",
-           "read_run", "score_records"]
+__all__ = [
+    "RECORD_VERSION",
+    "ConfigScores",
+    "PredictionRecord",
+    "PredictionStore",
+    "make_record",
+    "predict",
+    "read_run",
+    "score_records",
+]

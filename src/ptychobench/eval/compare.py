@@ -70,8 +70,23 @@ def compare_cells(task: str, kind: str, a: str, b: str, recs: dict[str, dict[str
     pa = [frozenset(recs[a][i]["labels"]) for i in ids]
     pb = [frozenset(recs[b][i]["labels"]) for i in ids]
     c = paired_bootstrap(gold, pa, pb, t.scored_labels)
-    return Comparison(task, kind, a, b, c.n, c.micro_f1_a, c.micro_f1_b, c.diff, c.diff_ci, c.p_value, c.cohens_d,
-                      c.cohens_d_authors, c.p_value_authors, c.diff_boot_mean, c.diff_boot_std)
+    return Comparison(
+        task,
+        kind,
+        a,
+        b,
+        c.n,
+        c.micro_f1_a,
+        c.micro_f1_b,
+        c.diff,
+        c.diff_ci,
+        c.p_value,
+        c.cohens_d,
+        c.cohens_d_authors,
+        c.p_value_authors,
+        c.diff_boot_mean,
+        c.diff_boot_std,
+    )
 
 
 def paired_comparisons(results: list[ConfigScores], recs: dict[str, dict[str, dict]]) -> list[Comparison]:
@@ -79,8 +94,17 @@ def paired_comparisons(results: list[ConfigScores], recs: dict[str, dict[str, di
     by_key: dict[tuple, ConfigScores] = {}
     for r in results:
         m = r.meta
-        by_key[(m.get("task"), m.get("model"), m.get("strategy"), m.get("selector"), m.get("k"),
-                m.get("seed"), m.get("train_size"))] = r
+        by_key[
+            (
+                m.get("task"),
+                m.get("model"),
+                m.get("strategy"),
+                m.get("selector"),
+                m.get("k"),
+                m.get("seed"),
+                m.get("train_size"),
+            )
+        ] = r
     out: list[Comparison] = []
 
     def add(kind: str, a: ConfigScores | None, b: ConfigScores | None) -> None:
@@ -110,6 +134,9 @@ def paired_comparisons(results: list[ConfigScores], recs: dict[str, dict[str, di
         models = [r for r in ok if r.meta.get("family") != "baseline"]
         bases = [r for r in ok if r.meta.get("family") == "baseline"]
         if models and bases:
-            add("best model cell vs best baseline",
-                max(models, key=lambda x: x.scores.micro_f1), max(bases, key=lambda x: x.scores.micro_f1))
+            add(
+                "best model cell vs best baseline",
+                max(models, key=lambda x: x.scores.micro_f1),
+                max(bases, key=lambda x: x.scores.micro_f1),
+            )
     return out

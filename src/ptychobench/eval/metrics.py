@@ -108,14 +108,16 @@ class Scores:
         return asdict(self)
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of micro-F1 over samples."""
     return bootstrap_stats(y_true, y_pred, n_resamples, seed, level)[:2]
 
 
-def bootstrap_stats(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = N_RESAMPLES,
-                    seed: int = 0, level: float = 0.95) -> tuple[float, float, float, float]:
+def bootstrap_stats(
+    y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float, float]:
     """Percentile bootstrap CI of micro-F1 over samples, and the bootstrap distribution's
     mean and population std (the authors' "mean ± std"): (low, high, mean, std)."""
     if len(y_true) < 2:
@@ -127,12 +129,22 @@ def bootstrap_stats(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = N
         return _f1(tp.sum(axis=axis), fp.sum(axis=axis), fn.sum(axis=axis))
 
     res = stats.bootstrap(
-        (tp, fp, fn), micro_f1, paired=True, vectorized=True, n_resamples=n_resamples,
-        confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+        (tp, fp, fn),
+        micro_f1,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
     )
     dist = np.asarray(res.bootstrap_distribution)
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high),
-            float(dist.mean()), float(dist.std()))
+    return (
+        float(res.confidence_interval.low),
+        float(res.confidence_interval.high),
+        float(dist.mean()),
+        float(dist.std()),
+    )
 
 
 def present_macro(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, float, int]:
@@ -140,8 +152,9 @@ def present_macro(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float,
     present = np.flatnonzero(y_true.sum(0) > 0)
     if not len(present):
         return 0.0, 0.0, 0.0, 0
-    p, r, f, _ = precision_recall_fscore_support(y_true[:, present], y_pred[:, present], average="macro",
-                                                 zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(
+        y_true[:, present], y_pred[:, present], average="macro", zero_division=0
+    )
     return float(p), float(r), float(f), int(len(present))
 
 
@@ -164,10 +177,18 @@ def released_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
     return out
 
 
-def score(gold: Sequence[frozenset[str]], pred: Sequence[frozenset[str]], labels: Sequence[str],
-          sample_types: Sequence[str] | None = None, parse_ok: Sequence[bool] | None = None,
-          errors: Sequence[str | None] | None = None, ci: bool = True,
-          n_resamples: int = N_RESAMPLES, seed: int = 0, all_labels: Sequence[str] | None = None) -> Scores:
+def score(
+    gold: Sequence[frozenset[str]],
+    pred: Sequence[frozenset[str]],
+    labels: Sequence[str],
+    sample_types: Sequence[str] | None = None,
+    parse_ok: Sequence[bool] | None = None,
+    errors: Sequence[str | None] | None = None,
+    ci: bool = True,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    all_labels: Sequence[str] | None = None,
+) -> Scores:
     """Scores over ``labels``; with ``all_labels`` (the task's whole space, when it leaves a
     label unscored) also the variant that counts every label, "No obvious artifacts" included."""
     if len(gold) != len(pred):
@@ -195,17 +216,27 @@ def score(gold: Sequence[frozenset[str]], pred: Sequence[frozenset[str]], labels
         with_none = dict(
             micro_f1_with_none=float(f1_score(yt, yp, average="micro", zero_division=0)),
             macro_f1_with_none=float(f1_score(yt, yp, average="macro", zero_division=0)),
-            micro_f1_with_none_boot_mean=wb[2] if wb else None, micro_f1_with_none_boot_std=wb[3] if wb else None)
+            micro_f1_with_none_boot_mean=wb[2] if wb else None,
+            micro_f1_with_none_boot_std=wb[3] if wb else None,
+        )
     return Scores(
         n=len(gold),
-        micro_precision=float(mp), micro_recall=float(mr), micro_f1=float(mf),
-        macro_precision=float(Mp), macro_recall=float(Mr), macro_f1=float(Mf),
+        micro_precision=float(mp),
+        micro_recall=float(mr),
+        micro_f1=float(mf),
+        macro_precision=float(Mp),
+        macro_recall=float(Mr),
+        macro_f1=float(Mf),
         exact_match=float((y_true == y_pred).all(1).mean()),
         parse_failures=int(sum(1 for ok in (parse_ok or []) if not ok)),
         errors=int(sum(1 for e in (errors or []) if e)),
         micro_f1_ci=boot[:2] if boot else None,
-        micro_f1_boot_mean=boot[2] if boot else None, micro_f1_boot_std=boot[3] if boot else None,
-        macro_precision_present=Pp, macro_recall_present=Pr, macro_f1_present=Pf, present_labels=n_present,
+        micro_f1_boot_mean=boot[2] if boot else None,
+        micro_f1_boot_std=boot[3] if boot else None,
+        macro_precision_present=Pp,
+        macro_recall_present=Pr,
+        macro_f1_present=Pf,
+        present_labels=n_present,
         **with_none,
         per_label_f1={label: float(f) for label, f in zip(labels, per_label)},
         per_label_support={label: int(s) for label, s in zip(labels, y_true.sum(0))},
@@ -234,9 +265,15 @@ class PairedComparison:
         return asdict(self)
 
 
-def paired_bootstrap(gold: Sequence[frozenset[str]], pred_a: Sequence[frozenset[str]],
-                     pred_b: Sequence[frozenset[str]], labels: Sequence[str],
-                     n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95) -> PairedComparison:
+def paired_bootstrap(
+    gold: Sequence[frozenset[str]],
+    pred_a: Sequence[frozenset[str]],
+    pred_b: Sequence[frozenset[str]],
+    labels: Sequence[str],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedComparison:
     """Compare two runs on the same test samples (same order)."""
     if not (len(gold) == len(pred_a) == len(pred_b)) or not gold:
         raise ValueError("paired comparison needs the same, non-empty list of samples in both runs")
@@ -258,10 +295,15 @@ def paired_bootstrap(gold: Sequence[frozenset[str]], pred_a: Sequence[frozenset[
     sd = float(diffs.std())
     above = float((diffs > 0).mean())
     return PairedComparison(
-        n=n, micro_f1_a=fa, micro_f1_b=fb, diff=fa - fb,
+        n=n,
+        micro_f1_a=fa,
+        micro_f1_b=fb,
+        diff=fa - fb,
         diff_ci=(float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))),
-        p_value=p, cohens_d=cohen,
+        p_value=p,
+        cohens_d=cohen,
         cohens_d_authors=float(diffs.mean()) / sd if sd > 0 else 0.0,  # their code gives 0 without spread
         p_value_authors=min(2 * above, 2 - 2 * above),
-        diff_boot_mean=float(diffs.mean()), diff_boot_std=sd,
+        diff_boot_mean=float(diffs.mean()),
+        diff_boot_std=sd,
     )

@@ -51,11 +51,24 @@ class PredictionRecord:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "config": (str,), "sample_id": (str,), "task": (str,), "sample_type": (str,), "gold": (list,),
-    "labels": (list,), "parse_ok": (bool,), "reply": (str,), "error": (str, type(None)),
-    "seconds": (int, float), "prompt_hash": (str, type(None)), "demos": (list,),
-    "prompt_tokens": (int, type(None)), "completion_tokens": (int, type(None)), "meta": (dict,),
-    "components": (dict,), "settings": (str, type(None)), "version": (int,),
+    "config": (str,),
+    "sample_id": (str,),
+    "task": (str,),
+    "sample_type": (str,),
+    "gold": (list,),
+    "labels": (list,),
+    "parse_ok": (bool,),
+    "reply": (str,),
+    "error": (str, type(None)),
+    "seconds": (int, float),
+    "prompt_hash": (str, type(None)),
+    "demos": (list,),
+    "prompt_tokens": (int, type(None)),
+    "completion_tokens": (int, type(None)),
+    "meta": (dict,),
+    "components": (dict,),
+    "settings": (str, type(None)),
+    "version": (int,),
 }
 _REQUIRED = ("config", "sample_id", "task", "gold", "labels")
 
@@ -67,8 +80,10 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
         raise StoreError(f"{where}: a prediction record must be a JSON object")
     version = rec.get("version", 1)
     if version not in READABLE_VERSIONS:
-        raise StoreError(f"{where}: record version {version!r} is not one this ptychobench reads "
-                         f"({', '.join(map(str, READABLE_VERSIONS))}); upgrade ptychobench")
+        raise StoreError(
+            f"{where}: record version {version!r} is not one this ptychobench reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}); upgrade ptychobench"
+        )
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
         raise StoreError(f"{where}: prediction record lacks {', '.join(missing)}")
@@ -77,8 +92,10 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
     known = {f.name for f in fields(PredictionRecord)}
     for key, value in rec.items():
         if key in known and not isinstance(value, _TYPES[key]):
-            raise StoreError(f"{where}: field {key!r} is {type(value).__name__}, expected "
-                             f"{' or '.join(t.__name__ for t in _TYPES[key])}")
+            raise StoreError(
+                f"{where}: field {key!r} is {type(value).__name__}, expected "
+                f"{' or '.join(t.__name__ for t in _TYPES[key])}"
+            )
     for key in ("gold", "labels"):
         if not all(isinstance(x, str) for x in rec[key]):
             raise StoreError(f"{where}: field {key!r} must be a list of label strings")

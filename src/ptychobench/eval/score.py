@@ -39,8 +39,15 @@ class ConfigScores:
     stale: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "task": self.task, "meta": self.meta, "failure_rate": self.failure_rate,
-                "failed": self.failed, "stale": self.stale, **self.scores.as_dict()}
+        return {
+            "config": self.config,
+            "task": self.task,
+            "meta": self.meta,
+            "failure_rate": self.failure_rate,
+            "failed": self.failed,
+            "stale": self.stale,
+            **self.scores.as_dict(),
+        }
 
 
 def current_settings(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -63,8 +70,9 @@ def _threshold(recs: list[dict[str, Any]], default: float | None) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else MAX_FAILURE_RATE
 
 
-def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int = 0,
-                  max_failure_rate: float | None = None) -> list[ConfigScores]:
+def score_records(
+    records: Iterable[dict[str, Any]], ci: bool = True, seed: int = 0, max_failure_rate: float | None = None
+) -> list[ConfigScores]:
     """Scores per configuration, over each task's scored labels, from store records only.
     Records are taken newest last (as :func:`~ptychobench.eval.store.read_run` gives them)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -84,10 +92,21 @@ def score_records(records: Iterable[dict[str, Any]], ci: bool = True, seed: int 
             # an error is counted as an error only, not as an unparseable reply too
             parse_ok=[bool(r.get("parse_ok", True)) or bool(e) for r, e in zip(current, errors)],
             errors=errors,
-            ci=ci, seed=seed, all_labels=task.labels if task.unscored else None,
+            ci=ci,
+            seed=seed,
+            all_labels=task.labels if task.unscored else None,
         )
         rate = failure_rate(sc)
-        out.append(ConfigScores(config, task.name, current[-1].get("meta", {}), sc,
-                                [r["sample_id"] for r in current], failure_rate=rate,
-                                failed=rate > _threshold(current, max_failure_rate), stale=stale))
+        out.append(
+            ConfigScores(
+                config,
+                task.name,
+                current[-1].get("meta", {}),
+                sc,
+                [r["sample_id"] for r in current],
+                failure_rate=rate,
+                failed=rate > _threshold(current, max_failure_rate),
+                stale=stale,
+            )
+        )
     return out

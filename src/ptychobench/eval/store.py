@@ -66,8 +66,7 @@ class PredictionStore:
         """Stored without an error (and, given ``settings``, under those settings): a rerun
         skips it. A record of another settings hash, or of an old store without one, is redone."""
         rec = self._latest.get((config, sample_id))
-        return (rec is not None and not rec.get("error")
-                and (settings is None or rec.get("settings") == settings))
+        return rec is not None and not rec.get("error") and (settings is None or rec.get("settings") == settings)
 
     def touch(self) -> None:
         """Create the (empty) store file: a shard with no cells still shows it finished."""
@@ -113,8 +112,9 @@ def _read_lines(path: Path, numbered: bool = False) -> Iterator[Any]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise StoreError(f"{path}:{lineno}: corrupt prediction record ({e.msg}); "
-                             "remove the line to re-run that sample") from None
+            raise StoreError(
+                f"{path}:{lineno}: corrupt prediction record ({e.msg}); remove the line to re-run that sample"
+            ) from None
         yield (lineno, rec) if numbered else rec
 
 
@@ -141,9 +141,11 @@ def read_run(run: Path | str, allow_partial: bool = False) -> list[dict[str, Any
         raise StoreError(f"{run}: no prediction store ({STORE_GLOB}) here")
     missing = [] if run.is_file() else missing_shards(files)
     if missing and not allow_partial:
-        raise StoreError(f"{run}: shard store(s) {', '.join(missing)} missing; run those shards "
-                         "(ptychobench run CONFIG --out RUN --shard i/n) before scoring, or score the shards present "
-                         "one store file at a time")
+        raise StoreError(
+            f"{run}: shard store(s) {', '.join(missing)} missing; run those shards "
+            "(ptychobench run CONFIG --out RUN --shard i/n) before scoring, or score the shards present "
+            "one store file at a time"
+        )
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for f in files:
         for lineno, rec in _read_lines(f, numbered=True):

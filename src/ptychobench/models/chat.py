@@ -45,9 +45,12 @@ def is_role_error(exc: BaseException) -> bool:
     return isinstance(exc, TemplateError) or (isinstance(exc, ValueError) and ("system" in msg or "role" in msg))
 
 
-def render_with_fallback(render: Callable[[Conversation], T], conversation: Conversation,
-                         state: dict[str, bool],
-                         retry_if: Callable[[BaseException], bool] = lambda e: True) -> T:
+def render_with_fallback(
+    render: Callable[[Conversation], T],
+    conversation: Conversation,
+    state: dict[str, bool],
+    retry_if: Callable[[BaseException], bool] = lambda e: True,
+) -> T:
     """``render(conversation)``; if the template refuses it (``retry_if``) and there is a
     system turn, render again with the system turn merged, and remember that."""
     has_system = any(m["role"] == "system" for m in conversation)
@@ -70,8 +73,10 @@ def to_text_messages(conversation: Conversation) -> list[dict[str, str]]:
     and silently dropping them would score a different task."""
     n = len(image_paths(conversation))
     if n:
-        raise ValueError(f"this model takes text only, but the conversation has {n} image(s); "
-                         "use a vision-language model (hf:<VLM>, tiny-vlm, gpt-4o)")
+        raise ValueError(
+            f"this model takes text only, but the conversation has {n} image(s); "
+            "use a vision-language model (hf:<VLM>, tiny-vlm, gpt-4o)"
+        )
     return [{"role": m["role"], "content": text_of(m)} for m in conversation]
 
 
@@ -139,6 +144,14 @@ def describe(conversation: Conversation) -> str:
 
 
 __all__ = [
-    "Message", "data_url", "describe", "is_role_error", "load_image", "merge_system", "render_with_fallback",
-    "to_openai_messages", "to_text_messages", "to_vision_messages",
+    "Message",
+    "data_url",
+    "describe",
+    "is_role_error",
+    "load_image",
+    "merge_system",
+    "render_with_fallback",
+    "to_openai_messages",
+    "to_text_messages",
+    "to_vision_messages",
 ]

@@ -16,8 +16,9 @@ from .chat import load_image, to_text_messages, to_vision_messages
 IGNORE_INDEX = -100
 
 
-def conversation_batch(processor: Any, conversations: list[list[dict]], *, loss_on: str = "all",
-                       max_length: int | None = None) -> dict[str, torch.Tensor]:
+def conversation_batch(
+    processor: Any, conversations: list[list[dict]], *, loss_on: str = "all", max_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Training batch for a chat model from released-format conversations; works with a
     ``TinyVLMProcessor`` (images become pixel values; recognised by its
     ``expand_image_tokens``) or a plain text tokenizer (then the
@@ -32,7 +33,8 @@ def conversation_batch(processor: Any, conversations: list[list[dict]], *, loss_
     def render(turns: list[dict], gen: bool) -> str:
         if vision:
             return processor.expand_image_tokens(
-                processor.apply_chat_template(to_vision_messages(turns)[0], add_generation_prompt=gen))
+                processor.apply_chat_template(to_vision_messages(turns)[0], add_generation_prompt=gen)
+            )
         return tokenizer.apply_chat_template(to_text_messages(turns), tokenize=False, add_generation_prompt=gen)
 
     texts, spans, images = [], [], []
@@ -52,8 +54,14 @@ def conversation_batch(processor: Any, conversations: list[list[dict]], *, loss_
         spans.append(conv_spans if loss_on == "all" else conv_spans[-1:])
         texts.append(full)
         images.append([load_image(p) for p in to_vision_messages(conv)[1]])
-    enc = tokenizer(texts, padding=False, add_special_tokens=False, return_offsets_mapping=True,
-                    truncation=max_length is not None, max_length=max_length)
+    enc = tokenizer(
+        texts,
+        padding=False,
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        truncation=max_length is not None,
+        max_length=max_length,
+    )
     pad_id = tokenizer.pad_token_id
     width = max(len(ids) for ids in enc["input_ids"])
     input_ids = torch.full((len(texts), width), pad_id, dtype=torch.long)

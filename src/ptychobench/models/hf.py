@@ -85,10 +85,18 @@ def dir_fingerprint(path: Path | str) -> str:
     return h.hexdigest()[:16]
 
 
-def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str = "auto",
-                  device: str = "auto", dtype: Any = "auto", revision: str | None = None,
-                  trust_remote_code: bool = False, for_training: bool = False,
-                  **model_kwargs: Any) -> tuple[Any, Any, bool]:
+def load_hf_model(
+    model_id: str,
+    *,
+    adapter: str | Path | None = None,
+    kind: str = "auto",
+    device: str = "auto",
+    dtype: Any = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    for_training: bool = False,
+    **model_kwargs: Any,
+) -> tuple[Any, Any, bool]:
     """(model, processor-or-tokenizer, is_vision) for a hub id or local folder.
 
     ``kind``: "auto" (decided from the config), "causal" or "vision". With ``adapter``, a
@@ -107,8 +115,12 @@ def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str
     config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
     vision = is_vision_config(config) if kind == "auto" else kind == "vision"
     auto_model: Any = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision,
-                              "trust_remote_code": trust_remote_code, **model_kwargs}
+    kwargs: dict[str, Any] = {
+        "dtype": torch_dtype,
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        **model_kwargs,
+    }
     if device == "cuda":
         kwargs.setdefault("device_map", "auto")  # spreads a 70B/90B model over the GPUs
     model: Any = auto_model.from_pretrained(model_id, **kwargs)
@@ -118,8 +130,9 @@ def load_hf_model(model_id: str, *, adapter: str | Path | None = None, kind: str
         processor = AutoProcessor.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
         tokenizer = processor.tokenizer
     else:
-        processor = tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision,
-                                                              trust_remote_code=trust_remote_code)
+        processor = tokenizer = AutoTokenizer.from_pretrained(
+            model_id, revision=revision, trust_remote_code=trust_remote_code
+        )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -137,10 +150,19 @@ class HFBackend:
     """Backend over a loaded transformers model (or one that behaves like one, such as
     ``tiny-vlm``) and its processor or tokenizer."""
 
-    def __init__(self, model: Any, processor: Any, *, vision: bool, name: str,
-                 revision: str | None = None, adapter: str | Path | None = None,
-                 batch_size: int = 8, extra_fingerprint: dict[str, Any] | None = None,
-                 prefix_cache: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        vision: bool,
+        name: str,
+        revision: str | None = None,
+        adapter: str | Path | None = None,
+        batch_size: int = 8,
+        extra_fingerprint: dict[str, Any] | None = None,
+        prefix_cache: bool = True,
+    ):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -158,16 +180,32 @@ class HFBackend:
         self._prefix: tuple[tuple[int, ...], Any] | None = None
 
     @classmethod
-    def load(cls, model_id: str, adapter: str | Path | None = None, *, batch_size: int = 8,
-             revision: str | None = None, name: str | None = None, prefix_cache: bool = True,
-             **options: Any) -> HFBackend:
+    def load(
+        cls,
+        model_id: str,
+        adapter: str | Path | None = None,
+        *,
+        batch_size: int = 8,
+        revision: str | None = None,
+        name: str | None = None,
+        prefix_cache: bool = True,
+        **options: Any,
+    ) -> HFBackend:
         model, processor, vision = load_hf_model(model_id, adapter=adapter, revision=revision, **options)
         if revision is None and Path(model_id).is_dir():
             revision = "local:" + dir_fingerprint(model_id)
         elif revision is None:
             revision = getattr(model.config, "_commit_hash", None)
-        return cls(model, processor, vision=vision, name=name or model_id, revision=revision,
-                   adapter=adapter, batch_size=batch_size, prefix_cache=prefix_cache)
+        return cls(
+            model,
+            processor,
+            vision=vision,
+            name=name or model_id,
+            revision=revision,
+            adapter=adapter,
+            batch_size=batch_size,
+            prefix_cache=prefix_cache,
+        )
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict[str, Any]:
@@ -187,15 +225,21 @@ class HFBackend:
         if self.vision:
             images = [load_image(p) for p in to_vision_messages(conversation)[1]]
             text = render_with_fallback(
-                lambda c: self.processor.apply_chat_template(to_vision_messages(c)[0], tokenize=False,
-                                                             add_generation_prompt=True),
-                conversation, self._template_state)
+                lambda c: self.processor.apply_chat_template(
+                    to_vision_messages(c)[0], tokenize=False, add_generation_prompt=True
+                ),
+                conversation,
+                self._template_state,
+            )
             return text, images
         to_text_messages(conversation)  # raises on images
         text = render_with_fallback(
-            lambda c: self.tokenizer.apply_chat_template(to_text_messages(c), tokenize=False,
-                                                         add_generation_prompt=True),
-            conversation, self._template_state)
+            lambda c: self.tokenizer.apply_chat_template(
+                to_text_messages(c), tokenize=False, add_generation_prompt=True
+            ),
+            conversation,
+            self._template_state,
+        )
         return text, []
 
     def prompt_text(self, conversation: Conversation) -> str:
@@ -205,8 +249,13 @@ class HFBackend:
     def _encode(self, texts: list[str], images: list[list[Any]]):
         # The chat template already wrote BOS and the role markers: add no special tokens.
         if self.vision:
-            return self.processor(text=texts, images=images if any(images) else None, padding=True,
-                                  return_tensors="pt", add_special_tokens=False)
+            return self.processor(
+                text=texts,
+                images=images if any(images) else None,
+                padding=True,
+                return_tensors="pt",
+                add_special_tokens=False,
+            )
         return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
 
     # ------------------------------------------------------------------ generation
@@ -217,12 +266,17 @@ class HFBackend:
         gc = HFGenerationConfig(**base.to_dict()) if base is not None else HFGenerationConfig()
         # A model's own defaults (Llama 3.1 ships do_sample=True, temperature 0.6) must not
         # leak in: our config says everything about decoding.
-        gc.update(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
-                  temperature=config.temperature if config.do_sample else None,
-                  top_p=config.top_p if config.do_sample else None,
-                  min_p=config.min_p if config.do_sample else None,
-                  top_k=None, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
-                  stop_strings=list(config.stop) or None)
+        gc.update(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=config.do_sample,
+            temperature=config.temperature if config.do_sample else None,
+            top_p=config.top_p if config.do_sample else None,
+            min_p=config.min_p if config.do_sample else None,
+            top_k=None,
+            num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(config.stop) or None,
+        )
         if gc.eos_token_id is None:
             gc.eos_token_id = self.tokenizer.eos_token_id
         return gc
@@ -257,7 +311,7 @@ class HFBackend:
             n += 1
         if self._prefix is not None:  # reuse the cached start where every row has it
             key = self._prefix[0]
-            if len(key) < shortest and all(tuple(x[:len(key)]) == key for x in ids) and len(key) >= 0.9 * n:
+            if len(key) < shortest and all(tuple(x[: len(key)]) == key for x in ids) and len(key) >= 0.9 * n:
                 n = len(key)
             else:
                 self._prefix = None
@@ -269,8 +323,9 @@ class HFBackend:
 
             cache = DynamicCache()
             with torch.inference_mode():
-                self.model(input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True,
-                           **{self._cache_kwarg: cache})
+                self.model(
+                    input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True, **{self._cache_kwarg: cache}
+                )
             self._prefix = (tuple(ids[0][:n]), cache)
         rest = [x[n:] for x in ids]
         width = n + max(len(r) for r in rest)
@@ -280,8 +335,8 @@ class HFBackend:
         for i, r in enumerate(rest):
             input_ids[i, :n] = torch.tensor(ids[i][:n])
             mask[i, :n] = 1
-            input_ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
+            input_ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
         cache = copy.deepcopy(self._prefix[1])
         if len(ids) > 1:
             cache.batch_repeat_interleave(len(ids))
@@ -299,8 +354,9 @@ class HFBackend:
                 torch.manual_seed(config.seed)
             with torch.inference_mode():
                 # the tokenizer lets generate() match stop strings across token boundaries
-                return self.model.generate(**inputs, generation_config=gc,
-                                           tokenizer=self.tokenizer if config.stop else None)
+                return self.model.generate(
+                    **inputs, generation_config=gc, tokenizer=self.tokenizer if config.stop else None
+                )
 
         t0 = time.perf_counter()
         out: Any = None
@@ -311,8 +367,11 @@ class HFBackend:
                 if inputs is not None:
                     out = run(inputs)
             except Exception as e:  # noqa: BLE001 - a model whose cache cannot be reused this way
-                warnings.warn(f"{self.name}: prefix caching failed ({type(e).__name__}: {e}); "
-                              "generating without it from now on", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{self.name}: prefix caching failed ({type(e).__name__}: {e}); generating without it from now on",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self.prefix_cache, self._prefix, out = False, None, None
         if out is None:
             inputs = self._encode(texts, images).to(self._device())
@@ -328,8 +387,15 @@ class HFBackend:
         for row, n_prompt in zip(new, prompt_lens):
             n_gen = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
             text = cut_at_stop(self.tokenizer.decode(row[:n_gen], skip_special_tokens=True), config.stop)
-            gens.append(Generation(text=text.strip(), prompt_tokens=int(n_prompt), completion_tokens=n_gen,
-                                   seconds=seconds, extra={"batch": len(items)}))
+            gens.append(
+                Generation(
+                    text=text.strip(),
+                    prompt_tokens=int(n_prompt),
+                    completion_tokens=n_gen,
+                    seconds=seconds,
+                    extra={"batch": len(items)},
+                )
+            )
         return gens
 
     def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]:
@@ -344,18 +410,21 @@ class HFBackend:
         # Similar lengths together: less padding computed. Stable, so ties keep input order.
         ready.sort(key=lambda it: len(it[1]) + 1000 * len(it[2]))
         for start in range(0, len(ready), self.batch_size):
-            chunk = ready[start:start + self.batch_size]
+            chunk = ready[start : start + self.batch_size]
             for (i, _, _), g in zip(chunk, self._generate_isolating(chunk, config)):
                 results[i] = g
         return [g if g is not None else Generation(error="no generation") for g in results]
 
-    def _generate_isolating(self, chunk: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
+    def _generate_isolating(
+        self, chunk: list[tuple[int, str, list[Any]]], config: GenerationConfig
+    ) -> list[Generation]:
         """Generate a chunk; if it fails as a whole, retry one by one so a single bad
         sample (or an out-of-memory batch) costs only its own reply."""
         try:
             return self._generate_chunk(chunk, config)
         except Exception as e:  # noqa: BLE001
             if len(chunk) == 1:
-                return [Generation(error=f"{type(e).__name__}: {e}",
-                                   extra={"traceback": traceback.format_exc(limit=3)})]
+                return [
+                    Generation(error=f"{type(e).__name__}: {e}", extra={"traceback": traceback.format_exc(limit=3)})
+                ]
             return [self._generate_isolating([item], config)[0] for item in chunk]

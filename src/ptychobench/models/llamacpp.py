@@ -26,31 +26,53 @@ def _cpu_threads() -> int:
 
 
 class LlamaCppBackend:
-    def __init__(self, model_path: str | Path, *, n_ctx: int = 8192, n_threads: int | None = None,
-                 n_batch: int = 512, n_gpu_layers: int = 0, name: str | None = None, **llama_kwargs: Any):
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        n_gpu_layers: int = 0,
+        name: str | None = None,
+        **llama_kwargs: Any,
+    ):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise RuntimeError("the llamacpp backend needs llama-cpp-python: "
-                               "pip install 'ptychobench[llamacpp]'") from None
+            raise RuntimeError(
+                "the llamacpp backend needs llama-cpp-python: pip install 'ptychobench[llamacpp]'"
+            ) from None
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"GGUF file {self.model_path} not found")
         self.name = name or self.model_path.name
         self.n_ctx = n_ctx
-        self.llama = Llama(model_path=str(self.model_path), n_ctx=n_ctx, n_threads=n_threads or _cpu_threads(),
-                           n_batch=n_batch, n_gpu_layers=n_gpu_layers, verbose=False, **llama_kwargs)
+        self.llama = Llama(
+            model_path=str(self.model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or _cpu_threads(),
+            n_batch=n_batch,
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+            **llama_kwargs,
+        )
         self._template_state: dict[str, bool] = {}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"backend": "llamacpp", "model": self.name, "revision": file_sha256(self.model_path)[:16],
-                "adapter": None}
+        return {
+            "backend": "llamacpp",
+            "model": self.name,
+            "revision": file_sha256(self.model_path)[:16],
+            "adapter": None,
+        }
 
     def _complete(self, messages: Conversation, config: GenerationConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_tokens": config.max_new_tokens, "stop": list(config.stop) or None}
         if config.do_sample:
-            kwargs.update(temperature=config.temperature, min_p=config.min_p, top_p=config.top_p,
-                          top_k=0, seed=config.seed)
+            kwargs.update(
+                temperature=config.temperature, min_p=config.min_p, top_p=config.top_p, top_k=0, seed=config.seed
+            )
         else:
             kwargs.update(temperature=0.0)  # llama.cpp's greedy sampler
         # llama-cpp's typed dicts describe the same role/content messages
@@ -62,15 +84,25 @@ class LlamaCppBackend:
             t0 = time.perf_counter()
             try:
                 to_text_messages(conv)  # a conversation with images fails here, once
-                resp = render_with_fallback(lambda c: self._complete(c, config), conv, self._template_state,
-                                            retry_if=is_role_error)
+                resp = render_with_fallback(
+                    lambda c: self._complete(c, config), conv, self._template_state, retry_if=is_role_error
+                )
                 usage = resp.get("usage") or {}
-                out.append(Generation(
-                    text=(resp["choices"][0]["message"].get("content") or "").strip(),
-                    prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-                    seconds=time.perf_counter() - t0,
-                    extra={"finish_reason": resp["choices"][0].get("finish_reason")}))
+                out.append(
+                    Generation(
+                        text=(resp["choices"][0]["message"].get("content") or "").strip(),
+                        prompt_tokens=usage.get("prompt_tokens"),
+                        completion_tokens=usage.get("completion_tokens"),
+                        seconds=time.perf_counter() - t0,
+                        extra={"finish_reason": resp["choices"][0].get("finish_reason")},
+                    )
+                )
             except Exception as e:  # noqa: BLE001 - reported per sample
-                out.append(Generation(error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0,
-                                      extra={"traceback": traceback.format_exc(limit=3)}))
+                out.append(
+                    Generation(
+                        error=f"{type(e).__name__}: {e}",
+                        seconds=time.perf_counter() - t0,
+                        extra={"traceback": traceback.format_exc(limit=3)},
+                    )
+                )
         return out

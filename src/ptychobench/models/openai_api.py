@@ -26,8 +26,13 @@ OPENAI_URL = "https://api.openai.com/v1"
 _SECRETS = (
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]*@"), r"\1***:***@"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),
-    (re.compile(r"(?i)(api[_-]?key|authorization|x-api-key|password|token)([\"']?\s*[:=]\s*[\"']?)"
-                r"(?!\*\*\*)(?!bearer\b|basic\b)[^\"'\s,}&]+"), r"\1\2***"),
+    (
+        re.compile(
+            r"(?i)(api[_-]?key|authorization|x-api-key|password|token)([\"']?\s*[:=]\s*[\"']?)"
+            r"(?!\*\*\*)(?!bearer\b|basic\b)[^\"'\s,}&]+"
+        ),
+        r"\1\2***",
+    ),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-***"),
 )
 #: server error text kept in a record: enough to diagnose, never a whole HTML page
@@ -50,18 +55,29 @@ def scrub_error(exc: BaseException) -> str:
 def _retryable(exc: Exception) -> bool:
     import openai
 
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                        openai.InternalServerError)):
+    if isinstance(
+        exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
+    ):
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
 
 
 class OpenAIBackend:
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 concurrency: int = 4, max_retries: int = 5, backoff_s: float = 1.0,
-                 max_backoff_s: float = 60.0, timeout_s: float = 120.0, send_min_p: bool | None = None,
-                 client: Any = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        timeout_s: float = 120.0,
+        send_min_p: bool | None = None,
+        client: Any = None,
+    ):
         import openai
 
         self.model = model
@@ -72,8 +88,7 @@ class OpenAIBackend:
                 raise RuntimeError(f"openai:{model} needs an API key: set OPENAI_API_KEY or pass api_key=")
             key = "none"  # local servers (llama.cpp, vLLM, Ollama) accept any key
         # Our own retry loop (below) sees every failure and counts attempts; the SDK's is off.
-        self.client = client or openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0,
-                                              timeout=timeout_s)
+        self.client = client or openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=timeout_s)
         self.concurrency = max(1, int(concurrency))
         self.max_retries = max(0, int(max_retries))
         self.backoff_s = backoff_s
@@ -87,8 +102,11 @@ class OpenAIBackend:
         return {"backend": "openai", "model": self.model, "base_url": scrub_secrets(self.base_url), "adapter": None}
 
     def _request(self, conv: Conversation, config: GenerationConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(conv),
-                                  "max_tokens": config.max_new_tokens}
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(conv),
+            "max_tokens": config.max_new_tokens,
+        }
         if config.stop:
             kwargs["stop"] = list(config.stop)  # the server leaves the stop string out
         if config.do_sample:
@@ -105,7 +123,7 @@ class OpenAIBackend:
     def _delay(self, attempt: int, exc: Exception) -> float:
         """Exponential backoff with jitter (concurrent workers do not retry in lockstep), but
         never shorter than the server's ``Retry-After``: asked to wait, we wait at least that."""
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
         with self._rng_lock:
             delay *= 0.5 + self._rng.random()
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
@@ -132,15 +150,20 @@ class OpenAIBackend:
                     prompt_tokens=getattr(usage, "prompt_tokens", None),
                     completion_tokens=getattr(usage, "completion_tokens", None),
                     seconds=time.perf_counter() - t0,
-                    extra={"attempts": attempt + 1, "finish_reason": choice.finish_reason,
-                           **({"retried_after": errors} if errors else {})})
+                    extra={
+                        "attempts": attempt + 1,
+                        "finish_reason": choice.finish_reason,
+                        **({"retried_after": errors} if errors else {}),
+                    },
+                )
             except Exception as e:  # noqa: BLE001
                 errors.append(scrub_error(e))
                 if not _retryable(e) or attempt == self.max_retries:
                     break
                 self._sleep_before(attempt, e)
-        return Generation(error=errors[-1], seconds=time.perf_counter() - t0,
-                          extra={"attempts": len(errors), "errors": errors})
+        return Generation(
+            error=errors[-1], seconds=time.perf_counter() - t0, extra={"attempts": len(errors), "errors": errors}
+        )
 
     def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]:
         if len(batch) <= 1 or self.concurrency == 1:

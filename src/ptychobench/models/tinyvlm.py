@@ -67,10 +67,18 @@ CHAT_TEMPLATE = (
 class TinyVLMConfig(PreTrainedConfig):
     model_type = "ptychobench-tiny-vlm"
 
-    def __init__(self, vision_model: str = "efficientnet-lite0", vision_hidden_size: int = 1280,
-                 image_size: int = 224, image_grid: int = 7, text_hidden_size: int = 576,
-                 projector_seed: int = 0, image_token: str = IMAGE_TOKEN, image_token_id: int | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        vision_model: str = "efficientnet-lite0",
+        vision_hidden_size: int = 1280,
+        image_size: int = 224,
+        image_grid: int = 7,
+        text_hidden_size: int = 576,
+        projector_seed: int = 0,
+        image_token: str = IMAGE_TOKEN,
+        image_token_id: int | None = None,
+        **kwargs: Any,
+    ):
         self.vision_model = vision_model
         self.vision_hidden_size = vision_hidden_size
         self.image_size = image_size
@@ -105,12 +113,14 @@ class TinyVLMProcessor:
             tokenizer.pad_token = tokenizer.eos_token
 
     # -- text
-    def apply_chat_template(self, conversation: list[dict], add_generation_prompt: bool = False,
-                            tokenize: bool = False, **kwargs: Any) -> str:
+    def apply_chat_template(
+        self, conversation: list[dict], add_generation_prompt: bool = False, tokenize: bool = False, **kwargs: Any
+    ) -> str:
         if tokenize:
             raise NotImplementedError("render with tokenize=False, then call the processor")
-        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            conversation, chat_template=self.chat_template, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def expand_image_tokens(self, text: str) -> str:
         return text.replace(self.image_token, self.image_token * self.config.image_tokens)
@@ -135,19 +145,32 @@ class TinyVLMProcessor:
         for i, (text, ims) in enumerate(zip(texts, images)):
             ims = ims if isinstance(ims, (list, tuple)) else [ims]
             if text.count(self.image_token) != len(ims):
-                raise ValueError(f"text {i} has {text.count(self.image_token)} {self.image_token} "
-                                 f"placeholders but {len(ims)} images")
+                raise ValueError(
+                    f"text {i} has {text.count(self.image_token)} {self.image_token} placeholders but {len(ims)} images"
+                )
             flat.extend(self.preprocess_image(im) for im in ims)
         return torch.stack(flat) if flat else None
 
-    def __call__(self, text: str | list[str] | None = None, images: Any = None, padding: bool | str = True,
-                 return_tensors: str = "pt", add_special_tokens: bool = False, **kwargs: Any) -> BatchFeature:
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        images: Any = None,
+        padding: bool | str = True,
+        return_tensors: str = "pt",
+        add_special_tokens: bool = False,
+        **kwargs: Any,
+    ) -> BatchFeature:
         texts = [text] if isinstance(text, str) else list(text or [])
         if images is not None and len(texts) == 1 and not isinstance(images[0], (list, tuple)):
             images = [images]
         pixel_values = self._pixel_values(texts, images)
-        enc = self.tokenizer([self.expand_image_tokens(t) for t in texts], padding=padding,
-                             return_tensors=return_tensors, add_special_tokens=add_special_tokens, **kwargs)
+        enc = self.tokenizer(
+            [self.expand_image_tokens(t) for t in texts],
+            padding=padding,
+            return_tensors=return_tensors,
+            add_special_tokens=add_special_tokens,
+            **kwargs,
+        )
         data = dict(enc)
         if pixel_values is not None:
             data["pixel_values"] = pixel_values
@@ -160,8 +183,9 @@ class TinyVLMProcessor:
         return self.tokenizer.decode(*args, **kwargs)
 
     # -- training
-    def collate(self, conversations: list[list[dict]], *, loss_on: str = "all",
-                max_length: int | None = None) -> dict[str, torch.Tensor]:
+    def collate(
+        self, conversations: list[list[dict]], *, loss_on: str = "all", max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """A training batch from conversations in the released format (last turn: the
         assistant's answer): input_ids, attention_mask, pixel_values, labels. Labels are
         -100 everywhere except the assistant turns' tokens (``loss_on="all"``) or the last
@@ -175,8 +199,15 @@ class TinyVLMProcessor:
 
 
 def _config_dict(config: TinyVLMConfig) -> dict[str, Any]:
-    keys = ("vision_model", "vision_hidden_size", "image_size", "image_grid", "text_hidden_size",
-            "projector_seed", "image_token")
+    keys = (
+        "vision_model",
+        "vision_hidden_size",
+        "image_size",
+        "image_grid",
+        "text_hidden_size",
+        "projector_seed",
+        "image_token",
+    )
     return {"tiny_vlm_version": TINY_VLM_VERSION, **{k: getattr(config, k) for k in keys}}
 
 
@@ -238,9 +269,14 @@ class TinyVLMBackbone(nn.Module):
             raise ValueError(f"{feats.shape[0]} image feature tokens for {n_slots} image slots")
         return embeds.masked_scatter(image_mask.unsqueeze(-1), feats)
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                **kwargs: Any) -> Any:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("TinyVLM needs input_ids or inputs_embeds")
@@ -268,7 +304,7 @@ class TinyVLM(PreTrainedModel):
             projector = Projector(config.vision_hidden_size, config.text_hidden_size)
             # start the projected features at the scale of the token embeddings
             std = float(language_model.get_input_embeddings().weight.detach().std())
-            nn.init.normal_(projector.fc2.weight, std=std / config.text_hidden_size ** 0.5 * 2)
+            nn.init.normal_(projector.fc2.weight, std=std / config.text_hidden_size**0.5 * 2)
             nn.init.zeros_(projector.fc2.bias)
         self.model = TinyVLMBackbone(config, vision_tower, projector, language_model.model)
         self.lm_head = language_model.get_output_embeddings()
@@ -312,9 +348,15 @@ class TinyVLM(PreTrainedModel):
             self.model.vision_tower.eval()  # frozen BatchNorm must not update its running statistics
         return self
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                num_items_in_batch: Any = None, **kwargs: Any) -> Any:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         from transformers.loss.loss_utils import ForCausalLMLoss
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -326,8 +368,13 @@ class TinyVLM(PreTrainedModel):
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 pixel_values: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         embeds = self.model.embed(input_ids, pixel_values)
         new = self._causal_lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
@@ -342,8 +389,14 @@ def read_adapter_config(adapter: str | Path | None) -> dict[str, Any]:
     return cfg
 
 
-def load_tiny_vlm(adapter: str | Path | None = None, *, device: str = "auto", dtype: Any = "auto",
-                  for_training: bool = False, **config_overrides: Any) -> tuple[Any, TinyVLMProcessor]:
+def load_tiny_vlm(
+    adapter: str | Path | None = None,
+    *,
+    device: str = "auto",
+    dtype: Any = "auto",
+    for_training: bool = False,
+    **config_overrides: Any,
+) -> tuple[Any, TinyVLMProcessor]:
     """(model, processor) for tiny-vlm; with ``adapter``, a folder written by
     ``save_adapter`` (or any peft ``save_pretrained`` of a ``get_peft_model`` of it) is
     loaded on top, trainable when ``for_training``."""
@@ -365,8 +418,10 @@ def load_tiny_vlm(adapter: str | Path | None = None, *, device: str = "auto", dt
     if adapter is not None:
         adapter = Path(adapter)
         if not (adapter / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{adapter}: no adapter_config.json; expected a folder written by "
-                                    "tinyvlm.save_adapter or PeftModel.save_pretrained")
+            raise FileNotFoundError(
+                f"{adapter}: no adapter_config.json; expected a folder written by "
+                "tinyvlm.save_adapter or PeftModel.save_pretrained"
+            )
         from peft import PeftModel
 
         from .hf import quiet_peft
@@ -385,7 +440,10 @@ def lora_config(r: int = 16, alpha: int = 16, dropout: float = 0.0, train_projec
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        bias="none",
         target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
         modules_to_save=["projector"] if train_projector else None,
     )
@@ -395,8 +453,10 @@ def save_adapter(model: Any, directory: str | Path) -> Path:
     """Write a trained peft-wrapped tiny-vlm (LoRA + projector) and its config."""
     directory = Path(directory)
     if not hasattr(model, "peft_config"):
-        raise TypeError("save_adapter expects a peft model: wrap tiny-vlm with peft.get_peft_model(model, "
-                        "tinyvlm.lora_config()) before training")
+        raise TypeError(
+            "save_adapter expects a peft model: wrap tiny-vlm with peft.get_peft_model(model, "
+            "tinyvlm.lora_config()) before training"
+        )
     model.save_pretrained(str(directory))
     base = model.get_base_model()
     (directory / CONFIG_FILE).write_text(json.dumps(_config_dict(base.config), indent=2))
@@ -406,8 +466,12 @@ def save_adapter(model: Any, directory: str | Path) -> Path:
 def tiny_vlm_revision(config: TinyVLMConfig | None = None) -> str:
     """What the zero-shot model is made of, for the fingerprint."""
     config = config or TinyVLMConfig()
-    parts = [str(TINY_VLM_VERSION), file_sha256(smollm2_gguf_path())[:12],
-             file_sha256(efficientnet_lite0_weights())[:12], json.dumps(_config_dict(config), sort_keys=True)]
+    parts = [
+        str(TINY_VLM_VERSION),
+        file_sha256(smollm2_gguf_path())[:12],
+        file_sha256(efficientnet_lite0_weights())[:12],
+        json.dumps(_config_dict(config), sort_keys=True),
+    ]
     import hashlib
 
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -121,5 +121,4 @@ def browser_html(data: dict[str, Any]) -> str:
     # "<" only occurs inside JSON strings, where \u003c means the same: a reply holding
     # "</script>" or "<!--" cannot end or derail the script block
     payload = payload.replace("<", "\\u003c")
-    return (f"{HTML}<script type='application/json' id='pb-data'>{payload}</script>"
-            f"<script>{JS}</script>")
+    return f"{HTML}<script type='application/json' id='pb-data'>{payload}</script><script>{JS}</script>"

@@ -56,8 +56,11 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         d = r.get("components", {}).get("dataset") or {}
         key = (d.get("name", "?"), d.get("content_hash") or "?", d.get("limit"))
         datasets[key] = datasets.get(key, 0) + 1
-    configs = {p.name: p.read_text(encoding="utf-8", errors="replace")
-               for p in sorted(run_dir.glob("config*.yaml")) if p.is_file()}
+    configs = {
+        p.name: p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted(run_dir.glob("config*.yaml"))
+        if p.is_file()
+    }
     finished = []
     runs = run_dir / "runs.jsonl"
     if runs.is_file():
@@ -68,7 +71,9 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
     return {
         "datasets": [{"name": n, "hash": h, "limit": lim, "records": c} for (n, h, lim), c in datasets.items()],
-        "configs": configs, "versions": versions(), "machine": machine(),
+        "configs": configs,
+        "versions": versions(),
+        "machine": machine(),
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "finished": [f for f in finished if f],
     }
@@ -76,18 +81,32 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fact_lines(f: dict[str, Any]) -> list[tuple[str, str]]:
     """The facts as (what, value) pairs, the same in Markdown and HTML."""
-    ds = "; ".join(f"{d['name']} (content hash {d['hash'][:16]}…)" if len(d["hash"]) > 16 else
-                   f"{d['name']} (content hash {d['hash']})" for d in f["datasets"])
+    ds = "; ".join(
+        f"{d['name']} (content hash {d['hash'][:16]}…)"
+        if len(d["hash"]) > 16
+        else f"{d['name']} (content hash {d['hash']})"
+        for d in f["datasets"]
+    )
     out = [("dataset", ds or "unknown")]
     limits = sorted({d["limit"] for d in f["datasets"] if d["limit"]})
     if limits:
-        out.append(("test samples", f"cut to the first {', '.join(map(str, limits))} per task (`limit` in the "
-                                    "config): numbers are for this subset, not the whole test split"))
+        out.append(
+            (
+                "test samples",
+                f"cut to the first {', '.join(map(str, limits))} per task (`limit` in the "
+                "config): numbers are for this subset, not the whole test split",
+            )
+        )
     out.append(("config", ", ".join(f["configs"]) or "no config file in the run folder"))
     out.append(("versions", ", ".join(f"{k} {v}" for k, v in f["versions"].items())))
     if f["finished"]:
-        out.append(("run finished", f["finished"][-1] + (f" ({len(f['finished'])} runs into this folder)"
-                                                       if len(f["finished"]) > 1 else "")))
+        out.append(
+            (
+                "run finished",
+                f["finished"][-1]
+                + (f" ({len(f['finished'])} runs into this folder)" if len(f["finished"]) > 1 else ""),
+            )
+        )
     out.append(("report written", f"{f['written']} on {f['machine']}"))
     return out
 
@@ -120,8 +139,10 @@ def comparison_sentence(c: Comparison, meta_a: dict[str, Any], meta_b: dict[str,
             return f"{a} beats {b} by {c.diff:.2f} [{lo:.2f}, {hi:.2f}] ({stats})."
         return f"{a} falls behind {b} by {-c.diff:.2f} [{-hi:.2f}, {-lo:.2f}] ({stats})."
     if c.p < ALPHA:
-        return (f"{a} and {b} differ by {c.diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({stats}), but {c.n} test samples "
-                f"are too few to call it (fewer than {MIN_N}).")
+        return (
+            f"{a} and {b} differ by {c.diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({stats}), but {c.n} test samples "
+            f"are too few to call it (fewer than {MIN_N})."
+        )
     return f"{a} and {b} are not distinguishable: difference {c.diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({stats})."
 
 

@@ -60,9 +60,12 @@ def icl_rows(results: Sequence[ConfigScores], task: str) -> tuple[list[str], lis
     for model, fam, sel in keys:
         by_k = cells.get((model, fam, sel), {})
         seeds = {r.meta.get("seed") for rs in by_k.values() for r in rs} | {
-            r.meta.get("seed") for r in zero.get((model, fam), [])}
-        rows.append([model, fam, SELECTOR_NAMES.get(sel, sel), str(len(seeds))]
-                    + [_mean_std(zero.get((model, fam), [])) if k == 0 else _mean_std(by_k.get(k, [])) for k in ks])
+            r.meta.get("seed") for r in zero.get((model, fam), [])
+        }
+        rows.append(
+            [model, fam, SELECTOR_NAMES.get(sel, sel), str(len(seeds))]
+            + [_mean_std(zero.get((model, fam), [])) if k == 0 else _mean_std(by_k.get(k, [])) for k in ks]
+        )
     return ["model", "", "selector", "seeds", *(f"k={k}" for k in ks)], rows
 
 
@@ -90,16 +93,33 @@ def reparsed_bootstrap(task_name: str, recs: Iterable[dict[str, Any]], seed: int
     if not recs:
         return None
     gold = [frozenset(r["gold"]) for r in recs]
-    pred = [task.parse_bootstrap(r.get("reply") or "").labels if (r.get("reply") or r.get("error"))
-            else frozenset(r["labels"]) for r in recs]
+    pred = [
+        task.parse_bootstrap(r.get("reply") or "").labels
+        if (r.get("reply") or r.get("error"))
+        else frozenset(r["labels"])
+        for r in recs
+    ]
     labels = list(task.labels)
     _, _, m, sd = bootstrap_stats(binarize(gold, labels), binarize(pred, labels), seed=seed)
     return m, sd
 
 
-SCORES_HEAD = ["cell", "n", "micro P", "micro R", "micro-F1", "boot mean ± std", "macro P", "macro R", "macro-F1",
-               "macro-F1 (present labels)", "micro-F1 incl. no-artifacts", "theirs: micro-F1", "theirs: macro-F1",
-               "theirs: bootstrap scorer mean ± std"]
+SCORES_HEAD = [
+    "cell",
+    "n",
+    "micro P",
+    "micro R",
+    "micro-F1",
+    "boot mean ± std",
+    "macro P",
+    "macro R",
+    "macro-F1",
+    "macro-F1 (present labels)",
+    "micro-F1 incl. no-artifacts",
+    "theirs: micro-F1",
+    "theirs: macro-F1",
+    "theirs: bootstrap scorer mean ± std",
+]
 
 
 def scores_rows(results: Sequence[ConfigScores], recs: dict[str, dict[str, dict]], task: str) -> list[list[str]]:
@@ -108,14 +128,25 @@ def scores_rows(results: Sequence[ConfigScores], recs: dict[str, dict[str, dict]
         s = r.scores
         theirs = reparsed_released(task, recs.get(r.config, {}).values())
         boot_theirs = reparsed_bootstrap(task, recs.get(r.config, {}).values())
-        boot = (f"{s.micro_f1_boot_mean:.3f} ± {s.micro_f1_boot_std:.3f}"
-                if s.micro_f1_boot_mean is not None else "n/a")
-        rows.append([short_config(r.config), str(s.n), fmt(s.micro_precision), fmt(s.micro_recall), fmt(s.micro_f1),
-                     boot, fmt(s.macro_precision), fmt(s.macro_recall), fmt(s.macro_f1),
-                     f"{fmt(s.macro_f1_present)} ({s.present_labels})",
-                     fmt(s.micro_f1_with_none) if s.micro_f1_with_none is not None else "—",
-                     fmt(theirs["micro_f1"]) if theirs else "n/a", fmt(theirs["macro_f1"]) if theirs else "n/a",
-                     f"{boot_theirs[0]:.3f} ± {boot_theirs[1]:.3f}" if boot_theirs else "n/a"])
+        boot = f"{s.micro_f1_boot_mean:.3f} ± {s.micro_f1_boot_std:.3f}" if s.micro_f1_boot_mean is not None else "n/a"
+        rows.append(
+            [
+                short_config(r.config),
+                str(s.n),
+                fmt(s.micro_precision),
+                fmt(s.micro_recall),
+                fmt(s.micro_f1),
+                boot,
+                fmt(s.macro_precision),
+                fmt(s.macro_recall),
+                fmt(s.macro_f1),
+                f"{fmt(s.macro_f1_present)} ({s.present_labels})",
+                fmt(s.micro_f1_with_none) if s.micro_f1_with_none is not None else "—",
+                fmt(theirs["micro_f1"]) if theirs else "n/a",
+                fmt(theirs["macro_f1"]) if theirs else "n/a",
+                f"{boot_theirs[0]:.3f} ± {boot_theirs[1]:.3f}" if boot_theirs else "n/a",
+            ]
+        )
     return rows
 
 
@@ -138,35 +169,64 @@ def per_type_rows(results: Sequence[ConfigScores], task: str) -> tuple[list[str]
     return head, rows
 
 
-COMP_HEAD = ["comparison", "A", "B", "A-B", "boot mean ± std of A-B", "p (ours)", "p (theirs)",
-             "Cohen's d (ours, d_z)", "Cohen's d (theirs: mean/std)"]
+COMP_HEAD = [
+    "comparison",
+    "A",
+    "B",
+    "A-B",
+    "boot mean ± std of A-B",
+    "p (ours)",
+    "p (theirs)",
+    "Cohen's d (ours, d_z)",
+    "Cohen's d (theirs: mean/std)",
+]
 
 
 def comparison_rows(comps: Sequence[Comparison], task: str) -> list[list[str]]:
-    return [[c.kind, short_config(c.a), short_config(c.b), f"{c.diff:+.3f}",
-             f"{c.diff_mean:+.3f} ± {c.diff_std:.3f}" if c.diff_mean is not None else "n/a",
-             fmt(c.p), fmt(c.p_authors), fmt(c.d, 2), fmt(c.d_authors, 2)]
-            for c in comps if c.task == task]
+    return [
+        [
+            c.kind,
+            short_config(c.a),
+            short_config(c.b),
+            f"{c.diff:+.3f}",
+            f"{c.diff_mean:+.3f} ± {c.diff_std:.3f}" if c.diff_mean is not None else "n/a",
+            fmt(c.p),
+            fmt(c.p_authors),
+            fmt(c.d, 2),
+            fmt(c.d_authors, 2),
+        ]
+        for c in comps
+        if c.task == task
+    ]
 
 
-def paper_sections(results: Sequence[ConfigScores], recs: dict[str, dict[str, dict]],
-                   comps: Sequence[Comparison]) -> tuple[list[str], list[str]]:
+def paper_sections(
+    results: Sequence[ConfigScores], recs: dict[str, dict[str, dict]], comps: Sequence[Comparison]
+) -> tuple[list[str], list[str]]:
     """(Markdown lines, HTML fragments) of the paper's tables, one set per task."""
-    md = ["## The paper's tables", "",
-          "Laid out as the paper lays out its results (docs/paper.md explains every difference between our "
-          "protocol and the authors'). Entries are the bootstrap mean ± std of micro-F1 (10,000 resamples); "
-          "with several seeds, the mean over seeds of each.", ""]
-    out_html = ["<h2>The paper's tables</h2><p>Bootstrap mean ± std of micro-F1 (10,000 resamples); with several "
-                "seeds, the mean over seeds of each. docs/paper.md lists every protocol difference.</p>"]
+    md = [
+        "## The paper's tables",
+        "",
+        "Laid out as the paper lays out its results (docs/paper.md explains every difference between our "
+        "protocol and the authors'). Entries are the bootstrap mean ± std of micro-F1 (10,000 resamples); "
+        "with several seeds, the mean over seeds of each.",
+        "",
+    ]
+    out_html = [
+        "<h2>The paper's tables</h2><p>Bootstrap mean ± std of micro-F1 (10,000 resamples); with several "
+        "seeds, the mean over seeds of each. docs/paper.md lists every protocol difference.</p>"
+    ]
     for task in sorted({r.task for r in results}):
         title = get_task(task).title
         icl_head, icl = icl_rows(results, task)
         type_head, types = per_type_rows(results, task)
         comp = comparison_rows(comps, task)
-        sections = [(f"{title}: in-context learning (model x selector x k)", icl_head, icl),
-                    (f"{title}: scores under both protocols", SCORES_HEAD, scores_rows(results, recs, task)),
-                    (f"{title}: micro-F1 per sample type (best cell per model and family)", type_head, types),
-                    (f"{title}: paired comparisons with both effect sizes", COMP_HEAD, comp)]
+        sections = [
+            (f"{title}: in-context learning (model x selector x k)", icl_head, icl),
+            (f"{title}: scores under both protocols", SCORES_HEAD, scores_rows(results, recs, task)),
+            (f"{title}: micro-F1 per sample type (best cell per model and family)", type_head, types),
+            (f"{title}: paired comparisons with both effect sizes", COMP_HEAD, comp),
+        ]
         for caption, head, rows in sections:
             if not rows:
                 continue

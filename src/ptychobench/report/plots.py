@@ -39,20 +39,23 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             mr = [r for r in full if r.meta.get("model") == model]
             has_sft = any(r.meta.get("strategy") in ("sft", "sft+icl") for r in mr)
             all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
-            fig, axes = plt.subplots(1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True,
-                                     sharex=True, squeeze=False)
+            fig, axes = plt.subplots(
+                1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True, sharex=True, squeeze=False
+            )
             panels = [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]
             for ax, (title, k0, icl) in zip(axes[0], panels):
                 zero = [r for r in mr if r.meta.get("strategy") == k0]
                 selectors = sorted({r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl})
                 for sel in selectors or [None]:
-                    pts = _mean_by_k(zero + [r for r in mr
-                                             if r.meta.get("strategy") == icl and r.meta.get("selector") == sel])
+                    pts = _mean_by_k(
+                        zero + [r for r in mr if r.meta.get("strategy") == icl and r.meta.get("selector") == sel]
+                    )
                     if not pts:
                         continue
                     ks, f, lo, hi = zip(*pts)
-                    ax.errorbar(ks, f, yerr=[np.subtract(f, lo), np.subtract(hi, f)], marker="o", capsize=3,
-                                label=sel or k0)
+                    ax.errorbar(
+                        ks, f, yerr=[np.subtract(f, lo), np.subtract(hi, f)], marker="o", capsize=3, label=sel or k0
+                    )
                 ax.set_title(f"{model}: {title}")
                 ax.set_xticks(all_k)  # the same k axis in both panels, also where one has k=0 only
                 ax.set_xlim(all_k[0] - 0.5, all_k[-1] + 0.5)
@@ -62,13 +65,19 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             axes[0][0].set_ylabel("micro-F1 (95% CI)")
             axes[0][0].set_ylim(0, 1)
             fig.suptitle(f"{get_task(task).title}: micro-F1 against k")
-            figs.append(_save(fig, out / f"k_curve_{task}_{safe_name(model)}.png",
-                              f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned; "
-                              "dashed: baselines"))
+            figs.append(
+                _save(
+                    fig,
+                    out / f"k_curve_{task}_{safe_name(model)}.png",
+                    f"{get_task(task).title}, {model}: micro-F1 against k, base and fine-tuned; dashed: baselines",
+                )
+            )
         # per-label and per-sample-type heatmaps
         top = sorted(full, key=lambda r: -r.scores.micro_f1)[:25]
-        for kind, getter in (("per-label F1", lambda r: r.scores.per_label_f1),
-                             ("per-sample-type micro-F1", lambda r: r.scores.per_type_micro_f1)):
+        for kind, getter in (
+            ("per-label F1", lambda r: r.scores.per_label_f1),
+            ("per-sample-type micro-F1", lambda r: r.scores.per_type_micro_f1),
+        ):
             cols = list(getter(top[0]).keys()) if top else []
             for r in top:
                 cols += [c for c in getter(r) if c not in cols]
@@ -98,8 +107,15 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if not np.isnan(m[i, j]):
-                        ax.text(j, i, f"{m[i, j]:.2f}\nn={n[i, j]}", ha="center", va="center", fontsize=5.5,
-                                color="white" if m[i, j] < 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{m[i, j]:.2f}\nn={n[i, j]}",
+                            ha="center",
+                            va="center",
+                            fontsize=5.5,
+                            color="white" if m[i, j] < 0.5 else "black",
+                        )
             fig.colorbar(im, ax=ax, fraction=0.03)
             ax.set_title(f"{get_task(task).title}: {kind}")
             figs.append(_save(fig, out / f"{'labels' if 'label' in kind else 'types'}_{task}.png", caption))
@@ -125,8 +141,13 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             ax.set_title(f"{get_task(task).title}: learning curve")
-            figs.append(_save(fig, out / f"learning_curve_{task}.png",
-                              f"{get_task(task).title}: micro-F1 against training-set size"))
+            figs.append(
+                _save(
+                    fig,
+                    out / f"learning_curve_{task}.png",
+                    f"{get_task(task).title}: micro-F1 against training-set size",
+                )
+            )
     return figs
 
 
@@ -136,8 +157,13 @@ def _baseline_lines(axes, baselines: list[ConfigScores]) -> None:
     styles = ["--", ":", "-.", (0, (5, 1))]
     for ax in axes:
         for i, b in enumerate(sorted(baselines, key=lambda r: -r.scores.micro_f1)):
-            ax.axhline(b.scores.micro_f1, color="0.35", lw=1.2, ls=styles[i % len(styles)],
-                       label=f"{b.meta.get('model')} (baseline) {b.scores.micro_f1:.2f}")
+            ax.axhline(
+                b.scores.micro_f1,
+                color="0.35",
+                lw=1.2,
+                ls=styles[i % len(styles)],
+                label=f"{b.meta.get('model')} (baseline) {b.scores.micro_f1:.2f}",
+            )
         ax.legend(fontsize=7)
 
 
@@ -154,16 +180,28 @@ def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | No
         return None
     out.mkdir(parents=True, exist_ok=True)
     heights = [len([r for r in results if r.task == t]) for t in tasks]
-    fig, axes = plt.subplots(len(tasks), 1, figsize=(8, 0.3 * sum(heights) + 1.3 * len(tasks) + 0.4),
-                             gridspec_kw={"height_ratios": [h + 2 for h in heights]}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks),
+        1,
+        figsize=(8, 0.3 * sum(heights) + 1.3 * len(tasks) + 0.4),
+        gridspec_kw={"height_ratios": [h + 2 for h in heights]},
+        squeeze=False,
+    )
     for ax, task in zip(axes[:, 0], tasks):
         rs = sorted([r for r in results if r.task == task], key=lambda r: r.scores.micro_f1)
         for i, r in enumerate(rs):
             f = r.scores.micro_f1
             lo, hi = r.scores.micro_f1_ci or (f, f)
             base = r.meta.get("family") == "baseline"
-            ax.errorbar([f], [i], xerr=[[max(f - lo, 0)], [max(hi - f, 0)]], fmt="s" if base else "o",
-                        color="0.4" if base else "C0", capsize=2.5, ms=5)
+            ax.errorbar(
+                [f],
+                [i],
+                xerr=[[max(f - lo, 0)], [max(hi - f, 0)]],
+                fmt="s" if base else "o",
+                color="0.4" if base else "C0",
+                capsize=2.5,
+                ms=5,
+            )
         names = []
         for r in rs:
             bad = r.scores.errors + r.scores.parse_failures
@@ -172,8 +210,13 @@ def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | No
         bases = [r for r in rs if r.meta.get("family") == "baseline"]
         if bases:
             b = max(bases, key=lambda r: r.scores.micro_f1)
-            ax.axvline(b.scores.micro_f1, color="C3", ls="--", lw=1.2,
-                       label=f"best baseline: {b.meta.get('model')} {b.scores.micro_f1:.2f}")
+            ax.axvline(
+                b.scores.micro_f1,
+                color="C3",
+                ls="--",
+                lw=1.2,
+                label=f"best baseline: {b.meta.get('model')} {b.scores.micro_f1:.2f}",
+            )
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xlim(0, 1.02)
         ax.set_ylim(-0.7, len(rs) - 0.3)
@@ -181,8 +224,12 @@ def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | No
         n = max((r.scores.n for r in rs), default=0)
         ax.set_title(f"{get_task(task).title} (n = {n} test samples)", fontsize=10)
     axes[-1, 0].set_xlabel("micro-F1 with 95% bootstrap CI (squares: baselines)")
-    return _save(fig, out / "forest.png", "Every cell's micro-F1 with its 95% CI; dashed: the best baseline; "
-                 "[x/n failed]: x of the n test samples got an unparseable reply or a generation error")
+    return _save(
+        fig,
+        out / "forest.png",
+        "Every cell's micro-F1 with its 95% CI; dashed: the best baseline; "
+        "[x/n failed]: x of the n test samples got an unparseable reply or a generation error",
+    )
 
 
 def _save(fig, path: Path, caption: str) -> tuple[str, Path]:

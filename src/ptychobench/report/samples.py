@@ -59,15 +59,18 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def find_dataset(run_dir: Path, records: list[dict[str, Any]],
-                 dataset: Path | str | None = None) -> tuple[Dataset | None, str]:
+def find_dataset(
+    run_dir: Path, records: list[dict[str, Any]], dataset: Path | str | None = None
+) -> tuple[Dataset | None, str]:
     """The dataset the run's records were made on, and a sentence for the page.
 
     Tried in order: ``dataset`` (given by the caller), the run's ``config.yaml``, the name
     the records carry. One is taken only when its content hash equals the records' hash,
     so the page never shows images that are not the ones the models saw."""
-    comp = next((r.get("components", {}).get("dataset") for r in records
-                 if r.get("components", {}).get("dataset")), None) or {}
+    comp = (
+        next((r.get("components", {}).get("dataset") for r in records if r.get("components", {}).get("dataset")), None)
+        or {}
+    )
     want_hash, name = comp.get("content_hash"), comp.get("name")
     tries: list[Path | str] = [dataset] if dataset else []
     cfg = run_dir / "config.yaml"
@@ -91,11 +94,15 @@ def find_dataset(run_dir: Path, records: list[dict[str, Any]],
             continue
         return ds, f"Images and texts from the dataset at {ds.root}."
     if mismatch is not None:
-        return None, (f"The dataset found at {mismatch} is not the one this run used (its content hash "
-                      "differs), so samples are shown by id only.")
+        return None, (
+            f"The dataset found at {mismatch} is not the one this run used (its content hash "
+            "differs), so samples are shown by id only."
+        )
     what = f"dataset {name!r}" if name else "the run's dataset"
-    return None, (f"The {what} is not available on this machine, so samples are shown by id only "
-                  "(`ptychobench report RUN --dataset PATH` shows its images and texts).")
+    return None, (
+        f"The {what} is not available on this machine, so samples are shown by id only "
+        "(`ptychobench report RUN --dataset PATH` shows its images and texts)."
+    )
 
 
 def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -> dict[str, Any]:
@@ -121,23 +128,34 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
                 key = f"{task}/{d}"
                 if key not in demos:
                     demos[key] = _demo(lookup.get((task, d)), d)
-            rows.append({
-                "c": cell_index[r["config"]], "reply": _cut(r.get("reply") or "", MAX_REPLY),
-                "labels": list(r.get("labels", [])), "ok": bool(r.get("parse_ok", True)),
-                "err": _cut(r["error"], 300) if r.get("error") else None,
-                "demos": [f"{task}/{d}" for d in r.get("demos", [])],
-                "f1": round(sample_f1(r["gold"], r.get("labels", []), t.scored_labels), 3),
-                "right": set(r["gold"]) & set(t.scored_labels) == set(r.get("labels", [])) & set(t.scored_labels),
-            })
-        samples_out.append({
-            "id": sid, "task": task, "type": recs[0].get("sample_type", "unknown"), "gold": list(recs[0]["gold"]),
-            "img": thumbnail(s.image) if s is not None and s.image is not None else None,
-            "text": _cut(s.text, MAX_TEXT) if s is not None else None, "rows": rows,
-        })
+            rows.append(
+                {
+                    "c": cell_index[r["config"]],
+                    "reply": _cut(r.get("reply") or "", MAX_REPLY),
+                    "labels": list(r.get("labels", [])),
+                    "ok": bool(r.get("parse_ok", True)),
+                    "err": _cut(r["error"], 300) if r.get("error") else None,
+                    "demos": [f"{task}/{d}" for d in r.get("demos", [])],
+                    "f1": round(sample_f1(r["gold"], r.get("labels", []), t.scored_labels), 3),
+                    "right": set(r["gold"]) & set(t.scored_labels) == set(r.get("labels", [])) & set(t.scored_labels),
+                }
+            )
+        samples_out.append(
+            {
+                "id": sid,
+                "task": task,
+                "type": recs[0].get("sample_type", "unknown"),
+                "gold": list(recs[0]["gold"]),
+                "img": thumbnail(s.image) if s is not None and s.image is not None else None,
+                "text": _cut(s.text, MAX_TEXT) if s is not None else None,
+                "rows": rows,
+            }
+        )
     return {
         "note": note,
         "cells": [{"name": short_config(c), "config": c, "task": c.split("/", 1)[0]} for c in cells],
-        "samples": samples_out, "demos": demos,
+        "samples": samples_out,
+        "demos": demos,
         "labels": {t: list(get_task(t).labels) for t in sorted({r["task"] for r in records})},
         "types": sorted({s["type"] for s in samples_out}),
     }
@@ -146,8 +164,12 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
 def _demo(s: Sample | None, sid: str) -> dict[str, Any]:
     if s is None:
         return {"id": sid}
-    return {"id": sid, "gold": sorted(s.labels), "img": thumbnail(s.image, 48) if s.image is not None else None,
-            "text": _cut(s.text, 300) if s.image is None else None}
+    return {
+        "id": sid,
+        "gold": sorted(s.labels),
+        "img": thumbnail(s.image, 48) if s.image is not None else None,
+        "text": _cut(s.text, 300) if s.image is None else None,
+    }
 
 
 def _cut(s: str, n: int) -> str:

@@ -14,14 +14,14 @@ from pathlib import Path
 from ..eval.compare import by_config, paired_comparisons
 from ..eval.score import score_records
 from ..eval.store import read_run
+from ..files import write_atomic
 from ..tasks import get_task
 from .browser import CSS as BROWSER_CSS
 from .browser import browser_html
-from ..files import write_atomic
 from .headline import comparison_sentences, fact_lines, facts
+from .paper_tables import paper_sections
 from .plots import forest_plot, make_plots
 from .samples import browser_data, find_dataset
-from .paper_tables import paper_sections
 from .tables import (
     ADAPTER_HEAD,
     COMP_HEAD,
@@ -77,26 +77,47 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
     browser = browser_data(records, ds, note)
 
     write_atomic(run_dir / "scores.json", json.dumps([r.as_dict() for r in results], indent=1))
-    md = ["# PtychoBench report", "", *(f"- **{k}**: {v}" for k, v in facts_list), "",
-          f"Run folder: `{run_dir}`; {len(records)} stored predictions in "
-          f"{len(results)} cells (every shard's store merged).", ""]
+    md = [
+        "# PtychoBench report",
+        "",
+        *(f"- **{k}**: {v}" for k, v in facts_list),
+        "",
+        f"Run folder: `{run_dir}`; {len(records)} stored predictions in "
+        f"{len(results)} cells (every shard's store merged).",
+        "",
+    ]
     if forest:
         md += [f"![{forest[0]}]({forest[1].relative_to(run_dir)})", ""]
     for task, ss in sentences.items():
         md += [f"**{get_task(task).title}**", "", *(f"- {x}" for x in ss), ""]
-    md += ["## Summary", "", *words,
-           "## Main table", "", "micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test samples); "
-           "★ marks the best row per task. Parse failures and errors count as empty predictions.", "",
-           md_table(HEAD, [row_cells(r) for r in rows]), "", "## Paired comparisons", "",
-           md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)", "",
-           *(["## Fine-tuned adapters", "", md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
-           "## Plots", ""]
+    md += [
+        "## Summary",
+        "",
+        *words,
+        "## Main table",
+        "",
+        "micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test samples); "
+        "★ marks the best row per task. Parse failures and errors count as empty predictions.",
+        "",
+        md_table(HEAD, [row_cells(r) for r in rows]),
+        "",
+        "## Paired comparisons",
+        "",
+        md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)",
+        "",
+        *(["## Fine-tuned adapters", "", md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
+        "## Plots",
+        "",
+    ]
     for caption, p in figs:
         md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
     paper_md, paper_html = paper_sections(results, recs, comps)  # the paper's layout (report/paper_tables.py)
     md += paper_md
-    md += ["Every test sample with each cell's reply, parsed labels and demonstrations: see the "
-           "per-sample browser in `report.html`.", ""]
+    md += [
+        "Every test sample with each cell's reply, parsed labels and demonstrations: see the "
+        "per-sample browser in `report.html`.",
+        "",
+    ]
     md_path = write_atomic(run_dir / "report.md", "\n".join(md) + "\n")
 
     def para(line: str) -> str:
@@ -107,44 +128,70 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
 
     def figure(caption: str, p: Path) -> str:
         data = base64.b64encode(p.read_bytes()).decode()
-        return (f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        return (
+            f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
 
     def scroll(table: str) -> str:
         return f"<div class='scroll'>{table}</div>"
 
     limited = [d["limit"] for d in head_facts["datasets"] if d["limit"]]
-    body = ["<h1>PtychoBench report</h1>",
-            "<nav><a href='#summary'>summary</a><a href='#main'>main table</a><a href='#plots'>plots</a>"
-            "<a href='#samples'>samples</a></nav>",
-            "<section class='headline'>",
-            *([f"<p class='warn'>This run used only the first {', '.join(map(str, sorted(set(limited))))} test "
-               "samples per task (<code>limit</code>): its numbers describe that subset.</p>"] if limited else []),
-            scroll("<table class='facts'>" + "".join(
-                f"<tr><th>{html.escape(k)}</th><td>{para(v)[3:-4]}</td></tr>" for k, v in facts_list) + "</table>"),
-            *(f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
-              for name, text in head_facts["configs"].items()),
-            *([figure(*forest)] if forest else []),
-            *(f"<h3>{html.escape(get_task(task).title)}</h3><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in ss)
-              + "</ul>" for task, ss in sentences.items()),
-            "</section>",
-            f"<p>Run folder: <code>{html.escape(str(run_dir))}</code>; "
-            f"{len(records)} stored predictions in {len(results)} cells.</p>",
-            "<h2 id='summary'>Summary</h2><div class='summary'>", *(para(x) for x in words), "</div>",
-            "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
-            "samples); the highlighted row is the best per task.</p>",
-            scroll(html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows])),
-            "<h2>Paired comparisons</h2>",
-            scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
-            *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
-            "<h2 id='plots'>Plots</h2>", *(figure(c, p) for c, p in figs),
-            *(scroll(x) if x.startswith("<table") else x for x in paper_html),
-            "<h2 id='samples'>Samples</h2>",
-            "<p>Every test sample with the gold labels and, per cell, the reply, the parsed labels, the "
-            "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",
-            browser_html(browser)]
-    html_path = write_atomic(run_dir / "report.html", (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>PtychoBench report</title>"
-        f"<style>{CSS}{BROWSER_CSS}</style></head><body>{''.join(body)}</body></html>"))
+    body = [
+        "<h1>PtychoBench report</h1>",
+        "<nav><a href='#summary'>summary</a><a href='#main'>main table</a><a href='#plots'>plots</a>"
+        "<a href='#samples'>samples</a></nav>",
+        "<section class='headline'>",
+        *(
+            [
+                f"<p class='warn'>This run used only the first {', '.join(map(str, sorted(set(limited))))} test "
+                "samples per task (<code>limit</code>): its numbers describe that subset.</p>"
+            ]
+            if limited
+            else []
+        ),
+        scroll(
+            "<table class='facts'>"
+            + "".join(f"<tr><th>{html.escape(k)}</th><td>{para(v)[3:-4]}</td></tr>" for k, v in facts_list)
+            + "</table>"
+        ),
+        *(
+            f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
+            for name, text in head_facts["configs"].items()
+        ),
+        *([figure(*forest)] if forest else []),
+        *(
+            f"<h3>{html.escape(get_task(task).title)}</h3><ul>"
+            + "".join(f"<li>{html.escape(x)}</li>" for x in ss)
+            + "</ul>"
+            for task, ss in sentences.items()
+        ),
+        "</section>",
+        f"<p>Run folder: <code>{html.escape(str(run_dir))}</code>; "
+        f"{len(records)} stored predictions in {len(results)} cells.</p>",
+        "<h2 id='summary'>Summary</h2><div class='summary'>",
+        *(para(x) for x in words),
+        "</div>",
+        "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
+        "samples); the highlighted row is the best per task.</p>",
+        scroll(html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows])),
+        "<h2>Paired comparisons</h2>",
+        scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
+        *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
+        "<h2 id='plots'>Plots</h2>",
+        *(figure(c, p) for c, p in figs),
+        *(scroll(x) if x.startswith("<table") else x for x in paper_html),
+        "<h2 id='samples'>Samples</h2>",
+        "<p>Every test sample with the gold labels and, per cell, the reply, the parsed labels, the "
+        "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",
+        browser_html(browser),
+    ]
+    html_path = write_atomic(
+        run_dir / "report.html",
+        (
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'><title>PtychoBench report</title>"
+            f"<style>{CSS}{BROWSER_CSS}</style></head><body>{''.join(body)}</body></html>"
+        ),
+    )
     return {"md": md_path, "html": html_path, "scores": run_dir / "scores.json"}

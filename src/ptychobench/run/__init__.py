@@ -5,5 +5,14 @@ from .config import Experiment, RunConfig, load_config, parse_config
 from .grid import Cell, expand, parse_shard, shard_cells
 from .runner import Runner
 
-__all__ = ["Cell", "Experiment", "RunConfig", "Runner", "expand", "load_config", "parse_config", "parse_shard",
-           "shard_cells"]
+__all__ = [
+    "Cell",
+    "Experiment",
+    "RunConfig",
+    "Runner",
+    "expand",
+    "load_config",
+    "parse_config",
+    "parse_shard",
+    "shard_cells",
+]

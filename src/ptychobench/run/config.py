@@ -79,8 +79,10 @@ class RunConfig:
 
     def __repr__(self) -> str:
         exps = ", ".join(e.label for e in self.experiments)
-        return (f"RunConfig({self.name!r}, dataset={self.dataset!r}, experiments=[{exps}], seeds={self.seeds}, "
-                f"train_sizes={self.train_sizes}, decoding={self.decoding!r}, limit={self.limit})")
+        return (
+            f"RunConfig({self.name!r}, dataset={self.dataset!r}, experiments=[{exps}], seeds={self.seeds}, "
+            f"train_sizes={self.train_sizes}, decoding={self.decoding!r}, limit={self.limit})"
+        )
 
     def generation(self) -> GenerationConfig:
         gen = DECODING_PRESETS[self.decoding]
@@ -171,8 +173,11 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     exp = Experiment(**e)
     _check(exp.prompt in PROMPT_MODES, where, f"prompt must be one of {list(PROMPT_MODES)}, got {exp.prompt!r}")
     _check(exp.parse in PARSE_MODES, where, f"parse must be one of {list(PARSE_MODES)}, got {exp.parse!r}")
-    _check(all(isinstance(v, str) and v for v in exp.requires_env), where,
-           "requires_env must be a list of environment variable names")
+    _check(
+        all(isinstance(v, str) and v for v in exp.requires_env),
+        where,
+        "requires_env must be a list of environment variable names",
+    )
     modality = TASKS[exp.task].modality
     if not exp.model:
         _check(bool(exp.baselines), where, "needs a 'model' or 'baselines'")
@@ -187,10 +192,14 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     for b in exp.baselines:
         _check(b in BASELINES, where, f"unknown baseline {b!r}; choose from {list(BASELINES)}")
         need = BASELINES[b].modality
-        _check(need in ("any", modality), where,
-               f"baseline {b!r} reads {need} input; the {exp.task} task gives {modality}")
-    _check(all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_K for k in exp.k), where,
-           f"k must be integers in 0..{MAX_K}")
+        _check(
+            need in ("any", modality), where, f"baseline {b!r} reads {need} input; the {exp.task} task gives {modality}"
+        )
+    _check(
+        all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_K for k in exp.k),
+        where,
+        f"k must be integers in 0..{MAX_K}",
+    )
     if any(s in DEMO_STRATEGIES for s in exp.strategies):
         _check(any(k > 0 for k in exp.k), where, "icl strategies need a k > 0")
     _check(exp.batch_size is None or _positive_int(exp.batch_size), where, "batch_size must be a positive integer")
@@ -201,25 +210,47 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
             raise ConfigError(f"{where}: {err}") from None
         if spec.backend == "hf" and ":" in exp.model:
             target = exp.model.partition(":")[2]
-            _check(not _looks_like_path(target) or Path(target).expanduser().is_dir(), where,
-                   f"model folder {target} does not exist")
+            _check(
+                not _looks_like_path(target) or Path(target).expanduser().is_dir(),
+                where,
+                f"model folder {target} does not exist",
+            )
         if modality == "image":
-            _check(takes_images(exp.model, spec.backend, spec.modality) is not False, where,
-                   f"model {exp.model!r} takes text only; the {exp.task} task needs a vision-language model")
+            _check(
+                takes_images(exp.model, spec.backend, spec.modality) is not False,
+                where,
+                f"model {exp.model!r} takes text only; the {exp.task} task needs a vision-language model",
+            )
         _options(where, "backend_options", exp.backend_options, BACKEND_OPTIONS[spec.backend], exp.model)
         if exp.adapter is not None:
             _check(spec.takes_adapter, where, f"model {exp.model!r} takes no adapter (serve the adapted model)")
-            _check(any(s in ADAPTER_STRATEGIES for s in exp.strategies), where,
-                   "'adapter' is used by the sft and sft+icl strategies only; add one of them or remove it")
+            _check(
+                any(s in ADAPTER_STRATEGIES for s in exp.strategies),
+                where,
+                "'adapter' is used by the sft and sft+icl strategies only; add one of them or remove it",
+            )
             _check(Path(exp.adapter).expanduser().is_dir(), where, f"adapter folder {exp.adapter} does not exist")
-            _check((Path(exp.adapter).expanduser() / "adapter_config.json").is_file(), where,
-                   f"adapter folder {exp.adapter} has no adapter_config.json; is it a LoRA adapter saved by "
-                   "ptychobench train (peft save_pretrained)?")
+            _check(
+                (Path(exp.adapter).expanduser() / "adapter_config.json").is_file(),
+                where,
+                f"adapter folder {exp.adapter} has no adapter_config.json; is it a LoRA adapter saved by "
+                "ptychobench train (peft save_pretrained)?",
+            )
     _options(where, "sft", exp.sft, SFT_KEYS | {f.name for f in fields(Recipe)}, "fine-tuning")
-    _options(where, "probe_options", exp.probe_options,
-             frozenset().union(*(BASELINES[b].options for b in exp.baselines)), f"baselines {exp.baselines}")
-    _options(where, "selector_options", exp.selector_options,
-             frozenset().union(*(SELECTORS[s] for s in exp.selectors)), f"selectors {exp.selectors}")
+    _options(
+        where,
+        "probe_options",
+        exp.probe_options,
+        frozenset().union(*(BASELINES[b].options for b in exp.baselines)),
+        f"baselines {exp.baselines}",
+    )
+    _options(
+        where,
+        "selector_options",
+        exp.selector_options,
+        frozenset().union(*(SELECTORS[s] for s in exp.selectors)),
+        f"selectors {exp.selectors}",
+    )
     return exp
 
 
@@ -239,32 +270,56 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
     for key in ("name", "dataset"):
         _check(isinstance(data[key], str) and data[key].strip() != "", source, f"{key} must be a non-empty string")
     _check(isinstance(data.get("decoding", "greedy"), str), source, "decoding must be a name")
-    _check("/" not in data["name"] and "\\" not in data["name"] and not data["name"].startswith("."), source,
-           f"name {data['name']!r} must be a plain name (it names the default run folder runs/<name>)")
+    _check(
+        "/" not in data["name"] and "\\" not in data["name"] and not data["name"].startswith("."),
+        source,
+        f"name {data['name']!r} must be a plain name (it names the default run folder runs/<name>)",
+    )
     _check("experiments" in data and data["experiments"], source, "needs a non-empty 'experiments' list")
-    _check(data.get("decoding", "greedy") in DECODING_PRESETS, source,
-           f"decoding must be one of {list(DECODING_PRESETS)}")
+    _check(
+        data.get("decoding", "greedy") in DECODING_PRESETS, source, f"decoding must be one of {list(DECODING_PRESETS)}"
+    )
     exps = [_parse_experiment(e, f"{source}: experiments[{i}]") for i, e in enumerate(_list(data["experiments"]))]
-    skipped = [(e.label, f"needs {', '.join(v for v in e.requires_env if not os.environ.get(v))}")
-               for e in exps if any(not os.environ.get(v) for v in e.requires_env)]
+    skipped = [
+        (e.label, f"needs {', '.join(v for v in e.requires_env if not os.environ.get(v))}")
+        for e in exps
+        if any(not os.environ.get(v) for v in e.requires_env)
+    ]
     exps = [e for e in exps if all(os.environ.get(v) for v in e.requires_env)]
     _check(bool(exps), source, f"every experiment needs an unset environment variable: {skipped}")
-    cfg = RunConfig(**{**{k: v for k, v in data.items() if k != "experiments"}, "experiments": exps,
-                       "source": source, "skipped": skipped, "raw": data})
+    cfg = RunConfig(
+        **{
+            **{k: v for k, v in data.items() if k != "experiments"},
+            "experiments": exps,
+            "source": source,
+            "skipped": skipped,
+            "raw": data,
+        }
+    )
     cfg.seeds = _list(cfg.seeds)
     cfg.train_sizes = _list(cfg.train_sizes)
-    _check(all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds), source,
-           f"seeds must be integers, got {cfg.seeds}")
+    _check(
+        all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds),
+        source,
+        f"seeds must be integers, got {cfg.seeds}",
+    )
     for n in cfg.train_sizes:
         _check(n == "all" or _positive_int(n), source, f"train size {n!r} must be 'all' or a positive int")
-    _check(cfg.limit is None or _positive_int(cfg.limit), source,
-           f"limit must be a positive integer, got {cfg.limit!r}")
-    _check(cfg.max_new_tokens is None or _positive_int(cfg.max_new_tokens), source,
-           f"max_new_tokens must be a positive integer, got {cfg.max_new_tokens!r}")
+    _check(
+        cfg.limit is None or _positive_int(cfg.limit), source, f"limit must be a positive integer, got {cfg.limit!r}"
+    )
+    _check(
+        cfg.max_new_tokens is None or _positive_int(cfg.max_new_tokens),
+        source,
+        f"max_new_tokens must be a positive integer, got {cfg.max_new_tokens!r}",
+    )
     _check(_positive_int(cfg.batch_size), source, f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     rate = cfg.max_failure_rate
-    _check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 1, source,
-           f"max_failure_rate must be a number in 0..1, got {rate!r}")
+    _check(
+        isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 1,
+        source,
+        f"max_failure_rate must be a number in 0..1, got {rate!r}",
+    )
     return cfg
 
 

@@ -37,7 +37,8 @@ class Cell:
     def config(self) -> str:
         sel = self.selector or "-"
         modes = (f"/prompt-{self.prompt}" if self.prompt != "ours" else "") + (
-            f"/parse-{self.parse}" if self.parse != "tolerant" else "")  # default cells keep their old keys
+            f"/parse-{self.parse}" if self.parse != "tolerant" else ""
+        )  # default cells keep their old keys
         return f"{self.task}/{self.model}/{self.strategy}/{sel}/k{self.k}/seed{self.seed}/n{self.train_size}{modes}"
 
     @property
@@ -47,8 +48,14 @@ class Cell:
     @property
     def group(self) -> tuple:
         """Cells sharing a loaded model (and adapter) run together, on one shard."""
-        return (self.task, self.model, self.uses_adapter, self.seed if self.uses_adapter else None,
-                self.train_size if self.uses_adapter else None, self.exp)
+        return (
+            self.task,
+            self.model,
+            self.uses_adapter,
+            self.seed if self.uses_adapter else None,
+            self.train_size if self.uses_adapter else None,
+            self.exp,
+        )
 
     def meta(self) -> dict[str, Any]:
         d = asdict(self)

@@ -30,8 +30,10 @@ class RunLock:
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"{self.path.parent}: another ptychobench run ({owner}) is writing to this folder; "
-                              "wait for it to finish or use another --out") from None
+            raise ConfigError(
+                f"{self.path.parent}: another ptychobench run ({owner}) is writing to this folder; "
+                "wait for it to finish or use another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd

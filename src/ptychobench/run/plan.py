@@ -61,7 +61,7 @@ def params_b(model: str | None) -> float:
         return API_PARAMS_B
     if preset is None and resolve_model(model).backend == "openai":
         return API_PARAMS_B
-    for text in ((preset.model, preset.name) if preset else (model,)):
+    for text in (preset.model, preset.name) if preset else (model,):
         m = _SIZE.search(text.replace("_", "-"))
         if m:
             return float(m.group(1)) * (1.0 if m.group(2).lower() == "b" else 1e-3)
@@ -225,7 +225,8 @@ def _groups(cells: Sequence[Cell], cm: CostModel) -> tuple[list[_Piece], list[_P
     for g, gc in groups.items():
         cost = cm.training(gc[0]) + sum(cm.cell(c) for c in gc)
         (rigid if gc[0].uses_adapter or gc[0].strategy in BASELINES else flexible).append(
-            _Piece(gc, cost, g, cm.load(gc[0])))
+            _Piece(gc, cost, g, cm.load(gc[0]))
+        )
     return rigid, flexible
 
 
@@ -307,12 +308,17 @@ def plan_run(cfg: RunConfig, dataset: Any, n: int) -> Plan:
 
 def shard_resources(shard: Shard, cfg: RunConfig) -> Resources:
     """What the shard's job asks the scheduler for: its largest model's needs."""
-    need = [resources(cfg.experiments[c.exp].model, training=c.uses_adapter and not cfg.experiments[c.exp].adapter,
-                      quantize=cfg.experiments[c.exp].sft.get("quantize")) for c in shard.cells]
+    need = [
+        resources(
+            cfg.experiments[c.exp].model,
+            training=c.uses_adapter and not cfg.experiments[c.exp].adapter,
+            quantize=cfg.experiments[c.exp].sft.get("quantize"),
+        )
+        for c in shard.cells
+    ]
     if not need:
         return Resources(gpus=0, mem_gb=8, cpus=2)
-    return Resources(gpus=max(r.gpus for r in need), mem_gb=max(r.mem_gb for r in need),
-                     cpus=max(r.cpus for r in need))
+    return Resources(gpus=max(r.gpus for r in need), mem_gb=max(r.mem_gb for r in need), cpus=max(r.cpus for r in need))
 
 
 def plan_table(plan: Plan, cfg: RunConfig, title: str = "plan") -> Any:
@@ -325,9 +331,16 @@ def plan_table(plan: Plan, cfg: RunConfig, title: str = "plan") -> Any:
     mean = plan.mean
     for s in plan.shards:
         r = shard_resources(s, cfg)
-        table.add_row(str(s.index), str(len(s.cells)), str(len(s.groups)), ", ".join(s.models) or "-",
-                      f"{s.cost:,.0f}", f"{(s.cost / mean - 1) * 100:+.1f}%" if mean else "-", str(r.gpus),
-                      f"{r.mem_gb} GB")
+        table.add_row(
+            str(s.index),
+            str(len(s.cells)),
+            str(len(s.groups)),
+            ", ".join(s.models) or "-",
+            f"{s.cost:,.0f}",
+            f"{(s.cost / mean - 1) * 100:+.1f}%" if mean else "-",
+            str(r.gpus),
+            f"{r.mem_gb} GB",
+        )
     return table
 
 

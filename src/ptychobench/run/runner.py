@@ -37,11 +37,18 @@ def store_path(run_dir: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def adapter_dir(ds: Dataset, cell: Cell, exp: Experiment, subset: Sequence[Sample]) -> Path:
-    key = json.dumps({
-        "dataset": ds.manifest.get("content_hash"), "task": cell.task, "model": exp.model,
-        "train": sorted(s.id for s in subset), "seed": cell.seed, "sft": exp.sft,
-        **({"prompt": exp.prompt} if exp.prompt != "ours" else {}),
-    }, sort_keys=True)
+    key = json.dumps(
+        {
+            "dataset": ds.manifest.get("content_hash"),
+            "task": cell.task,
+            "model": exp.model,
+            "train": sorted(s.id for s in subset),
+            "seed": cell.seed,
+            "sft": exp.sft,
+            **({"prompt": exp.prompt} if exp.prompt != "ours" else {}),
+        },
+        sort_keys=True,
+    )
     h = hashlib.sha256(key.encode()).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in exp.label)
     return adapters_dir() / f"{cell.task}-{safe}-n{cell.train_size}-seed{cell.seed}-{h}"
@@ -83,9 +90,11 @@ class Runner:
             preset = get_preset(exp.model)
             base = exp.backend_options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
             if not base and not exp.backend_options.get("api_key") and not os.environ.get("OPENAI_API_KEY"):
-                raise ConfigError(f"{self.cfg.source}: experiments[{i}]: model {exp.model!r} "
-                                  f"({preset.model if preset else exp.model} on api.openai.com) needs an API key: "
-                                  "set OPENAI_API_KEY, or a base_url for a local server")
+                raise ConfigError(
+                    f"{self.cfg.source}: experiments[{i}]: model {exp.model!r} "
+                    f"({preset.model if preset else exp.model} on api.openai.com) needs an API key: "
+                    "set OPENAI_API_KEY, or a base_url for a local server"
+                )
 
     def _lock_path(self) -> Path:
         return self.store.path.with_suffix(".lock")
@@ -100,8 +109,13 @@ class Runner:
         return path
 
     def _dataset_component(self) -> dict[str, Any]:
-        return {"dataset": {"name": self.ds.name, "content_hash": self.ds.manifest.get("content_hash"),
-                            "limit": self.cfg.limit}}
+        return {
+            "dataset": {
+                "name": self.ds.name,
+                "content_hash": self.ds.manifest.get("content_hash"),
+                "limit": self.cfg.limit,
+            }
+        }
 
     def _run_meta(self) -> dict[str, Any]:
         """What ``report`` needs from the config, kept in each record: the threshold of a
@@ -113,8 +127,11 @@ class Runner:
         return test[: self.cfg.limit] if self.cfg.limit else test
 
     def pending(self) -> list[Cell]:
-        return [c for c in self.cells if not all(self.store.is_done(c.config, s.id, self.settings[c.config])
-                                                 for s in self.test_samples(c.task))]
+        return [
+            c
+            for c in self.cells
+            if not all(self.store.is_done(c.config, s.id, self.settings[c.config]) for s in self.test_samples(c.task))
+        ]
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,10 +155,18 @@ class Runner:
         todo = self.pending()
         for label, why in self.cfg.skipped:
             self.console.print(f"[yellow]left out[/] experiment {label}: {why}")
-        self.console.print(f"[bold]{len(self.cells)}[/] cells, {len(self.cells) - len(todo)} already in the store, "
-                           f"{len(todo)} to run -> {self.store.path}")
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+        self.console.print(
+            f"[bold]{len(self.cells)}[/] cells, {len(self.cells) - len(todo)} already in the store, "
+            f"{len(todo)} to run -> {self.store.path}"
+        )
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=self.console, transient=False) as progress:
             grid = progress.add_task("grid", total=len(todo))
             groups: dict[tuple, list[Cell]] = {}
@@ -152,12 +177,21 @@ class Runner:
         wall = time.perf_counter() - t0
         failed = self.failed_cells()
         for r in failed:
-            self.console.print(f"[bold red]failed cell[/] {r.config}: {r.scores.errors} error(s) and "
-                               f"{r.scores.parse_failures} unparseable repl(ies) of {r.scores.n} "
-                               f"({r.failure_rate:.0%} > {self.cfg.max_failure_rate:.0%})", highlight=False)
-        summary = {"cells": len(self.cells), "ran": len(todo), "seconds": round(wall, 1),
-                   "store": str(self.store.path), "config": str(kept.relative_to(self.run_dir)),
-                   "failed": [r.config for r in failed], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.console.print(
+                f"[bold red]failed cell[/] {r.config}: {r.scores.errors} error(s) and "
+                f"{r.scores.parse_failures} unparseable repl(ies) of {r.scores.n} "
+                f"({r.failure_rate:.0%} > {self.cfg.max_failure_rate:.0%})",
+                highlight=False,
+            )
+        summary = {
+            "cells": len(self.cells),
+            "ran": len(todo),
+            "seconds": round(wall, 1),
+            "store": str(self.store.path),
+            "config": str(kept.relative_to(self.run_dir)),
+            "failed": [r.config for r in failed],
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         with (self.run_dir / "runs.jsonl").open("a") as f:
             f.write(json.dumps(summary) + "\n")
         return summary
@@ -193,8 +227,10 @@ class Runner:
         progress.update(grid, description=f"loading {exp.model}{' + adapter' if adapter else ''}")
         backend = load_backend(exp.model, adapter=str(adapter) if adapter else None, **exp.backend_options)
         if get_task(first.task).modality == "image" and getattr(backend, "vision", None) is False:
-            raise ModelError(f"model {exp.model!r} loaded as a text-only model; the {first.task} task needs a "
-                             "vision-language model (nothing was stored for its cells)")
+            raise ModelError(
+                f"model {exp.model!r} loaded as a text-only model; the {first.task} task needs a "
+                "vision-language model (nothing was stored for its cells)"
+            )
         try:
             # on a shared CPU one thread can be several times faster than all (ptychobench.models.cpu)
             with torch_threads():
@@ -209,8 +245,7 @@ class Runner:
         out = adapter_dir(self.ds, cell, exp, subset)
         progress.console.print(f"training adapter {out.name} on {len(subset)} samples (reused when present)")
         sft = {**exp.sft, **({"prompt": exp.prompt} if exp.prompt != "ours" else {})}
-        return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed,
-                                  train_samples=subset, **sft))
+        return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed, train_samples=subset, **sft))
 
     def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, trained, progress, grid) -> None:
         from ..strategies import make_selector
@@ -224,22 +259,44 @@ class Runner:
         if c.k > 0:
             selector = make_selector(c.selector, seed=c.seed, **exp.selector_options)
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
-        meta = {**c.meta(), "n_train": len(subset), "model_spec": exp.model,
-                "adapter": str(adapter) if adapter else None, "decoding": gen.as_dict(),
-                "fingerprint": backend.fingerprint(), **self._run_meta()}
+        meta = {
+            **c.meta(),
+            "n_train": len(subset),
+            "model_spec": exp.model,
+            "adapter": str(adapter) if adapter else None,
+            "decoding": gen.as_dict(),
+            "fingerprint": backend.fingerprint(),
+            **self._run_meta(),
+        }
         if adapter:
             meta["adapter_training"] = trained
-        components = {**self._dataset_component(), "model": backend.fingerprint(),
-                      "decoding": gen.as_dict(), "prompt": c.prompt, "parse": c.parse,
-                      "selector": {**selector.describe(), "k": c.k} if selector else None,
-                      "adapter": {"path": str(adapter), "sft": exp.sft, "training": trained} if adapter else None}
+        components = {
+            **self._dataset_component(),
+            "model": backend.fingerprint(),
+            "decoding": gen.as_dict(),
+            "prompt": c.prompt,
+            "parse": c.parse,
+            "selector": {**selector.describe(), "k": c.k} if selector else None,
+            "adapter": {"path": str(adapter), "sft": exp.sft, "training": trained} if adapter else None,
+        }
         bar = progress.add_task(f"  {c.config}", total=len(test))
         settings = self.settings[c.config]
         progress.update(bar, completed=sum(self.store.is_done(c.config, s.id, settings) for s in test))
         t0 = time.perf_counter()
-        predict(task, test, backend, self.store, c.config, meta, gen, demos_for,
-                batch_size=exp.batch_size or self.cfg.batch_size, components=components,
-                on_done=lambda n: progress.advance(bar, n), settings=settings)
+        predict(
+            task,
+            test,
+            backend,
+            self.store,
+            c.config,
+            meta,
+            gen,
+            demos_for,
+            batch_size=exp.batch_size or self.cfg.batch_size,
+            components=components,
+            on_done=lambda n: progress.advance(bar, n),
+            settings=settings,
+        )
         progress.update(bar, visible=False)
         progress.advance(grid)
         self._log_cell(c, test, t0)
@@ -250,8 +307,11 @@ class Runner:
             return
         recs = [self.store.get(c.config, s.id) for s in test]
         errors = sum(1 for r in recs if r and r.get("error"))
-        self.console.print(f"cell {c.config} n={len(test)} time={time.perf_counter() - t0:.1f}s errors={errors}",
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"cell {c.config} n={len(test)} time={time.perf_counter() - t0:.1f}s errors={errors}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def _run_baseline(self, c: Cell, exp: Experiment, progress, grid) -> None:
         from ..strategies import fit_predict_probe
@@ -268,7 +328,10 @@ class Runner:
         settings = self.settings[c.config]
         for s, labels in zip(test, preds):
             if not self.store.is_done(c.config, s.id, settings):
-                self.store.append(make_record(task, s, c.config, meta, labels=labels, seconds=per,
-                                              components=components, settings=settings))
+                self.store.append(
+                    make_record(
+                        task, s, c.config, meta, labels=labels, seconds=per, components=components, settings=settings
+                    )
+                )
         progress.advance(grid)
         self._log_cell(c, test, t0)

@@ -56,21 +56,27 @@ def detect_shard(env: Mapping[str, str] | None = None, count: int | None = None)
         index, n = task, count
         source = "PBS_ARRAY_INDEX" if "PBS_ARRAY_INDEX" in env else "PBS_ARRAYID"
         if n is None:
-            raise ConfigError(f"--shard auto: {source}={task} but PBS does not say how many shards there are; "
-                              f"use --shard auto/N or set {ENV_COUNT}=N (N = the array's size)")
+            raise ConfigError(
+                f"--shard auto: {source}={task} but PBS does not say how many shards there are; "
+                f"use --shard auto/N or set {ENV_COUNT}=N (N = the array's size)"
+            )
     elif (_int(env, "SLURM_NTASKS") or 1) > 1 and _int(env, "SLURM_PROCID") is not None:
         index, n, source = _int(env, "SLURM_PROCID"), count or _int(env, "SLURM_NTASKS"), "SLURM_PROCID"
     elif _int(env, "RANK") is not None and _int(env, "WORLD_SIZE") is not None:
         index, n, source = _int(env, "RANK"), count or _int(env, "WORLD_SIZE"), "RANK"
     else:
-        raise ConfigError("--shard auto: no job array in the environment (SLURM_ARRAY_TASK_ID, PBS_ARRAY_INDEX, "
-                          "PBS_ARRAYID, SLURM_PROCID or RANK); submit a job array or use --shard i/n")
+        raise ConfigError(
+            "--shard auto: no job array in the environment (SLURM_ARRAY_TASK_ID, PBS_ARRAY_INDEX, "
+            "PBS_ARRAYID, SLURM_PROCID or RANK); submit a job array or use --shard i/n"
+        )
     assert index is not None
     if n is None or n < 1:
         raise ConfigError(f"--shard auto: the number of shards is unknown; use --shard auto/N or set {ENV_COUNT}")
     if not 0 <= index < n:
-        raise ConfigError(f"--shard auto: {source} gives shard {index}, outside 0..{n - 1} of {n} shards "
-                          "(number the array from 0: --array=0-N-1, -J 0-N-1)")
+        raise ConfigError(
+            f"--shard auto: {source} gives shard {index}, outside 0..{n - 1} of {n} shards "
+            "(number the array from 0: --array=0-N-1, -J 0-N-1)"
+        )
     return index, n
 
 
@@ -100,15 +106,24 @@ def visible_devices(env: Mapping[str, str] | None = None) -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def shard_devices(shard: tuple[int, int] | None, gpus_per_shard: int | None = None,
-                  env: Mapping[str, str] | None = None, devices: list[str] | None = None) -> list[str] | None:
+def shard_devices(
+    shard: tuple[int, int] | None,
+    gpus_per_shard: int | None = None,
+    env: Mapping[str, str] | None = None,
+    devices: list[str] | None = None,
+) -> list[str] | None:
     """This process's slice of the node's GPUs, or None to leave ``CUDA_VISIBLE_DEVICES`` as
     the scheduler set it.
 
@@ -132,7 +147,7 @@ def shard_devices(shard: tuple[int, int] | None, gpus_per_shard: int | None = No
         return None
     fit = len(devices) // per
     slot = local % fit
-    return devices[slot * per:(slot + 1) * per]
+    return devices[slot * per : (slot + 1) * per]
 
 
 def pin_devices(shard: tuple[int, int] | None, gpus_per_shard: int | None = None) -> list[str] | None:
@@ -153,6 +168,14 @@ def relaunch_distributed(processes: int, argv: list[str] | None = None) -> int:
     the adapter. ``accelerate launch --num_processes N -m ptychobench.cli train ...`` does
     the same."""
     argv = sys.argv[1:] if argv is None else argv
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "ptychobench.cli", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "ptychobench.cli",
+        *argv,
+    ]
     return subprocess.call(cmd)

@@ -36,9 +36,21 @@ from .config import Experiment, RunConfig
 from .grid import Cell
 
 #: backend options that change speed or robustness, not replies
-OPERATIONAL_OPTIONS = frozenset({"concurrency", "max_retries", "backoff_s", "max_backoff_s", "timeout_s",
-                                 "n_threads", "n_batch", "batch_size", "low_cpu_mem_usage", "max_memory",
-                                 "prefix_cache"})
+OPERATIONAL_OPTIONS = frozenset(
+    {
+        "concurrency",
+        "max_retries",
+        "backoff_s",
+        "max_backoff_s",
+        "timeout_s",
+        "n_threads",
+        "n_batch",
+        "batch_size",
+        "low_cpu_mem_usage",
+        "max_memory",
+        "prefix_cache",
+    }
+)
 #: backend options that are secrets: never hashed, never written
 SECRET_OPTIONS = frozenset({"api_key"})
 
@@ -58,8 +70,13 @@ def _adapter_content(path: str) -> str | None:
 
 def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str | None) -> dict[str, Any]:
     """Every setting that changes this cell's predictions (see module doc)."""
-    s: dict[str, Any] = {"task": cell.task, "strategy": cell.strategy, "seed": cell.seed,
-                         "train_size": cell.train_size, "dataset": dataset_hash}
+    s: dict[str, Any] = {
+        "task": cell.task,
+        "strategy": cell.strategy,
+        "seed": cell.seed,
+        "train_size": cell.train_size,
+        "dataset": dataset_hash,
+    }
     if cell.strategy in BASELINES:
         s["probe"] = {"name": cell.strategy, "options": exp.probe_options}
         return s
@@ -70,8 +87,11 @@ def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str
     s["decoding"] = cfg.generation().as_dict()
     s["prompt"] = short_hash(get_task(cell.task).system_prompt())
     if cell.uses_adapter:
-        s["adapter"] = ({"path": str(Path(exp.adapter).expanduser()), "content": _adapter_content(exp.adapter)}
-                        if exp.adapter else {"sft": exp.sft})
+        s["adapter"] = (
+            {"path": str(Path(exp.adapter).expanduser()), "content": _adapter_content(exp.adapter)}
+            if exp.adapter
+            else {"sft": exp.sft}
+        )
     if cell.k > 0:
         s["selector"] = {"name": cell.selector, "options": exp.selector_options, "k": cell.k}
     return s

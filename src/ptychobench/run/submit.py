@@ -37,9 +37,20 @@ def _executor(folder: Path, cluster: str | None):
     return submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
 
 
-def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None, partition: str | None = None,
-           account: str | None = None, hours: float = 24.0, gpus_per_node: int | None = None, wait: bool = True,
-           report: Callable[[Path], dict[str, Path]] | None = None, console: Any = None) -> dict[str, Any]:
+def submit(
+    cfg: RunConfig,
+    run_dir: Path,
+    n: int,
+    *,
+    cluster: str | None = None,
+    partition: str | None = None,
+    account: str | None = None,
+    hours: float = 24.0,
+    gpus_per_node: int | None = None,
+    wait: bool = True,
+    report: Callable[[Path], dict[str, Path]] | None = None,
+    console: Any = None,
+) -> dict[str, Any]:
     """Submit the ``n`` shards of ``cfg`` as jobs; with ``wait``, wait for all, then merge them
     with ``report`` (``ptychobench.report.write_report``, passed in because the report
     layer sits above this one). Returns the job ids, each shard's summary and the report's
@@ -58,11 +69,19 @@ def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None,
             continue
         r = shard_resources(s, cfg)
         if gpus_per_node and r.gpus > gpus_per_node:
-            raise ConfigError(f"shard {s.index} needs {r.gpus} GPUs ({', '.join(s.models)}), more than "
-                              f"--gpus-per-node {gpus_per_node}; use nodes with more GPUs or more memory")
-        params: dict[str, Any] = dict(name=f"ptychobench-{cfg.name}-{s.index}of{n}", timeout_min=int(hours * 60),
-                                      gpus_per_node=r.gpus, cpus_per_task=r.cpus, mem_gb=r.mem_gb,
-                                      tasks_per_node=1, nodes=1)
+            raise ConfigError(
+                f"shard {s.index} needs {r.gpus} GPUs ({', '.join(s.models)}), more than "
+                f"--gpus-per-node {gpus_per_node}; use nodes with more GPUs or more memory"
+            )
+        params: dict[str, Any] = dict(
+            name=f"ptychobench-{cfg.name}-{s.index}of{n}",
+            timeout_min=int(hours * 60),
+            gpus_per_node=r.gpus,
+            cpus_per_task=r.cpus,
+            mem_gb=r.mem_gb,
+            tasks_per_node=1,
+            nodes=1,
+        )
         if partition:
             params["slurm_partition"] = partition
         if account:
@@ -71,15 +90,20 @@ def submit(cfg: RunConfig, run_dir: Path, n: int, *, cluster: str | None = None,
         jobs.append((s.index, executor.submit(run_shard, cfg, str(run_dir), (s.index, n))))
     if console:
         for i, job in jobs:
-            console.print(f"shard {i}/{n}: job {job.job_id}, {len(plan.shards[i].cells)} cells, "
-                          f"logs {job.paths.stdout.parent}")
+            console.print(
+                f"shard {i}/{n}: job {job.job_id}, {len(plan.shards[i].cells)} cells, logs {job.paths.stdout.parent}"
+            )
     result: dict[str, Any] = {"jobs": {i: job.job_id for i, job in jobs}, "plan": plan}
     if not wait:
         if executor.cluster == "slurm" and jobs and report is not None:
-            executor.update_parameters(name=f"ptychobench-{cfg.name}-report", gpus_per_node=0, cpus_per_task=2,
-                                       mem_gb=8, timeout_min=60,
-                                       slurm_additional_parameters={
-                                           "dependency": "afterok:" + ":".join(j.job_id for _, j in jobs)})
+            executor.update_parameters(
+                name=f"ptychobench-{cfg.name}-report",
+                gpus_per_node=0,
+                cpus_per_task=2,
+                mem_gb=8,
+                timeout_min=60,
+                slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for _, j in jobs)},
+            )
             report_job = executor.submit(report, run_dir)
             result["report_job"] = report_job.job_id
             if console:

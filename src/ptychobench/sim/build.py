@@ -163,8 +163,7 @@ def _init_worker() -> None:
     os.environ["MKL_NUM_THREADS"] = "1"
 
 
-def run_units(cfg: BuildConfig, out: Path, workers: int,
-              progress: Callable[[int, int], None] | None = None) -> None:
+def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int, int], None] | None = None) -> None:
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "config.json"
@@ -173,7 +172,8 @@ def run_units(cfg: BuildConfig, out: Path, workers: int,
         if old != cfg.key():
             raise BuildError(
                 f"{out} holds a build with a different configuration ({old}); "
-                "rerun with the same options or use a fresh --out folder")
+                "rerun with the same options or use a fresh --out folder"
+            )
     else:
         _atomic_write(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
     todo = [(i, i < cfg.n_trials) for i in range(cfg.n_visual)]
@@ -195,8 +195,7 @@ def run_units(cfg: BuildConfig, out: Path, workers: int,
         return
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
         futs = {pool.submit(run_unit, cfg.key(), i, tr, str(work)): i for i, tr in pending}
         for f in as_completed(futs):
             f.result()
@@ -239,8 +238,7 @@ def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], d
     return frozenset(labels), gains
 
 
-def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int,
-                     space: tuple[str, ...]) -> list[str]:
+def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int, space: tuple[str, ...]) -> list[str]:
     """Deterministic greedy iterative stratification: rarest labels are placed first so
     each label gets its share of the test split (and at least one in each split when it
     occurs twice or more)."""
@@ -274,8 +272,9 @@ def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int,
         for i in reversed(order):
             if n_in_test >= n_test:
                 break
-            if split[i] == "train" and all(sum(l in label_sets[j] and split[j] == "train"
-                                               for j in range(n)) > 1 for l in label_sets[i]):
+            if split[i] == "train" and all(
+                sum(lab in label_sets[j] and split[j] == "train" for j in range(n)) > 1 for lab in label_sets[i]
+            ):
                 split[i] = "test"
                 n_in_test += 1
     return [s or "train" for s in split]
@@ -302,14 +301,18 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
         r["sample_id"] = sid
         inst = INSTRUMENTS[exp["instrument"]]
         meta = {
-            "sample_id": sid, "sample_type": exp["sample_type"], "beam_type": inst.beam,
-            "instrument": inst.describe(), "scan": exp["scan"], "n_positions": r["n_positions"],
-            "reconstruction_parameters": exp["params"], "defects": exp["defects"],
+            "sample_id": sid,
+            "sample_type": exp["sample_type"],
+            "beam_type": inst.beam,
+            "instrument": inst.describe(),
+            "scan": exp["scan"],
+            "n_positions": r["n_positions"],
+            "reconstruction_parameters": exp["params"],
+            "defects": exp["defects"],
             "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["metrics"].items()},
             "seed": exp["seed"],
         }
-        samples.append(Sample(sid, sp, "artifacts", exp["sample_type"], "", Path(r["image_path"]),
-                              labs, meta))
+        samples.append(Sample(sid, sp, "artifacts", exp["sample_type"], "", Path(r["image_path"]), labs, meta))
 
     # text task: experiments with option trials whose outcome gives a label set
     text_candidates = []
@@ -322,7 +325,8 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
     if len(text_candidates) < cfg.n_text:
         raise BuildError(
             f"only {len(text_candidates)} experiments have outcome-verified option labels, "
-            f"{cfg.n_text} are needed; raise n_trials in sim/build.py and rerun")
+            f"{cfg.n_text} are needed; raise n_trials in sim/build.py and rerun"
+        )
     text_candidates = text_candidates[: cfg.n_text]
     n_test_t = round(cfg.n_text * TEST_FRACTION_TEXT)
     tsplit = stratified_split([c[2] for c in text_candidates], n_test_t, cfg.seed, tuple(PARAM_OPTIONS))
@@ -333,31 +337,46 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
         text = params_text(r, visible, style=exp["seed"])
         inst = INSTRUMENTS[exp["instrument"]]
         meta = {
-            "sample_id": sid, "sample_type": exp["sample_type"], "beam_type": inst.beam,
-            "instrument": inst.describe(), "scan": exp["scan"],
-            "reconstruction_parameters": exp["params"], "defects": exp["defects"],
-            "visible_artifacts": visible, "baseline_error": round(r["metrics"]["error"], 5),
-            "option_gains": gains, "option_errors": {k: (None if t["error"] is None else round(t["error"], 5))
-                              for k, t in sorted(r["trials"].items())},
-            "gain_margin": GAIN_MARGIN, "seed": exp["seed"],
+            "sample_id": sid,
+            "sample_type": exp["sample_type"],
+            "beam_type": inst.beam,
+            "instrument": inst.describe(),
+            "scan": exp["scan"],
+            "reconstruction_parameters": exp["params"],
+            "defects": exp["defects"],
+            "visible_artifacts": visible,
+            "baseline_error": round(r["metrics"]["error"], 5),
+            "option_gains": gains,
+            "option_errors": {
+                k: (None if t["error"] is None else round(t["error"], 5)) for k, t in sorted(r["trials"].items())
+            },
+            "gain_margin": GAIN_MARGIN,
+            "seed": exp["seed"],
         }
         samples.append(Sample(sid, sp, "params", exp["sample_type"], text, None, opts, meta))
 
     description = (
         "PtychoBench-Sim: simulated X-ray ptychography experiments with injected defects, "
         "reconstructed with pty-chi LSQML; artifact labels measured against the ground truth, "
-        "parameter labels verified by outcome. See docs/dataset.md.")
-    extra = {"generator": {"config": cfg.key(), "gain_margin": GAIN_MARGIN,
-                           "min_abs_gain": MIN_ABS_GAIN,
-                           "thresholds": {k: list(v) for k, v in THRESHOLDS.items()}}}
+        "parameter labels verified by outcome. See docs/dataset.md."
+    )
+    extra = {
+        "generator": {
+            "config": cfg.key(),
+            "gain_margin": GAIN_MARGIN,
+            "min_abs_gain": MIN_ABS_GAIN,
+            "thresholds": {k: list(v) for k, v in THRESHOLDS.items()},
+        }
+    }
     write_dataset(out, cfg.name, VERSION, samples, description=description, extra=extra)
     write_report(out, cfg, recs, samples, build_seconds)
     export_released(out, out / "released")
     return out
 
 
-def build(cfg: BuildConfig, out: Path | str, workers: int = 1,
-          progress: Callable[[int, int], None] | None = None) -> Path:
+def build(
+    cfg: BuildConfig, out: Path | str, workers: int = 1, progress: Callable[[int, int], None] | None = None
+) -> Path:
     out = Path(out)
     t0 = time.perf_counter()
     run_units(cfg, out, workers, progress)

@@ -20,10 +20,10 @@ from .recon import ReconParams
 
 @dataclass(frozen=True)
 class Scale:
-    n_obj: int         # object grid (pixels)
-    scan_fov: float    # extent of the scan positions (pixels)
-    roi: int           # well-illuminated central region that is rendered and measured
-    base_epochs: int   # iterations of the default parameter set
+    n_obj: int  # object grid (pixels)
+    scan_fov: float  # extent of the scan positions (pixels)
+    roi: int  # well-illuminated central region that is rendered and measured
+    base_epochs: int  # iterations of the default parameter set
 
 
 SCALES = {
@@ -33,26 +33,55 @@ SCALES = {
 }
 
 ACQUISITION_DEFECTS = (
-    "position_jitter", "position_affine", "raster_poor_probe", "partial_coherence",
-    "probe_variation", "low_dose", "off_centre", "orientation", "detector_defects",
-    "saturated_centre", "beamstop", "scan_line_jitter", "thick_sample",
+    "position_jitter",
+    "position_affine",
+    "raster_poor_probe",
+    "partial_coherence",
+    "probe_variation",
+    "low_dose",
+    "off_centre",
+    "orientation",
+    "detector_defects",
+    "saturated_centre",
+    "beamstop",
+    "scan_line_jitter",
+    "thick_sample",
 )
 RECONSTRUCTION_FAULTS = (
-    "few_iterations", "strong_regularization", "unsuitable_batch", "compact_no_momentum",
-    "poisson_noise_model", "spurious_position_correction", "spurious_opr",
+    "few_iterations",
+    "strong_regularization",
+    "unsuitable_batch",
+    "compact_no_momentum",
+    "poisson_noise_model",
+    "spurious_position_correction",
+    "spurious_opr",
     "single_batch_no_momentum",
 )
 DEFECTS = ACQUISITION_DEFECTS + RECONSTRUCTION_FAULTS
 
 # how often each defect is drawn (relative); rarer-label producers are drawn more often
 DEFECT_WEIGHTS = {
-    "position_jitter": 1.2, "position_affine": 1.0, "raster_poor_probe": 1.2,
-    "partial_coherence": 1.0, "probe_variation": 1.0, "low_dose": 1.3, "off_centre": 1.1,
-    "orientation": 0.6, "detector_defects": 1.0, "saturated_centre": 0.7, "beamstop": 1.0,
-    "scan_line_jitter": 0.9, "thick_sample": 0.8,
-    "few_iterations": 1.0, "strong_regularization": 1.0, "unsuitable_batch": 0.6,
-    "compact_no_momentum": 0.6, "poisson_noise_model": 0.6,
-    "spurious_position_correction": 0.5, "spurious_opr": 0.5, "single_batch_no_momentum": 0.6,
+    "position_jitter": 1.2,
+    "position_affine": 1.0,
+    "raster_poor_probe": 1.2,
+    "partial_coherence": 1.0,
+    "probe_variation": 1.0,
+    "low_dose": 1.3,
+    "off_centre": 1.1,
+    "orientation": 0.6,
+    "detector_defects": 1.0,
+    "saturated_centre": 0.7,
+    "beamstop": 1.0,
+    "scan_line_jitter": 0.9,
+    "thick_sample": 0.8,
+    "few_iterations": 1.0,
+    "strong_regularization": 1.0,
+    "unsuitable_batch": 0.6,
+    "compact_no_momentum": 0.6,
+    "poisson_noise_model": 0.6,
+    "spurious_position_correction": 0.5,
+    "spurious_opr": 0.5,
+    "single_batch_no_momentum": 0.6,
 }
 
 
@@ -63,7 +92,7 @@ class Experiment:
     sample_type: str
     instrument: str
     scan: str
-    defects: dict[str, dict] = field(default_factory=dict)   # name -> {"severity", ...}
+    defects: dict[str, dict] = field(default_factory=dict)  # name -> {"severity", ...}
     params: ReconParams = field(default_factory=ReconParams)
     scale: str = "full"
 
@@ -72,28 +101,43 @@ class Experiment:
         return SCALES[self.scale]
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "seed": self.seed, "sample_type": self.sample_type,
-                "instrument": self.instrument, "scan": self.scan, "defects": self.defects,
-                "params": self.params.to_dict(), "scale": self.scale}
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "sample_type": self.sample_type,
+            "instrument": self.instrument,
+            "scan": self.scan,
+            "defects": self.defects,
+            "params": self.params.to_dict(),
+            "scale": self.scale,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Experiment:
-        return cls(d["index"], d["seed"], d["sample_type"], d["instrument"], d["scan"],
-                   d["defects"], ReconParams(**d["params"]), d.get("scale", "full"))
+        return cls(
+            d["index"],
+            d["seed"],
+            d["sample_type"],
+            d["instrument"],
+            d["scan"],
+            d["defects"],
+            ReconParams(**d["params"]),
+            d.get("scale", "full"),
+        )
 
 
 @dataclass
 class Acquisition:
-    patterns: np.ndarray        # (n, P, P) DC-centred counts, as recorded
-    positions: np.ndarray       # nominal (y, x) positions the workflow is given
+    patterns: np.ndarray  # (n, P, P) DC-centred counts, as recorded
+    positions: np.ndarray  # nominal (y, x) positions the workflow is given
     true_positions: np.ndarray
-    probe0: np.ndarray          # initial probe guess the workflow starts from
-    true_object: np.ndarray     # (n_slices, N, N)
+    probe0: np.ndarray  # initial probe guess the workflow starts from
+    true_object: np.ndarray  # (n_slices, N, N)
     wavelength_m: float
     pixel_m: float
     slice_spacing_m: float
     step_px: float
-    valid_mask: np.ndarray      # detector pixels that are trustworthy
+    valid_mask: np.ndarray  # detector pixels that are trustworthy
 
 
 def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str = "full") -> Experiment:
@@ -126,8 +170,9 @@ def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str 
         if name == "unsuitable_batch":
             params = params.with_(batch_size=int(rng.choice([2, 3, 4])) if rng.random() < 0.5 else 400)
         if name == "compact_no_momentum":
-            params = params.with_(batching="compact", momentum=False,
-                                  n_epochs=int(round(base_epochs * (1 - 0.5 * sev))))
+            params = params.with_(
+                batching="compact", momentum=False, n_epochs=int(round(base_epochs * (1 - 0.5 * sev)))
+            )
         if name == "poisson_noise_model":
             params = params.with_(noise_model="poisson")
         if name == "spurious_position_correction":
@@ -135,8 +180,7 @@ def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str 
         if name == "spurious_opr":
             params = params.with_(n_opr_modes=int(rng.integers(1, 3)))
         if name == "single_batch_no_momentum":
-            params = params.with_(batch_size=400, momentum=False,
-                                  n_epochs=int(round(base_epochs * (1 - 0.5 * sev))))
+            params = params.with_(batch_size=400, momentum=False, n_epochs=int(round(base_epochs * (1 - 0.5 * sev))))
         defects[name] = d
     # some users already run with a few extras switched on; options must then be judged
     # against them (and the "disable" options become applicable)
@@ -151,7 +195,7 @@ def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str 
 
 def _poor_probe(p: int, width: float) -> np.ndarray:
     y, x = np.mgrid[0:p, 0:p] - (p - 1) / 2
-    g = np.exp(-(x ** 2 + y ** 2) / (2 * (width * 1.3) ** 2)).astype(np.complex64)
+    g = np.exp(-(x**2 + y**2) / (2 * (width * 1.3) ** 2)).astype(np.complex64)
     return g / np.sqrt((np.abs(g) ** 2).sum())
 
 
@@ -167,7 +211,7 @@ def acquire(exp: Experiment) -> Acquisition:
 
     thick = "thick_sample" in d
     obj = objects.make_object(exp.sample_type, rng, g.n_obj, n_slices=2 if thick else 1)
-    dz = (10.0 + 40.0 * sev.get("thick_sample", 0.0)) * pixel ** 2 / wavelength
+    dz = (10.0 + 40.0 * sev.get("thick_sample", 0.0)) * pixel**2 / wavelength
     transfer = forward.asm_transfer(p, wavelength, pixel, dz) if thick else None
 
     nominal = instruments.scan_positions(inst, g.scan_fov, rng, scan=exp.scan)
@@ -200,7 +244,9 @@ def acquire(exp: Experiment) -> Acquisition:
         var = instruments.make_probe(inst, rng, defocus=rng.uniform(1.6, 2.4)) - probe
         a = (0.3 + 0.9 * s) * (np.sin(2 * np.pi * (1.5 * t + rng.random())) + 0.5 * (t - 0.5))
         inten = 1 + (0.1 + 0.3 * s) * np.sin(2 * np.pi * (0.7 * t + rng.random()))
-        probes = (modes[None] + a[:, None, None, None] * var[None, None] * (np.arange(len(modes)) == 0)[None, :, None, None])
+        probes = (
+            modes[None] + a[:, None, None, None] * var[None, None] * (np.arange(len(modes)) == 0)[None, :, None, None]
+        )
         probes = probes * np.sqrt(inten)[:, None, None, None]
     else:
         probes = modes
@@ -259,8 +305,7 @@ def acquire(exp: Experiment) -> Acquisition:
         probe0 = instruments.make_probe(inst, np.random.default_rng([exp.seed, 2]))
     # unnormalised FFT: a pattern sums to P^2 * sum|probe|^2, so this probe carries the dose
     probe0 = (probe0 * np.sqrt(dose) / p).astype(np.complex64)
-    return Acquisition(counts, nominal, true, probe0, obj, wavelength, pixel, dz,
-                       inst.step_px, mask)
+    return Acquisition(counts, nominal, true, probe0, obj, wavelength, pixel, dz, inst.step_px, mask)
 
 
 def _orient(patterns: np.ndarray, kind: str) -> np.ndarray:
@@ -291,9 +336,9 @@ def prepare(acq: Acquisition, params: ReconParams) -> tuple[np.ndarray, np.ndarr
     if params.bin_factor == 2:
         p = pats.shape[-1]
         q = p // 4
-        pats = np.ascontiguousarray(pats[:, q:p - q, q:p - q])
+        pats = np.ascontiguousarray(pats[:, q : p - q, q : p - q])
         # real-space pixels twice as large: the probe is resampled, positions halved
-        f = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(probe0)))[q:p - q, q:p - q]
+        f = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(probe0)))[q : p - q, q : p - q]
         probe0 = (np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(f))) / 2).astype(np.complex64)
         pos = pos / 2
         factor = 2

@@ -36,25 +36,27 @@ def extract_patches(obj2d: np.ndarray, positions: np.ndarray, p: int) -> np.ndar
     padded = np.pad(obj2d, big, mode="constant")
     out = np.empty((len(positions), big, big), dtype=np.complex128)
     for k, (y0, x0) in enumerate(i0 - PAD + big):
-        out[k] = padded[y0:y0 + big, x0:x0 + big]
+        out[k] = padded[y0 : y0 + big, x0 : x0 + big]
     ky = np.fft.fftfreq(big)
-    ramp = np.exp(2j * np.pi * (frac[:, 0, None, None] * ky[None, :, None]
-                                + frac[:, 1, None, None] * ky[None, None, :]))
+    ramp = np.exp(
+        2j * np.pi * (frac[:, 0, None, None] * ky[None, :, None] + frac[:, 1, None, None] * ky[None, None, :])
+    )
     shifted = np.fft.ifft2(np.fft.fft2(out) * ramp)
-    return shifted[:, PAD:PAD + p, PAD:PAD + p]
+    return shifted[:, PAD : PAD + p, PAD : PAD + p]
 
 
 def asm_transfer(p: int, wavelength_m: float, pixel_m: float, dz_m: float) -> np.ndarray:
     """Angular-spectrum transfer function over ``dz_m`` (evanescent waves blocked)."""
     k = np.fft.fftfreq(p) / pixel_m
     ky, kx = np.meshgrid(k, k, indexing="ij")
-    s = 1 - (wavelength_m ** 2) * (ky ** 2 + kx ** 2)
+    s = 1 - (wavelength_m**2) * (ky**2 + kx**2)
     h = np.exp(2j * np.pi * dz_m / wavelength_m * np.sqrt(np.clip(s, 0, None)))
     return np.where(s > 0, h, 0)
 
 
-def exit_waves(obj: np.ndarray, probes: np.ndarray, positions: np.ndarray,
-               transfer: np.ndarray | None = None) -> np.ndarray:
+def exit_waves(
+    obj: np.ndarray, probes: np.ndarray, positions: np.ndarray, transfer: np.ndarray | None = None
+) -> np.ndarray:
     """Exit waves ``(n_pos, n_modes, P, P)``.
 
     ``probes`` is ``(n_modes, P, P)`` shared by all positions or ``(n_pos, n_modes, P, P)``

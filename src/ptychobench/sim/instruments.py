@@ -20,14 +20,14 @@ HC_KEV_NM = 1.23984198  # h*c in keV*nm
 @dataclass(frozen=True)
 class Instrument:
     name: str
-    beam: str            # e.g. "zone-plate focus"
+    beam: str  # e.g. "zone-plate focus"
     energy_kev: float
-    detector_px: int     # diffraction pattern size = probe array size
+    detector_px: int  # diffraction pattern size = probe array size
     pixel_size_nm: float  # object pixel size
-    scan: str            # "raster" or "fermat"
-    step_px: float       # nominal scan step on the object grid
+    scan: str  # "raster" or "fermat"
+    step_px: float  # nominal scan step on the object grid
     probe_width_px: float  # approximate probe FWHM
-    dose: float          # mean photons per diffraction pattern
+    dose: float  # mean photons per diffraction pattern
 
     @property
     def wavelength_m(self) -> float:
@@ -39,19 +39,37 @@ class Instrument:
 
 INSTRUMENTS: dict[str, Instrument] = {
     "fzp-nanoprobe": Instrument(
-        name="fzp-nanoprobe", beam="Fresnel zone-plate focus (central stop, slightly defocused)",
-        energy_kev=10.0, detector_px=48, pixel_size_nm=10.0, scan="fermat", step_px=6.5,
-        probe_width_px=14.0, dose=2e5,
+        name="fzp-nanoprobe",
+        beam="Fresnel zone-plate focus (central stop, slightly defocused)",
+        energy_kev=10.0,
+        detector_px=48,
+        pixel_size_nm=10.0,
+        scan="fermat",
+        step_px=6.5,
+        probe_width_px=14.0,
+        dose=2e5,
     ),
     "kb-microprobe": Instrument(
-        name="kb-microprobe", beam="KB-mirror focus (crossed mirrors)",
-        energy_kev=12.0, detector_px=48, pixel_size_nm=12.0, scan="raster", step_px=7.0,
-        probe_width_px=13.0, dose=2e5,
+        name="kb-microprobe",
+        beam="KB-mirror focus (crossed mirrors)",
+        energy_kev=12.0,
+        detector_px=48,
+        pixel_size_nm=12.0,
+        scan="raster",
+        step_px=7.0,
+        probe_width_px=13.0,
+        dose=2e5,
     ),
     "pinhole-defocus": Instrument(
-        name="pinhole-defocus", beam="defocused pinhole-defined beam",
-        energy_kev=8.8, detector_px=48, pixel_size_nm=15.0, scan="fermat", step_px=7.5,
-        probe_width_px=18.0, dose=2e5,
+        name="pinhole-defocus",
+        beam="defocused pinhole-defined beam",
+        energy_kev=8.8,
+        detector_px=48,
+        pixel_size_nm=15.0,
+        scan="fermat",
+        step_px=7.5,
+        probe_width_px=18.0,
+        dose=2e5,
     ),
 }
 
@@ -92,7 +110,7 @@ def make_probe(inst: Instrument, rng: np.random.Generator, defocus: float | None
         # Fresnel fringes from a short propagation of the pinhole field
         field = aperture * curvature
         f = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(field)))
-        f *= np.exp(-1j * np.pi * 25.0 * kr ** 2 * defocus)
+        f *= np.exp(-1j * np.pi * 25.0 * kr**2 * defocus)
         probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(f)))
     # keep the probe inside the window: soft circular taper near the edges
     y, x = np.mgrid[0:n, 0:n] - (n - 1) / 2
@@ -111,13 +129,14 @@ def incoherent_modes(probe: np.ndarray, n_modes: int, occupancy_main: float) -> 
             m = m - np.vdot(p, m) / np.vdot(p, p) * p
         modes.append(m / np.sqrt((np.abs(m) ** 2).sum()))
     rest = 1 - occupancy_main
-    w = np.array([occupancy_main] + [rest * 0.5 ** k for k in range(n_modes - 1)])
+    w = np.array([occupancy_main] + [rest * 0.5**k for k in range(n_modes - 1)])
     w[1:] *= rest / max(w[1:].sum(), 1e-12)
     return np.stack([m * np.sqrt(wi) for m, wi in zip(modes, w)]).astype(np.complex64)
 
 
-def scan_positions(inst: Instrument, fov_px: float, rng: np.random.Generator,
-                   scan: str | None = None, step: float | None = None) -> np.ndarray:
+def scan_positions(
+    inst: Instrument, fov_px: float, rng: np.random.Generator, scan: str | None = None, step: float | None = None
+) -> np.ndarray:
     """Nominal scan positions ``(n, 2)`` as (y, x) pixels about the object centre."""
     scan = scan or inst.scan
     step = step or inst.step_px

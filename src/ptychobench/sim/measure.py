@@ -34,8 +34,8 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "Halo artifacts": ("halo", 0.08),
     "Line artifacts": ("lines", 2.7),
     "Local distortion": ("distortion_px", 1.2),
-    "Low contrast": ("contrast", 0.75),          # below
-    "No clear structure": ("corr", 0.35),       # below
+    "Low contrast": ("contrast", 0.75),  # below
+    "No clear structure": ("corr", 0.35),  # below
     "Noisy artifacts": ("noise", 0.35),
     "Non-uniform background": ("background", 0.35),
     "Phase ramp": ("ramp_rel", 0.5),
@@ -64,7 +64,7 @@ def upsample(obj2d: np.ndarray, factor: int) -> np.ndarray:
 def centre_crop(a: np.ndarray, size: int) -> np.ndarray:
     n = a.shape[-1]
     s = (n - size) // 2
-    return a[..., s:s + size, s:s + size]
+    return a[..., s : s + size, s : s + size]
 
 
 def _xcorr_shift(t: np.ndarray, r: np.ndarray, max_shift: int = 5) -> np.ndarray:
@@ -77,7 +77,7 @@ def _xcorr_shift(t: np.ndarray, r: np.ndarray, max_shift: int = 5) -> np.ndarray
     b = (r - r.mean()) * w
     xc = np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.fft2(a) * np.conj(np.fft.fft2(b)))))
     c = n // 2
-    sub = xc[c - max_shift:c + max_shift + 1, c - max_shift:c + max_shift + 1]
+    sub = xc[c - max_shift : c + max_shift + 1, c - max_shift : c + max_shift + 1]
     iy, ix = np.unravel_index(np.argmax(sub), sub.shape)
     out = []
     for idx, line in ((iy, sub[:, ix]), (ix, sub[iy, :])):
@@ -111,9 +111,9 @@ def _ramp(err_phase: np.ndarray) -> tuple[float, float]:
     out = []
     for idx, axis in ((iy, 0), (ix, 1)):
         line = spec[:, ix] if axis == 0 else spec[iy, :]
-        l, c, r = line[(idx - 1) % pad], line[idx], line[(idx + 1) % pad]
-        den = l - 2 * c + r
-        off = 0.5 * (l - r) / den if den != 0 else 0.0
+        left, c, r = line[(idx - 1) % pad], line[idx], line[(idx + 1) % pad]
+        den = left - 2 * c + r
+        off = 0.5 * (left - r) / den if den != 0 else 0.0
         f = (idx + np.clip(off, -0.5, 0.5)) / pad
         out.append(float(f - 1 if f > 0.5 else f))
     return out[0], out[1]
@@ -121,7 +121,10 @@ def _ramp(err_phase: np.ndarray) -> tuple[float, float]:
 
 def _residues(z: np.ndarray) -> int:
     ph = np.angle(z)
-    w = lambda a: (a + np.pi) % (2 * np.pi) - np.pi
+
+    def w(a):
+        return (a + np.pi) % (2 * np.pi) - np.pi
+
     d1 = w(ph[:-1, 1:] - ph[:-1, :-1])
     d2 = w(ph[1:, 1:] - ph[:-1, 1:])
     d3 = w(ph[1:, :-1] - ph[1:, 1:])
@@ -129,8 +132,9 @@ def _residues(z: np.ndarray) -> int:
     return int((np.abs(d1 + d2 + d3 + d4) > np.pi).sum())
 
 
-def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: float,
-            scan: str, bin_factor: int = 1) -> dict[str, float]:
+def metrics(
+    recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: float, scan: str, bin_factor: int = 1
+) -> dict[str, float]:
     rec = upsample(project(recon_obj), bin_factor)
     tru = project(true_obj)
     r, t, shift = register(rec, tru, roi)
@@ -160,12 +164,14 @@ def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: floa
         if best is None or n2 < best[0] - 1e-12:
             best = (n2, s, res, tb, coef)
     _, blur, res, tb, coef = best
+
     # noise: high-frequency power of the reconstruction beyond what the (blurred, scaled)
     # truth carries there; power does not depend on registration, so sharp edges that
     # are a fraction of a pixel off do not count as noise
     def hf_power(z):
         h = z - _gauss(z, 1.0)
         return float((np.abs(h) ** 2).mean())
+
     excess = hf_power(rc) - abs(coef) ** 2 * hf_power(tb)
     noise = float(np.sqrt(max(excess, 0.0)) / (tn + 1e-12))
     lf = _gauss(res, 6.0)
@@ -195,7 +201,7 @@ def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: floa
             ratios.append(spec[near].max() / (np.median(spec[ring]) + 1e-20))
             truth_ratios.append(tspec[near].max() / (np.median(tspec[ring]) + 1e-20))
     comp = np.fft.ifft2(np.fft.ifftshift(np.where(keep, fres, 0)))[:roi, :roi]
-    wn = np.sqrt((win ** 2).mean())
+    wn = np.sqrt((win**2).mean())
     grid_amp = float(np.sqrt((np.abs(comp) ** 2).mean()) / wn / (tn + 1e-12))
     grid_peak = float(np.median(ratios)) if ratios else 0.0
     truth_peak = float(np.median(truth_ratios)) if truth_ratios else 0.0
@@ -212,6 +218,7 @@ def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: floa
         h = np.bincount(bins, weights=ps[band], minlength=90)
         h = h + np.roll(h, 1) + np.roll(h, -1)
         return h / (h.mean() + 1e-20)
+
     a_res = angular(res)
     a_tru = angular(t - _gauss(t, 3.0))
     lines = float(np.max(a_res / np.maximum(a_tru, 1.0)))
@@ -237,13 +244,13 @@ def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: floa
     energies = []
     for i in range(0, roi - tile + 1, stride):
         for j in range(0, roi - tile + 1, stride):
-            energies.append((grad[i:i + tile, j:j + tile].mean(), i, j))
+            energies.append((grad[i : i + tile, j : j + tile].mean(), i, j))
     if energies and corr > 0.5:
         cut = max(np.median([e for e, _, _ in energies]), 0.02 * np.abs(t).mean())
         for e, i, j in energies:
             if e < cut:
                 continue
-            shifts.append(_xcorr_shift(t[i:i + tile, j:j + tile], r1[i:i + tile, j:j + tile], max_shift=4))
+            shifts.append(_xcorr_shift(t[i : i + tile, j : j + tile], r1[i : i + tile, j : j + tile], max_shift=4))
     if len(shifts) >= 4:
         sh = np.array(shifts)
         distortion = float(np.percentile(np.hypot(*(sh - np.median(sh, 0)).T), 75))
@@ -253,13 +260,22 @@ def metrics(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: floa
     phase_err = np.angle(r1 * np.conj(t))
     return {
         "error": float(np.sqrt((np.abs(r - t) ** 2).mean()) / (np.abs(t).mean() + 1e-12)),
-        "phase_rmse": float(np.sqrt((phase_err ** 2).mean())),
-        "ramp_rad": ramp_rad, "ramp_rel": float(ramp_rad / max(t_range, 1.0)),
+        "phase_rmse": float(np.sqrt((phase_err**2).mean())),
+        "ramp_rad": ramp_rad,
+        "ramp_rel": float(ramp_rad / max(t_range, 1.0)),
         "truth_phase_range": t_range,
-        "corr": corr, "contrast": contrast, "blur_px": float(blur), "noise": noise,
-        "background": background, "halo": halo, "grid": grid if scan == "raster" else 0.0,
-        "grid_peak": grid_peak, "grid_truth_peak": truth_peak,
-        "lines": lines, "residues": float(residues), "distortion_px": distortion,
+        "corr": corr,
+        "contrast": contrast,
+        "blur_px": float(blur),
+        "noise": noise,
+        "background": background,
+        "halo": halo,
+        "grid": grid if scan == "raster" else 0.0,
+        "grid_peak": grid_peak,
+        "grid_truth_peak": truth_peak,
+        "lines": lines,
+        "residues": float(residues),
+        "distortion_px": distortion,
         "shift_px": list(shift),
     }
 
@@ -290,8 +306,9 @@ def labels_from_metrics(m: dict[str, float]) -> frozenset[str]:
     return frozenset(out)
 
 
-def render_phase(recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, bin_factor: int = 1,
-                 upscale: int = 2) -> np.ndarray:
+def render_phase(
+    recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, bin_factor: int = 1, upscale: int = 2
+) -> np.ndarray:
     """8-bit grayscale image of the reconstructed phase over the field of view.
 
     The display window is the truth's phase range (what the scientist expects of the

@@ -49,7 +49,7 @@ def integrated_circuit(rng, n):
     for _ in range(int(rng.integers(10, 30))):
         cy, cx = rng.integers(4, n - 4, 2)
         s = int(rng.integers(2, 4))
-        t[cy - s:cy + s, cx - s:cx + s] = 1.0
+        t[cy - s : cy + s, cx - s : cx + s] = 1.0
     t = ndimage.gaussian_filter(t, 0.6)
     phase_max = rng.uniform(0.8, 1.6)
     return 1.0 - 0.25 * t, phase_max * t
@@ -137,7 +137,7 @@ def zone_plate(rng, n):
     r1 = rng.uniform(10, 15)
     zone = np.floor((r / r1) ** 2).astype(int)
     # outermost zone no finer than ~1.5 px (zone width r1^2 / 2r), else it aliases
-    r_out = min(rng.uniform(0.35, 0.55) * n, r1 ** 2 / 3.0)
+    r_out = min(rng.uniform(0.35, 0.55) * n, r1**2 / 3.0)
     t = ((zone % 2) == 1).astype(float) * (r < r_out)
     t = ndimage.gaussian_filter(t, 0.5)
     return 1.0 - 0.2 * t, rng.uniform(0.9, 1.8) * t
@@ -161,7 +161,7 @@ def fibres(rng, n):
         ang = rng.uniform(0, np.pi)
         curv = rng.uniform(-0.004, 0.004)
         along = (y - cy) * np.sin(ang) + (x - cx) * np.cos(ang)
-        dist = np.abs((y - cy) * np.cos(ang) - (x - cx) * np.sin(ang) - curv * along ** 2)
+        dist = np.abs((y - cy) * np.cos(ang) - (x - cx) * np.sin(ang) - curv * along**2)
         t = np.maximum(t, np.sqrt(np.clip(1 - (dist / r) ** 2, 0, None)) * r / 5)
     return np.exp(-0.08 * t), rng.uniform(0.7, 1.5) * t
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from .recon import ReconParams
 
 
-def candidates(letter: str, p: ReconParams, n_pos: int, com_offset: tuple[float, float] = (1.0, 1.0)
-               ) -> list[ReconParams]:
+def candidates(
+    letter: str, p: ReconParams, n_pos: int, com_offset: tuple[float, float] = (1.0, 1.0)
+) -> list[ReconParams]:
     w = p.with_
     nb = -(-n_pos // max(1, min(p.batch_size, n_pos)))  # number of batches
     match letter:

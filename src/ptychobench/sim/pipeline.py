@@ -17,13 +17,22 @@ from .recon import ReconParams, reconstruct
 def run_recon(exp: Experiment, acq: Acquisition, params: ReconParams) -> dict:
     pats, pos, probe0, factor = prepare(acq, params)
     g = exp.geometry
-    res = reconstruct(pats, pos, probe0, g.n_obj // factor, params, acq.wavelength_m,
-                      acq.pixel_m * factor, acq.slice_spacing_m, seed=exp.seed % (2 ** 31))
+    res = reconstruct(
+        pats,
+        pos,
+        probe0,
+        g.n_obj // factor,
+        params,
+        acq.wavelength_m,
+        acq.pixel_m * factor,
+        acq.slice_spacing_m,
+        seed=exp.seed % (2**31),
+    )
     m = metrics(res.obj, acq.true_object, g.roi, acq.step_px, exp.scan, factor)
     out = {"metrics": m, "loss": res.loss, "seconds": res.seconds, "result": res, "factor": factor}
     if params.position_correction:
         moved = res.positions * factor - acq.positions
-        out["position_update_rms_px"] = float(np.sqrt((moved ** 2).sum(1).mean()))
+        out["position_update_rms_px"] = float(np.sqrt((moved**2).sum(1).mean()))
     return out
 
 
@@ -68,11 +77,17 @@ def run_experiment(exp: Experiment, trials: bool) -> tuple[dict, np.ndarray, np.
                 except Exception as e:  # noqa: BLE001 - recorded, never silently dropped
                     failures.append(f"{c.to_dict()}: {type(e).__name__}: {str(e)[:160]}")
             if not runs:
-                rec["trials"][letter] = {"params": cands[0].to_dict(), "error": None,
-                                         "failed": failures, "seconds": 0.0}
+                rec["trials"][letter] = {
+                    "params": cands[0].to_dict(),
+                    "error": None,
+                    "failed": failures,
+                    "seconds": 0.0,
+                }
                 continue
-            best = min(range(len(runs)), key=lambda i: runs[i][1]["loss"][-1]
-                       if np.isfinite(runs[i][1]["loss"][-1]) else np.inf)
+            best = min(
+                range(len(runs)),
+                key=lambda i: runs[i][1]["loss"][-1] if np.isfinite(runs[i][1]["loss"][-1]) else np.inf,
+            )
             c, r = runs[best]
             rec["trials"][letter] = {
                 "params": c.to_dict(),

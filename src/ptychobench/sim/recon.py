@@ -19,20 +19,20 @@ import numpy as np
 class ReconParams:
     n_epochs: int = 40
     batch_size: int = 40
-    batching: str = "random"          # random | compact | uniform (ptychi's "sparse")
+    batching: str = "random"  # random | compact | uniform (ptychi's "sparse")
     momentum: bool = False
     n_probe_modes: int = 1
     multimodal_update: bool = True
-    n_opr_modes: int = 0              # variable-probe (OPR) eigenmodes besides the main mode
+    n_opr_modes: int = 0  # variable-probe (OPR) eigenmodes besides the main mode
     position_correction: bool = False
     affine_constraint: bool = False
-    noise_model: str = "gaussian"     # gaussian | poisson
-    regularization: float = 0.0       # object smoothness constraint alpha (0 = off)
+    noise_model: str = "gaussian"  # gaussian | poisson
+    regularization: float = 0.0  # object smoothness constraint alpha (0 = off)
     multislice: bool = False
     # data preparation done by the workflow before reconstruction
     recenter: bool = False
     orientation: str = "as recorded"  # as recorded | transpose | flip-y | flip-x
-    bin_factor: int = 1               # 2 = diffraction patterns cropped to half size
+    bin_factor: int = 1  # 2 = diffraction patterns cropped to half size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,10 +43,10 @@ class ReconParams:
 
 @dataclass
 class ReconResult:
-    obj: np.ndarray          # (n_slices, N, N) complex, on the simulation grid
+    obj: np.ndarray  # (n_slices, N, N) complex, on the simulation grid
     probe: np.ndarray
-    positions: np.ndarray    # final (y, x) positions
-    loss: list[float]        # data error per epoch
+    positions: np.ndarray  # final (y, x) positions
+    loss: list[float]  # data error per epoch
     seconds: float
 
 
@@ -150,8 +150,11 @@ def reconstruct(
     r = o.reconstructor_options
     r.num_epochs = params.n_epochs
     r.batch_size = int(min(params.batch_size, n_pos))
-    r.batching_mode = {"random": api.BatchingModes.RANDOM, "compact": api.BatchingModes.COMPACT,
-                       "uniform": api.BatchingModes.UNIFORM}[params.batching]
+    r.batching_mode = {
+        "random": api.BatchingModes.RANDOM,
+        "compact": api.BatchingModes.COMPACT,
+        "uniform": api.BatchingModes.UNIFORM,
+    }[params.batching]
     r.momentum_acceleration_gain = 0.5 if params.momentum else 0.0
     r.noise_model = api.NoiseModels.POISSON if params.noise_model == "poisson" else api.NoiseModels.GAUSSIAN
     r.default_device = api.Devices.CPU

@@ -51,15 +51,24 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         lines.append(f"| {lab} | {tr} | {te} | {thr} |")
     n_tr = sum(s.split == "train" for s in vis)
     n_te = sum(s.split == "test" for s in vis)
-    inst_te = sum(len(s.labels - {'No obvious artifacts'}) for s in vis if s.split == "test")
+    inst_te = sum(len(s.labels - {"No obvious artifacts"}) for s in vis if s.split == "test")
     lines += ["", f"Images: {n_tr} train / {n_te} test; artifact instances in test: {inst_te}.", ""]
 
     # defect -> label co-occurrence
-    lines += ["## How often each injected defect produces each label", "",
-              "Rows: injected defect (an experiment may carry two); cells: percentage of the "
-              "experiments with that defect whose reconstruction carries the label; n: count.", ""]
-    short = [lab.replace(" artifacts", "").replace("Non-uniform background", "Background")
-             .replace("No obvious", "None").replace("No clear structure", "No structure") for lab in ARTIFACT_LABELS]
+    lines += [
+        "## How often each injected defect produces each label",
+        "",
+        "Rows: injected defect (an experiment may carry two); cells: percentage of the "
+        "experiments with that defect whose reconstruction carries the label; n: count.",
+        "",
+    ]
+    short = [
+        lab.replace(" artifacts", "")
+        .replace("Non-uniform background", "Background")
+        .replace("No obvious", "None")
+        .replace("No clear structure", "No structure")
+        for lab in ARTIFACT_LABELS
+    ]
     lines += ["| defect | n | " + " | ".join(short) + " |", "|---" * (len(short) + 2) + "|"]
     by_def: dict[str, list] = defaultdict(list)
     for s in vis:
@@ -72,12 +81,18 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
 
     # option labels
-    lines += ["", "## Parameter-recommendation labels (outcome-verified)", "",
-              f"An option is a label when, applied to the same data, it lowers the reconstruction "
-              f"error against the truth by at least {100 * GAIN_MARGIN:.0f}% (and by at least "
-              f"{MIN_ABS_GAIN:g} absolute). \"No changes needed\" (L): no option does and the "
-              "reconstruction shows no artifacts.", "",
-              "| option | train | test | tried | mean gain when a label |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Parameter-recommendation labels (outcome-verified)",
+        "",
+        f"An option is a label when, applied to the same data, it lowers the reconstruction "
+        f"error against the truth by at least {100 * GAIN_MARGIN:.0f}% (and by at least "
+        f'{MIN_ABS_GAIN:g} absolute). "No changes needed" (L): no option does and the '
+        "reconstruction shows no artifacts.",
+        "",
+        "| option | train | test | tried | mean gain when a label |",
+        "|---|---|---|---|---|",
+    ]
     tried = Counter()
     gain_when = defaultdict(list)
     for s in txt:
@@ -94,9 +109,13 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         lines.append(f"| {k} {name} | {tr} | {te} | {tried[k]} | {mg} |")
     n_lab = [len(s.labels) for s in txt]
     if n_lab:
-        lines += ["", f"Text samples: {sum(s.split == 'train' for s in txt)} train / "
-                  f"{sum(s.split == 'test' for s in txt)} test; labels per sample: mean "
-                  f"{np.mean(n_lab):.2f}, max {max(n_lab)}.", ""]
+        lines += [
+            "",
+            f"Text samples: {sum(s.split == 'train' for s in txt)} train / "
+            f"{sum(s.split == 'test' for s in txt)} test; labels per sample: mean "
+            f"{np.mean(n_lab):.2f}, max {max(n_lab)}.",
+            "",
+        ]
 
     # timings vary from run to run: they go to their own file so that everything else a
     # build writes is byte-identical for a seed
@@ -108,21 +127,31 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         recon.append(t["recon_seconds"])
         trial += t.get("trial_seconds", [])
     if unit:
-        tl = ["# Build timings (CPU, one thread per worker process)", "",
-              f"- reconstruction (LSQML, current parameters): mean {np.mean(recon):.2f} s, "
-              f"median {np.median(recon):.2f} s over {len(recon)}",
-              f"- option trial (all candidates of one option): mean {np.mean(trial):.2f} s over {len(trial)}"
-              if trial else "- no option trials",
-              f"- all work units: {sum(unit) / 60:.1f} CPU-minutes"]
+        tl = [
+            "# Build timings (CPU, one thread per worker process)",
+            "",
+            f"- reconstruction (LSQML, current parameters): mean {np.mean(recon):.2f} s, "
+            f"median {np.median(recon):.2f} s over {len(recon)}",
+            f"- option trial (all candidates of one option): mean {np.mean(trial):.2f} s over {len(trial)}"
+            if trial
+            else "- no option trials",
+            f"- all work units: {sum(unit) / 60:.1f} CPU-minutes",
+        ]
         if build_seconds is not None:
-            tl.append(f"- wall time of the last `generate` call: {build_seconds / 60:.1f} min "
-                      "(a resumed build reports only its own part)")
+            tl.append(
+                f"- wall time of the last `generate` call: {build_seconds / 60:.1f} min "
+                "(a resumed build reports only its own part)"
+            )
         (out / "timing.md").write_text("\n".join(tl) + "\n")
         lines += ["Build timings: [timing.md](timing.md).", ""]
 
     # contact sheets
-    lines += ["## Contact sheets", "", "Up to 24 examples per label (train and test), "
-              "captioned with sample id and the label's metric value.", ""]
+    lines += [
+        "## Contact sheets",
+        "",
+        "Up to 24 examples per label (train and test), captioned with sample id and the label's metric value.",
+        "",
+    ]
     for lab in ARTIFACT_LABELS:
         ex = [s for s in vis if lab in s.labels][:24]
         if not ex:

@@ -24,12 +24,15 @@ def describe_params(p: dict, n_pos: int, det_px: int) -> list[str]:
         f"momentum acceleration: {_onoff(p['momentum'])}",
         f"probe modes: {p['n_probe_modes']}, multimodal update: {_onoff(p['multimodal_update'])}",
         f"variable probe correction (OPR modes): {p['n_opr_modes']}",
-        "position correction: " + (
+        "position correction: "
+        + (
             ("on, with affine constraint" if p["affine_constraint"] else "on, no affine constraint")
-            if p["position_correction"] else "off"),
+            if p["position_correction"]
+            else "off"
+        ),
         f"noise model: {p['noise_model']}",
-        "regularization: " + (f"object smoothness, alpha = {p['regularization']:g}"
-                              if p["regularization"] > 0 else "none"),
+        "regularization: "
+        + (f"object smoothness, alpha = {p['regularization']:g}" if p["regularization"] > 0 else "none"),
         "object model: " + ("multislice (2 slices)" if p["multislice"] else "single slice"),
         f"diffraction patterns: {det_px // p['bin_factor']} x {det_px // p['bin_factor']} px, "
         f"orientation {p['orientation']}, recentred: {'yes' if p['recenter'] else 'no'}",
@@ -41,7 +44,7 @@ def _trend(loss: list[float]) -> str:
     if len(loss) < 4:
         return "too few iterations to judge"
     q = max(1, len(loss) // 4)
-    last = np.asarray(loss[-q - 1:])
+    last = np.asarray(loss[-q - 1 :])
     rel = (last[0] - last[-1]) / max(abs(last[0]), 1e-12)
     wiggle = np.abs(np.diff(np.sign(np.diff(last)))).sum() / 2 if len(last) > 2 else 0
     if rel > 0.02:
@@ -77,10 +80,14 @@ def params_text(rec: dict, visible: list[str], style: int) -> str:
     ]
     if "position_update_rms_px" in rec:
         diag.append(f"rms position update from nominal: {rec['position_update_rms_px']:.2f} px")
-    setup = (f"{inst.beam}, {inst.energy_kev:g} keV, far-field detector cropped to "
-             f"{inst.detector_px} x {inst.detector_px} px, object pixel {inst.pixel_size_nm:g} nm")
-    geom = (f"{scan}, {n_pos} points, step about {step_nm:.0f} nm, scanned field "
-            f"about {rec['scan_fov_px'] * inst.pixel_size_nm / 1000:.2f} um")
+    setup = (
+        f"{inst.beam}, {inst.energy_kev:g} keV, far-field detector cropped to "
+        f"{inst.detector_px} x {inst.detector_px} px, object pixel {inst.pixel_size_nm:g} nm"
+    )
+    geom = (
+        f"{scan}, {n_pos} points, step about {step_nm:.0f} nm, scanned field "
+        f"about {rec['scan_fov_px'] * inst.pixel_size_nm / 1000:.2f} um"
+    )
     params = describe_params(p, n_pos, inst.detector_px)
     if style % 2 == 0:
         out = [

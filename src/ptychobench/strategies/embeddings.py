@@ -93,7 +93,7 @@ class Embedder:
         if missing:
             todo = list(missing.items())
             for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
+                chunk = todo[start : start + self.batch_size]
                 vecs = np.asarray(self._compute([s for _, s in chunk]), dtype=np.float32)
                 for (k, _), v in zip(chunk, vecs):
                     self._memo[k] = v
@@ -144,8 +144,9 @@ class TextEmbedder(Embedder):
         return self._st
 
     def _compute(self, samples: Sequence[Sample]) -> np.ndarray:
-        return self._load().encode([s.text for s in samples], batch_size=self.batch_size,
-                                   convert_to_numpy=True, show_progress_bar=False)
+        return self._load().encode(
+            [s.text for s in samples], batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
 
 
 @dataclass
@@ -217,8 +218,9 @@ def efficientnet_pixels(images: Sequence[Any], size: int = 224) -> Any:
     import torch
     from PIL import Image
 
-    arrs = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-            for im in images]
+    arrs = [
+        np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) for im in images
+    ]
     x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
     return (x - 127.0) / 128.0
 
@@ -232,9 +234,14 @@ def _cuda() -> bool:
         return False
 
 
-def embedder_for(task_or_modality: str, *, text_model: str = DEFAULT_TEXT_MODEL,
-                 image_backbone: str = DEFAULT_IMAGE_BACKBONE, cache: Path | None = None,
-                 use_cache: bool = True) -> Embedder:
+def embedder_for(
+    task_or_modality: str,
+    *,
+    text_model: str = DEFAULT_TEXT_MODEL,
+    image_backbone: str = DEFAULT_IMAGE_BACKBONE,
+    cache: Path | None = None,
+    use_cache: bool = True,
+) -> Embedder:
     """The embedder of a task's input: images for ``artifacts``, text for ``params``."""
     from ..tasks import TASKS
 

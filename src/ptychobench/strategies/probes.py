@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..data import Sample
-from ..names import BASELINES
 from ..data.dataset import require_train
+from ..names import BASELINES
 from ..tasks import NO_ARTIFACTS, Task, get_task
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
 
@@ -80,8 +80,10 @@ class LinearProbe:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        return make_pipeline(StandardScaler(), LogisticRegression(
-            C=self.C, max_iter=5000, class_weight=self.class_weight, random_state=self.seed))
+        return make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=self.C, max_iter=5000, class_weight=self.class_weight, random_state=self.seed),
+        )
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> LinearProbe:
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -159,8 +161,9 @@ class LinearProbe:
         return np.array([0.5 if label in self.constant else self.thresholds[label] for label in self.labels])
 
 
-def finalize(task: Task, chosen: Sequence[set[str]], scores: np.ndarray | None, labels: Sequence[str],
-             at_least_one: bool = True) -> list[frozenset[str]]:
+def finalize(
+    task: Task, chosen: Sequence[set[str]], scores: np.ndarray | None, labels: Sequence[str], at_least_one: bool = True
+) -> list[frozenset[str]]:
     """Apply the task's "none"-label rule and, where the task has none, at-least-one."""
     none = _none_label(task)
     out = []
@@ -187,8 +190,13 @@ def _check_splits(train: Sequence[Sample], test: Sequence[Sample], task: Task) -
         raise ValueError(f"probe: sample(s) {sorted(both)[:5]} are in both train and test")
 
 
-def probe_embedder(task: Task, kind: str, backbone: str = DEFAULT_IMAGE_BACKBONE,
-                   text_model: str = DEFAULT_TEXT_MODEL, modality: str | None = None) -> Embedder:
+def probe_embedder(
+    task: Task,
+    kind: str,
+    backbone: str = DEFAULT_IMAGE_BACKBONE,
+    text_model: str = DEFAULT_TEXT_MODEL,
+    modality: str | None = None,
+) -> Embedder:
     if kind == "vision-probe":
         if task.modality != "image":
             raise ValueError(f"vision-probe needs an image task; {task.name!r} is {task.modality}")
@@ -200,11 +208,23 @@ def probe_embedder(task: Task, kind: str, backbone: str = DEFAULT_IMAGE_BACKBONE
     raise ValueError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
 
 
-def fit_predict_probe(task: str, train: Sequence[Sample], test: Sequence[Sample], kind: str,
-                      seed: int = 0, *, backbone: str = DEFAULT_IMAGE_BACKBONE,
-                      text_model: str = DEFAULT_TEXT_MODEL, modality: str | None = None,
-                      C: float = 1.0, folds: int = 5, n_neighbors: int = 5, objective: str = "micro",
-                      at_least_one: bool = True, embedder: Embedder | None = None) -> list[frozenset[str]]:
+def fit_predict_probe(
+    task: str,
+    train: Sequence[Sample],
+    test: Sequence[Sample],
+    kind: str,
+    seed: int = 0,
+    *,
+    backbone: str = DEFAULT_IMAGE_BACKBONE,
+    text_model: str = DEFAULT_TEXT_MODEL,
+    modality: str | None = None,
+    C: float = 1.0,
+    folds: int = 5,
+    n_neighbors: int = 5,
+    objective: str = "micro",
+    at_least_one: bool = True,
+    embedder: Embedder | None = None,
+) -> list[frozenset[str]]:
     """Fit a probe on ``train`` and predict a label set for each of ``test``, in order.
 
     ``kind``: ``vision-probe`` (option ``backbone``: ``efficientnet-lite0`` or a hub id such

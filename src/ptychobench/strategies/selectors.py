@@ -121,8 +121,7 @@ class KnnSelector(Selector):
         self.name = "knn"
 
     def _embedder(self, query: Sample) -> Embedder:
-        return self.embedder or embedder_for(query.task, text_model=self.text_model,
-                                             image_backbone=self.image_backbone)
+        return self.embedder or embedder_for(query.task, text_model=self.text_model, image_backbone=self.image_backbone)
 
     def similarities(self, query: Sample, candidates: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
         """(query-candidate cosine similarities, candidate unit vectors)."""
@@ -190,6 +189,8 @@ _CLASSES: dict[str, type[Selector]] = {
     "knn": KnnSelector,
     "knn-diverse": KnnDiverseSelector,
 }
+
+
 def make_selector(name: str, seed: int = 0, **options) -> Selector:
     """A selector by name: random, sample-type, knn, knn-diverse (aliases: rfs, ssfs).
     Options: ``text_model``, ``image_backbone``, ``embedder`` (knn*); ``lam``,

@@ -8,6 +8,18 @@ from .prefix import shared_prefix_length, shared_prefix_loss
 from .recipe import PROFILES, PROJECTIONS, Recipe, lora_targets, recipe_for, resolve_profile
 from .train import train_adapter
 
-__all__ = ["MANIFEST", "PROFILES", "PROJECTIONS", "Recipe", "lora_targets", "read_manifest", "recipe_for",
-           "resolve_profile", "shared_prefix_length", "shared_prefix_loss", "train_adapter", "training_conversations",
-           "training_summary"]
+__all__ = [
+    "MANIFEST",
+    "PROFILES",
+    "PROJECTIONS",
+    "Recipe",
+    "lora_targets",
+    "read_manifest",
+    "recipe_for",
+    "resolve_profile",
+    "shared_prefix_length",
+    "shared_prefix_loss",
+    "train_adapter",
+    "training_conversations",
+    "training_summary",
+]

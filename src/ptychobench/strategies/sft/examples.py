@@ -10,9 +10,15 @@ from typing import Any
 from ...data.dataset import require_train
 
 
-def training_conversations(task: str, samples: Sequence[Any], demo_selector: str | None = None,
-                           k: int = 0, seed: int = 0, selector_options: dict | None = None,
-                           prompt: str = "ours") -> list[list[dict]]:
+def training_conversations(
+    task: str,
+    samples: Sequence[Any],
+    demo_selector: str | None = None,
+    k: int = 0,
+    seed: int = 0,
+    selector_options: dict | None = None,
+    prompt: str = "ours",
+) -> list[list[dict]]:
     """One conversation per sample: the evaluation prompt (with ``k`` demos drawn from the
     other training samples when a selector is named) followed by the target answer. With
     ``prompt="released"``: the released question and the released answer string verbatim,
@@ -46,14 +52,17 @@ class Collator:
         from ...models.collate import conversation_batch
 
         convs = [json.loads(r["conversation"]) for r in rows]
-        batch = conversation_batch(self.processor, convs, loss_on="all" if self.loss_on == "answers" else "last",
-                                   max_length=None)
+        batch = conversation_batch(
+            self.processor, convs, loss_on="all" if self.loss_on == "answers" else "last", max_length=None
+        )
         if self.loss_on == "sequence":
             batch["labels"] = whole_sequence_labels(batch["input_ids"], batch["attention_mask"], self.processor)
         if self.max_length and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
-            raise ValueError(f"a training example has {max(lengths)} tokens, over max_length={self.max_length}; "
-                             "raise max_length or use fewer demos (k): truncating would cut the answer off")
+            raise ValueError(
+                f"a training example has {max(lengths)} tokens, over max_length={self.max_length}; "
+                "raise max_length or use fewer demos (k): truncating would cut the answer off"
+            )
         self.samples += len(convs)
         self.tokens += int(batch["attention_mask"].sum())
         self.answer_tokens += int((batch["labels"] != -100).sum())
@@ -77,8 +86,10 @@ class HubVLMCollator(Collator):
 
         def render(turns: list[dict], gen: bool) -> str:
             return render_with_fallback(
-                lambda c: proc.apply_chat_template(to_vision_messages(c)[0], tokenize=False,
-                                                   add_generation_prompt=gen), turns, state)
+                lambda c: proc.apply_chat_template(to_vision_messages(c)[0], tokenize=False, add_generation_prompt=gen),
+                turns,
+                state,
+            )
 
         texts, prompts, images = [], [], []
         for conv in convs:
@@ -95,8 +106,10 @@ class HubVLMCollator(Collator):
             labels[row, :n_prompt] = -100
         batch["labels"] = labels
         if self.max_length and batch["input_ids"].shape[1] > self.max_length:
-            raise ValueError(f"a training example has {batch['input_ids'].shape[1]} tokens, over "
-                             f"max_length={self.max_length}; raise max_length or use fewer demos (k)")
+            raise ValueError(
+                f"a training example has {batch['input_ids'].shape[1]} tokens, over "
+                f"max_length={self.max_length}; raise max_length or use fewer demos (k)"
+            )
         self.samples += len(convs)
         self.tokens += int(batch["attention_mask"].sum())
         self.answer_tokens += int((labels != -100).sum())

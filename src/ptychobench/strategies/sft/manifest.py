@@ -14,8 +14,19 @@ from ...models.base import ADAPTER_MANIFEST as MANIFEST
 from .recipe import FORMAT_VERSION, Recipe
 
 
-def settings_of(task: str, model: str, ds: Any, dataset_hash: str, recipe: Recipe, demo_selector: str | None,
-              k: int, seed: int, n_samples: int, train_ids: Sequence[str], prompt: str = "ours") -> dict:
+def settings_of(
+    task: str,
+    model: str,
+    ds: Any,
+    dataset_hash: str,
+    recipe: Recipe,
+    demo_selector: str | None,
+    k: int,
+    seed: int,
+    n_samples: int,
+    train_ids: Sequence[str],
+    prompt: str = "ours",
+) -> dict:
     return {
         **({"prompt": prompt} if prompt != "ours" else {}),  # older adapters (ours) keep their settings
         "format_version": FORMAT_VERSION,
@@ -49,12 +60,20 @@ def training_summary(adapter: Path | str) -> dict | None:
     if not m:
         return None
     recipe = m.get("settings", {}).get("recipe", {})
-    return {"steps": m.get("steps"), "epochs_done": m.get("epochs_done"), "epochs_planned": recipe.get("epochs"),
-            "stopped_by_time_budget": bool(m.get("stopped_by_time_budget")),
-            "time_budget_s": recipe.get("time_budget_s"), "wall_time_s": m.get("wall_time_s"),
-            "train_loss": m.get("train_loss"), "train_samples": m.get("settings", {}).get("train_samples"),
-            "optim": (m.get("resolved") or {}).get("optim"), "loss_on": recipe.get("loss_on", "answer"),
-            "train_vision": recipe.get("train_vision"), "quantize": recipe.get("quantize")}
+    return {
+        "steps": m.get("steps"),
+        "epochs_done": m.get("epochs_done"),
+        "epochs_planned": recipe.get("epochs"),
+        "stopped_by_time_budget": bool(m.get("stopped_by_time_budget")),
+        "time_budget_s": recipe.get("time_budget_s"),
+        "wall_time_s": m.get("wall_time_s"),
+        "train_loss": m.get("train_loss"),
+        "train_samples": m.get("settings", {}).get("train_samples"),
+        "optim": (m.get("resolved") or {}).get("optim"),
+        "loss_on": recipe.get("loss_on", "answer"),
+        "train_vision": recipe.get("train_vision"),
+        "quantize": recipe.get("quantize"),
+    }
 
 
 def library_versions() -> dict[str, str]:

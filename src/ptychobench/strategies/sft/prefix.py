@@ -45,7 +45,7 @@ def shared_prefix_loss(model: Any, inputs: dict, p: int) -> tuple[Any, Any]:
     cache.batch_repeat_interleave(ids.shape[0])
     out = backbone(input_ids=ids[:, p:], attention_mask=mask, use_cache=True, **{key: cache}, **rest)
     hidden = out.last_hidden_state[:, :-1]
-    target = labels[:, p + 1:].to(hidden.device)
+    target = labels[:, p + 1 :].to(hidden.device)
     keep = target != -100
     logits = head(hidden[keep])
     loss_sum = torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="sum")

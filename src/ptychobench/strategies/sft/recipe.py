@@ -76,10 +76,26 @@ def _cpu(vision: bool) -> Recipe:
     # through every layer anyway (its trained projector sits below them), so LoRA on every
     # layer costs it little more.
     if vision:
-        return Recipe(epochs=1, learning_rate=1e-3, lora_layers=None, batch_size=8, grad_accum=1,
-                      warmup_steps=2, time_budget_s=240, share_prefix=True)
-    return Recipe(epochs=3, learning_rate=1e-3, lora_layers=6, batch_size=8, grad_accum=1,
-                  warmup_steps=2, time_budget_s=240, share_prefix=True)
+        return Recipe(
+            epochs=1,
+            learning_rate=1e-3,
+            lora_layers=None,
+            batch_size=8,
+            grad_accum=1,
+            warmup_steps=2,
+            time_budget_s=240,
+            share_prefix=True,
+        )
+    return Recipe(
+        epochs=3,
+        learning_rate=1e-3,
+        lora_layers=6,
+        batch_size=8,
+        grad_accum=1,
+        warmup_steps=2,
+        time_budget_s=240,
+        share_prefix=True,
+    )
 
 
 PROFILES = {"gpu": _gpu, "paper": _paper, "cpu": _cpu}
@@ -131,7 +147,8 @@ def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str
         if not isinstance(module, torch.nn.Linear) or name.rsplit(".", 1)[-1] not in recipe.target_modules:
             continue
         in_vision = any(p in name for p in vision_tower_prefixes) or bool(
-            re.search(r"(^|\.)(vision_tower|vision_model|visual|vision_encoder)\.", name))
+            re.search(r"(^|\.)(vision_tower|vision_model|visual|vision_encoder)\.", name)
+        )
         if in_vision and not recipe.train_vision:
             continue
         m = re.search(r"\.layers\.(\d+)\.", name)
@@ -139,8 +156,10 @@ def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str
         if m and not in_vision:
             layer_ids.append(int(m.group(1)))
     if not names:
-        raise ValueError(f"no linear layer named {', '.join(recipe.target_modules)} in the model; "
-                         "set target_modules to its projection names")
+        raise ValueError(
+            f"no linear layer named {', '.join(recipe.target_modules)} in the model; "
+            "set target_modules to its projection names"
+        )
     if recipe.lora_layers:
         n_layers = max(layer_ids) + 1 if layer_ids else 0
         lowest = n_layers - recipe.lora_layers
@@ -152,7 +171,10 @@ def lora_config(model: Any, recipe: Recipe, vision: bool, tiny: bool) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, bias="none",
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        bias="none",
         target_modules=lora_targets(model, recipe),
         modules_to_save=["projector"] if tiny else None,
         task_type=None if (vision or tiny) else "CAUSAL_LM",

@@ -46,14 +46,31 @@ def qlora_quantization() -> Any:
         raise ValueError("quantize: 4bit needs bitsandbytes (pip install bitsandbytes)") from None
     if not torch.cuda.is_available():
         raise ValueError("quantize: 4bit needs a CUDA GPU")
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
-def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, profile: str = "cpu",
-                  demo_selector: str | None = None, k: int = 0, seed: int = 0, *,
-                  train_samples: Sequence[Any] | None = None, selector_options: dict | None = None,
-                  force: bool = False, progress: bool = False, prompt: str = "ours", **overrides: Any) -> Path:
+def train_adapter(
+    task: str,
+    model: str,
+    dataset: str | Path,
+    out: Path | str,
+    profile: str = "cpu",
+    demo_selector: str | None = None,
+    k: int = 0,
+    seed: int = 0,
+    *,
+    train_samples: Sequence[Any] | None = None,
+    selector_options: dict | None = None,
+    force: bool = False,
+    progress: bool = False,
+    prompt: str = "ours",
+    **overrides: Any,
+) -> Path:
     """Fine-tune ``model`` with LoRA on ``task``'s train split of ``dataset``; write the
     adapter and its manifest to ``out``; return ``out``.
 
@@ -91,15 +108,18 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         known = {s.id for s in train}
         for s in train_samples:
             if s.split != "train" or s.task != task or s.id not in known:
-                raise ValueError(f"train_samples holds {s.id!r} ({s.task}/{s.split}), which is not in the "
-                                 f"{task} train split of {ds.root}; fine-tune on train samples only")
+                raise ValueError(
+                    f"train_samples holds {s.id!r} ({s.task}/{s.split}), which is not in the "
+                    f"{task} train split of {ds.root}; fine-tune on train samples only"
+                )
         train = sorted({s.id: s for s in train_samples}.values(), key=lambda s: s.id)
         if not train:
             raise ValueError("train_samples is empty")
     if recipe.max_train_samples and recipe.max_train_samples < len(train):
         train = sorted(random.Random(f"sft:{seed}").sample(train, recipe.max_train_samples), key=lambda s: s.id)
-    settings = settings_of(task, model, ds, dataset_hash, recipe, demo_selector, k, seed, len(train),
-                         [s.id for s in train], prompt)
+    settings = settings_of(
+        task, model, ds, dataset_hash, recipe, demo_selector, k, seed, len(train), [s.id for s in train], prompt
+    )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # data-parallel copies multiply the effective batch: another adapter
         settings["processes"] = world
@@ -135,8 +155,9 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         load_s = time.perf_counter() - t_load
 
         on_gpu = torch.cuda.is_available()
-        bf16 = recipe.bf16 if recipe.bf16 is not None else (
-            torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16())
+        bf16 = (
+            recipe.bf16 if recipe.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16())
+        )
         optim = recipe.optim
         if optim == "auto":
             try:
@@ -151,11 +172,24 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
             shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         common = dict(
-            output_dir=str(work / "trainer"), num_train_epochs=recipe.epochs, learning_rate=recipe.learning_rate,
-            per_device_train_batch_size=recipe.batch_size, gradient_accumulation_steps=recipe.grad_accum,
-            weight_decay=recipe.weight_decay, lr_scheduler_type=recipe.scheduler, warmup_steps=recipe.warmup_steps,
-            optim=optim, bf16=bf16, use_cpu=not on_gpu, logging_steps=recipe.logging_steps, save_strategy="no",
-            report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
+            output_dir=str(work / "trainer"),
+            num_train_epochs=recipe.epochs,
+            learning_rate=recipe.learning_rate,
+            per_device_train_batch_size=recipe.batch_size,
+            gradient_accumulation_steps=recipe.grad_accum,
+            weight_decay=recipe.weight_decay,
+            lr_scheduler_type=recipe.scheduler,
+            warmup_steps=recipe.warmup_steps,
+            optim=optim,
+            bf16=bf16,
+            use_cpu=not on_gpu,
+            logging_steps=recipe.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            data_seed=seed,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
             disable_tqdm=not progress,
         )
         collator = (HubVLMCollator if hub_vlm else Collator)(processor, recipe.max_length, recipe.loss_on)
@@ -165,8 +199,11 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
 
         # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old
         # name warns); use whichever this version has.
-        ckpt = ("activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__
-                else "gradient_checkpointing")
+        ckpt = (
+            "activation_checkpointing"
+            if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+            else "gradient_checkpointing"
+        )
         common[ckpt] = recipe.gradient_checkpointing
         if recipe.gradient_checkpointing:
             common[f"{ckpt}_kwargs"] = {"use_reentrant": False}
@@ -175,8 +212,14 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         # the shared-prefix trainer scores answer positions only: not with a whole-sequence loss
         if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm and recipe.loss_on != "sequence":
             trainer_cls = shared_prefix_trainer(SFTTrainer)
-        trainer = trainer_cls(model=peft_model, args=args, train_dataset=as_dataset(convs), data_collator=collator,
-                              processing_class=tokenizer, callbacks=callbacks)
+        trainer = trainer_cls(
+            model=peft_model,
+            args=args,
+            train_dataset=as_dataset(convs),
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
         if not progress:  # the caller (the runner) shows its own progress; the loss curve is in the manifest
             from transformers.trainer_callback import PrinterCallback
 
@@ -195,9 +238,16 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
         else:
             trainer.model.save_pretrained(str(adapter_dir))
             tokenizer.save_pretrained(str(adapter_dir))
-        curve = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": round(h["loss"], 5),
-                  "t_s": clock.times.get(h["step"])}
-                 for h in trainer.state.log_history if "loss" in h]
+        curve = [
+            {
+                "step": h["step"],
+                "epoch": round(h.get("epoch", 0.0), 4),
+                "loss": round(h["loss"], 5),
+                "t_s": clock.times.get(h["step"]),
+            }
+            for h in trainer.state.log_history
+            if "loss" in h
+        ]
         budget_hit = any(getattr(c, "hit", False) for c in callbacks)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         manifest = {
@@ -220,8 +270,13 @@ def train_adapter(task: str, model: str, dataset: str | Path, out: Path | str, p
             "samples_seen": collator.samples,
             "samples_per_s": round(collator.samples / train_s, 3) if train_s else None,
             "trainable_parameters": trainable,
-            "resolved": {"optim": optim, "bf16": bf16, "device": "cuda" if on_gpu else "cpu",
-                         "threads": torch.get_num_threads(), "trainer": type(trainer).__name__},
+            "resolved": {
+                "optim": optim,
+                "bf16": bf16,
+                "device": "cuda" if on_gpu else "cpu",
+                "threads": torch.get_num_threads(),
+                "trainer": type(trainer).__name__,
+            },
             "versions": library_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
