@@ -20,7 +20,7 @@ ifeq ($(CI),true)
 TEST_DEPS := $(LS_STAMP)
 endif
 
-.PHONY: run test setup clean labelstudio
+.PHONY: run test lint setup clean labelstudio
 
 setup: $(STAMP)
 
@@ -44,6 +44,12 @@ $(LS_STAMP):
 
 test: $(STAMP) $(TEST_DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) $(ARGS)
+
+# ruff (lint and format) and mypy, as configured in pyproject.toml; CI runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(LSVENV) .pytest_cache
