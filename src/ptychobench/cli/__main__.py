@@ -1,0 +1,5 @@
+"""``python -m ptychobench.cli``."""
+
+from . import app
+
+app()

@@ -1,0 +1,128 @@
+"""Dataset commands: import, export, datasets, validate, generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..data.summary import dataset_table
+from ..errors import DatasetError
+from .app import command, console
+
+
+@command("import")
+def import_cmd(
+    src: Path = typer.Argument(..., help="Folder with the released train.json/test.json (or one sub-folder per task)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images (searched by file name)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    name: Optional[str] = typer.Option(None, help="Dataset name (default: the source folder's name)."),
+) -> None:
+    """Import the paper's released chat-JSON data into a validated dataset.
+
+    Example: ptychobench import ~/ptychobench_release --images ~/ptychobench_release/images --out ~/data/real
+    """
+    from ..data.released import import_released
+
+    ds = import_released(src, out, images=images, name=name)
+    console.print(dataset_table(ds.manifest, ds.root))
+
+
+@command("export")
+def export_cmd(
+    dataset: str = typer.Argument(..., help="Dataset folder or name."),
+    out: Path = typer.Option(..., "--out", help="Folder for {task}/train.json, {task}/test.json and images/."),
+) -> None:
+    """Export a dataset to the released chat-JSON format.
+
+    Example: ptychobench export sim-v1 --out /tmp/sim-v1-released
+    """
+    from ..data.released import export_released
+
+    path = export_released(dataset, out)
+    console.print(f"wrote {path}")
+
+
+@command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets ptychobench knows: shipped ones and those under $PTYCHOBENCH_HOME.
+
+    Example: ptychobench datasets
+    """
+    from ..data.registry import list_datasets
+    from ..paths import user_datasets_dir
+
+    table = Table(title="datasets")
+    for col in ("name", "source", "tasks", "train/test", "path"):
+        table.add_column(col)
+    for e in list_datasets():
+        m = e.manifest
+        sizes = ", ".join(f"{t} {v.get('train', '?')}/{v.get('test', '?')}" for t, v in m.get("splits", {}).items())
+        table.add_row(e.name, e.source, ", ".join(m.get("tasks", [])), sizes, str(e.path))
+    console.print(table)
+    console.print(f"user datasets folder: {user_datasets_dir()}")
+
+
+@command("validate")
+def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name.")) -> None:
+    """Load a dataset with full validation and print its summary.
+
+    Example: ptychobench validate ~/data/real
+    """
+    from ..data import content_hash, load_dataset
+
+    ds = load_dataset(dataset)
+    console.print(dataset_table(ds.manifest, ds.root))
+    actual = content_hash(ds.root)
+    if ds.manifest.get("content_hash") not in (None, actual):
+        raise DatasetError(
+            f"{ds.root / 'manifest.json'}: content hash differs from the files "
+            f"(manifest {ds.manifest['content_hash'][:12]}, files {actual[:12]}); "
+            "the dataset was changed after it was written"
+        )
+
+
+@command("generate")
+def generate_command(
+    out: Path = typer.Option(..., "--out", help="Folder to build the dataset in (resumable)."),
+    n_visual: int = typer.Option(None, "--n-visual", help="Artifact-task images (default 391; quick 12)."),
+    n_text: int = typer.Option(None, "--n-text", help="Parameter-task samples (default 135; quick 3)."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same files."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (one CPU thread each)."),
+    quick: bool = typer.Option(False, "--quick", help="Small field and few samples; under 2 minutes."),
+    name: str = typer.Option("sim-v1", "--name", help="Dataset name written to the manifest."),
+) -> None:
+    """Simulate ptychography experiments with known defects, reconstruct them with pty-chi,
+    and label them by measurement. Rerun the same command to resume an interrupted build.
+
+    Example: ptychobench generate --out runs/sim-v1 --workers 2
+    Example: ptychobench generate --out /tmp/quick --quick
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ..sim.build import QUICK, BuildConfig, BuildError, build
+
+    nv = n_visual if n_visual is not None else (QUICK["n_visual"] if quick else 391)
+    nt = n_text if n_text is not None else (QUICK["n_text"] if quick else 135)
+    if nt > nv:
+        raise typer.BadParameter("--n-text cannot exceed --n-visual (text samples reuse experiments)")
+    cfg = BuildConfig(n_visual=nv, n_text=nt, seed=seed, quick=quick, name=name)
+    with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("build", total=nv)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            path = build(cfg, out, workers=workers, progress=progress)
+        except BuildError as e:
+            raise DatasetError(str(e)) from None
+    typer.echo(f"wrote {path} (manifest, artifacts/, params/, validation.md, released/)")
