@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +26,7 @@ from typing import Any, Iterable
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetError
+from ..files import write_atomic
 from ..tasks import TASKS, get_task
 
 SPLITS = ("train", "test")
@@ -138,20 +138,6 @@ def inside(path: Path, root: Path) -> bool:
     return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """All of ``text`` or the old file: a temp file beside it, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def label_counts(samples: Iterable[Sample], task: str) -> dict[str, int]:
     counts = {label: 0 for label in get_task(task).labels}
     for s in samples:
@@ -189,7 +175,7 @@ def write_dataset(
                 rows.append(json.dumps(s.to_record(out / task), ensure_ascii=False, sort_keys=True))
             path = out / task / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, "".join(r + "\n" for r in rows))
+            write_atomic(path, "".join(r + "\n" for r in rows))
     manifest = {
         "name": name,
         "version": version,
@@ -200,7 +186,7 @@ def write_dataset(
         "content_hash": content_hash(out),
         **(extra or {}),
     }
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
