@@ -16,6 +16,7 @@ def write_atomic(path: Path | str, data: str | bytes) -> Path:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; a report is for others to read too
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -25,3 +26,14 @@ def write_atomic(path: Path | str, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The file's current mode when it exists, else what ``open`` would give (0666 less
+    the umask), so an atomic rewrite changes no one's access."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
