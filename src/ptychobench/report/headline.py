@@ -58,7 +58,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         datasets[key] = datasets.get(key, 0) + 1
     configs = {
         p.name: p.read_text(encoding="utf-8", errors="replace")
-        for p in sorted(run_dir.glob("config*.yaml"))
+        for p in sorted([*run_dir.glob("config*.yaml"), *run_dir.glob("configs/config*.yaml")])
         if p.is_file()
     }
     finished = []

@@ -54,13 +54,27 @@ figure{overflow-x:auto}figure img{max-width:none;width:640px}
 .pb-filters label{flex:1 1 100%;display:flex;gap:.4em;align-items:center}.pb-filters select{flex:1;max-width:none}}"""
 
 
+def latest_failure_rate(run_dir: Path) -> float | None:
+    """``max_failure_rate`` of the config the folder last ran under (``runs.jsonl`` names
+    it), so a report follows the current config; None (each record's own) when unknown."""
+    import yaml
+
+    try:
+        last = json.loads((run_dir / "runs.jsonl").read_text().strip().splitlines()[-1])
+        data = yaml.safe_load((run_dir / last["config"]).read_text())
+        value = data.get("max_failure_rate") if isinstance(data, dict) else None
+    except (OSError, ValueError, IndexError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None = None) -> dict[str, Path]:
     """Score every cell of the run and write ``report.md``, ``report.html`` (one file: plots
     and the per-sample browser embedded) and ``scores.json``. ``dataset`` points at the
     run's dataset when it has moved (the browser shows its images and texts)."""
     run_dir = Path(run_dir)
     records = read_run(run_dir)
-    results = score_records(records, seed=seed)
+    results = score_records(records, seed=seed, max_failure_rate=latest_failure_rate(run_dir))
     recs = by_config(records)
     comps = paired_comparisons(results, recs)
     adapters = adapter_rows(results)
