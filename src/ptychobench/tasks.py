@@ -204,6 +204,7 @@ class Task:
     def render(self, sample: Sample, demos: Sequence[Sample] = ()) -> list[dict]:
         """Chat messages for a query: system turn, one user/assistant pair per demo, query.
         In ``released`` prompt mode: no system turn, released texts and answers verbatim."""
+        messages: list[dict]
         if self.prompt_mode == "released":
             messages = []
             for demo in demos:
@@ -213,7 +214,7 @@ class Task:
                 )
             messages.append(self.released_user_turn(sample))
             return messages
-        messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt()}]}]
+        messages = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt()}]}]
         for demo in demos:
             messages.append(self.user_turn(demo))
             messages.append({"role": "assistant", "content": [{"type": "text", "text": self.target(demo.labels)}]})
@@ -299,14 +300,14 @@ class Task:
             else:
                 words = key.split()
                 for j, w in enumerate(words):  # a lone alias: "blurry", "halo", "noise"
-                    label = _ARTIFACT_ALIASES.get(w)
+                    alias = _ARTIFACT_ALIASES.get(w)
                     if (
-                        label
-                        and label != NO_ARTIFACTS
+                        alias
+                        and alias != NO_ARTIFACTS
                         and not _denied(" ".join(words[:j]))
                         and not _DENIED_AFTER.match(" " + " ".join(words[j + 1 :]))
                     ):
-                        found.add(label)
+                        found.add(alias)
         return found
 
 

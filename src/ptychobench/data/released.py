@@ -176,15 +176,16 @@ def import_released(
     )
     if not folders:
         raise DatasetError(f"{src}: no train.json here or in a sub-folder")
-    index = None
+    index: dict[str, Path] | None = None
     if images is not None:
         img_root = Path(images)
         if not img_root.is_dir():
             raise DatasetError(f"{img_root}: the images folder does not exist")
-        index = {}
+        found: dict[str, Path] = {}
         for p in sorted(img_root.rglob("*")):
             if p.is_file():
-                index.setdefault(p.name, p)
+                found.setdefault(p.name, p)
+        index = found
     samples: list[Sample] = []
     for folder in folders:
         for split in SPLITS:
@@ -255,9 +256,9 @@ def export_released(dataset: Dataset | Path | str, out: Path | str) -> Path:
             records = []
             for s in ds.samples(task_name, split):
                 image_path = None
-                if s.image is not None:
+                name = released_image_name(s)
+                if s.image is not None and name is not None:
                     (out / "images").mkdir(exist_ok=True)
-                    name = released_image_name(s)
                     shutil.copyfile(s.image, out / "images" / name)
                     image_path = f"images/{name}"  # an imported sample keeps its own path
                 records.append(released_record(task, s, image_path))

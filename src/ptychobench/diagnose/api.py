@@ -29,7 +29,7 @@ class Diagnosis:
     kind: str
     labels: list[str]
     probabilities: dict[str, float] | None
-    thresholds: dict[str, float] | None
+    thresholds: dict[str, float | None] | None  # None: a label the detector never predicts
     detector: str
     measurements: dict[str, Measurement]
     frc: FRC | None = None

@@ -42,7 +42,7 @@ CACHE_VERSION = 1
 class Detection:
     labels: list[str]
     probabilities: dict[str, float] | None  # None: the detector gives no probabilities
-    thresholds: dict[str, float] | None
+    thresholds: dict[str, float | None] | None
     detector: str
     reply: str | None = None  # a generative model's raw answer
 
@@ -145,6 +145,7 @@ class ProbeDetector:
             proba = self.probe.predict_proba(X)
             thr = self.probe.threshold_vector()
         else:
+            assert self.train_X is not None and self.train_Y is not None  # set when a knn-vote is fitted
             sims = normalize(X) @ self.train_X.T
             k = min(self.n_neighbors, len(self.train_X))
             nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
@@ -191,7 +192,7 @@ def fit_probe_detector(
     backbone = backbone or DEFAULT_IMAGE_BACKBONE
     labels = [lab for lab in get_task("artifacts").labels if lab != NO_ARTIFACTS]
     det = ProbeDetector(kind=kind, dataset=ds.name, backbone=backbone, labels=labels)
-    X = det.features()([render(_read_grey(s.image)) for s in train])
+    X = det.features()([render(_read_grey(s.image)) for s in train if s.image is not None])
     Y = label_matrix(train, labels)
     if kind == "vision-probe":
         det.probe = LinearProbe(labels, seed=seed).fit(X, Y)

@@ -53,7 +53,8 @@ class Recon:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.data.shape)  # type: ignore[return-value]
+        n0, n1 = self.data.shape[:2]
+        return int(n0), int(n1)
 
 
 # --------------------------------------------------------------------------- arrays

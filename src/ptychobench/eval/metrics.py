@@ -39,7 +39,7 @@ user can show both side by side:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 from scipy import stats
@@ -48,7 +48,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 N_RESAMPLES = 10_000
 
 
-def binarize(label_sets: Sequence[frozenset[str] | set[str] | list[str]], labels: Sequence[str]) -> np.ndarray:
+def binarize(label_sets: Sequence[Collection[str]], labels: Sequence[str]) -> np.ndarray:
     """Indicator matrix (samples x labels) over a fixed label space; other labels dropped."""
     index = {label: j for j, label in enumerate(labels)}
     m = np.zeros((len(label_sets), len(labels)), dtype=np.int8)

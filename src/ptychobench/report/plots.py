@@ -32,10 +32,10 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
     tasks = sorted({r.task for r in results})
     for task in tasks:
         rs = [r for r in results if r.task == task]
-        sizes = sorted({r.meta.get("train_size") for r in rs}, key=lambda n: math.inf if n == "all" else n)
+        sizes = sorted({r.meta.get("train_size") for r in rs}, key=lambda n: math.inf if n == "all" else float(n or 0))
         full = [r for r in rs if r.meta.get("train_size") == sizes[-1]]
         # micro-F1 against k, base and SFT side by side
-        for model in sorted({r.meta.get("model") for r in full if r.meta.get("family") != "baseline"}):
+        for model in sorted({str(r.meta.get("model")) for r in full if r.meta.get("family") != "baseline"}):
             mr = [r for r in full if r.meta.get("model") == model]
             has_sft = any(r.meta.get("strategy") in ("sft", "sft+icl") for r in mr)
             all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
@@ -45,7 +45,9 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             panels = [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]
             for ax, (title, k0, icl) in zip(axes[0], panels):
                 zero = [r for r in mr if r.meta.get("strategy") == k0]
-                selectors = sorted({r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl})
+                selectors: list[str | None] = sorted(
+                    {r.meta.get("selector") for r in mr if r.meta.get("strategy") == icl}, key=str
+                )
                 for sel in selectors or [None]:
                     pts = _mean_by_k(
                         zero + [r for r in mr if r.meta.get("strategy") == icl and r.meta.get("selector") == sel]

@@ -45,7 +45,8 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
+            im: Image.Image = opened
             if im.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float: scaled to 8 bits, not clipped
                 a = np.asarray(im, dtype=np.float64)
                 lo, hi = np.nanmin(a), np.nanmax(a)
@@ -112,8 +113,8 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
     lookup: dict[tuple[str, str], Sample] = {}
     if ds is not None:
         for (task, _split), samples in ds.splits.items():
-            for s in samples:
-                lookup[(task, s.id)] = s
+            for known in samples:
+                lookup[(task, known.id)] = known
     by_sample: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_sample[(r["task"], r["sample_id"])].append(r)
@@ -121,7 +122,7 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
     samples_out = []
     for (task, sid), recs in sorted(by_sample.items()):
         t = get_task(task)
-        s = lookup.get((task, sid))
+        s: Sample | None = lookup.get((task, sid))
         rows = []
         for r in sorted(recs, key=lambda x: cell_index[x["config"]]):
             for d in r.get("demos", []):

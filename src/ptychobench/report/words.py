@@ -48,7 +48,7 @@ def summary_in_words(results: list[ConfigScores], comps: list[Comparison]) -> li
             f"**{title}** ({best.scores.n} test samples): the best cell is `{best.config}` with "
             f"micro-F1 {fmt(best.scores.micro_f1)} (95% CI {fmt(lo)}-{fmt(hi)})."
         )
-        fam_best = {}
+        fam_best: dict[str, ConfigScores] = {}
         for r in rs:
             fam_best.setdefault(r.meta.get("family", "?"), r)
         parts = [

@@ -122,7 +122,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def train_subset(samples: Sequence[Sample], size: int | str, seed: int) -> list[Sample]:
     """The first ``size`` of a seeded shuffle: smaller sets are nested in larger ones."""
-    if size == "all" or size >= len(samples):
+    if isinstance(size, str) or size >= len(samples):  # "all" (the config allows no other string)
         return list(samples)
     order = sorted(samples, key=lambda s: s.id)
     random.Random(f"train-subset-{seed}").shuffle(order)

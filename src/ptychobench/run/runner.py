@@ -225,6 +225,7 @@ class Runner:
 
         trained = training_summary(adapter) if adapter else None  # one adapter for the group's cells
         progress.update(grid, description=f"loading {exp.model}{' + adapter' if adapter else ''}")
+        assert exp.model is not None  # model groups come from experiments with a model
         backend = load_backend(exp.model, adapter=str(adapter) if adapter else None, **exp.backend_options)
         if get_task(first.task).modality == "image" and getattr(backend, "vision", None) is False:
             raise ModelError(
@@ -257,6 +258,7 @@ class Runner:
         demos_for = None
         selector = None
         if c.k > 0:
+            assert c.selector is not None  # k > 0 cells always name a selector
             selector = make_selector(c.selector, seed=c.seed, **exp.selector_options)
             demos_for = lambda s, sel=selector: sel.select(s, subset, c.k)  # noqa: E731
         meta = {

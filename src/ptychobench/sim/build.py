@@ -220,10 +220,10 @@ def load_records(cfg: BuildConfig, out: Path) -> list[dict]:
     return recs
 
 
-def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], dict[str, float]]:
+def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], dict[str, float | None]]:
     """Outcome-verified option letters and the measured relative gain of every trial."""
     e0 = rec["metrics"]["error"]
-    gains = {}
+    gains: dict[str, float | None] = {}
     labels = set()
     for letter, t in sorted(rec.get("trials", {}).items()):
         if t["error"] is None:  # the reconstruction with this option failed: no gain

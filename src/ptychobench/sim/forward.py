@@ -67,6 +67,8 @@ def exit_waves(
     psi = np.broadcast_to(psi, (len(positions),) + psi.shape[1:]).astype(np.complex128)
     for s in range(obj.shape[0]):
         if s > 0:
+            if transfer is None:
+                raise ValueError("a multislice object needs the slice transfer function")
             psi = np.fft.ifft2(np.fft.fft2(psi) * transfer)
         psi = psi * extract_patches(obj[s], positions, p)[:, None]
     return psi

@@ -24,6 +24,8 @@ registered to the truth (sub-pixel translation, global phase), then:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
@@ -134,7 +136,7 @@ def _residues(z: np.ndarray) -> int:
 
 def metrics(
     recon_obj: np.ndarray, true_obj: np.ndarray, roi: int, step_px: float, scan: str, bin_factor: int = 1
-) -> dict[str, float]:
+) -> dict[str, Any]:  # numbers, and the shift as a list
     rec = upsample(project(recon_obj), bin_factor)
     tru = project(true_obj)
     r, t, shift = register(rec, tru, roi)
@@ -163,6 +165,7 @@ def metrics(
         n2 = float((np.abs(res) ** 2).mean())
         if best is None or n2 < best[0] - 1e-12:
             best = (n2, s, res, tb, coef)
+    assert best is not None  # the loop above always runs at least once
     _, blur, res, tb, coef = best
 
     # noise: high-frequency power of the reconstruction beyond what the (blurred, scaled)

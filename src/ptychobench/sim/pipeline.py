@@ -15,7 +15,8 @@ from .recon import ReconParams, reconstruct
 
 
 def run_recon(exp: Experiment, acq: Acquisition, params: ReconParams) -> dict:
-    pats, pos, probe0, factor = prepare(acq, params)
+    pats, pos, probe0, binning = prepare(acq, params)
+    factor = int(binning)  # a whole-pixel binning factor
     g = exp.geometry
     res = reconstruct(
         pats,

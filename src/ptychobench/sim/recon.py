@@ -11,6 +11,7 @@ import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -170,5 +171,6 @@ def reconstruct(
     obj = task.get_data("object").cpu().numpy()
     probe = task.get_data("probe").cpu().numpy()
     pos = task.get_data("probe_positions").cpu().numpy()
-    loss = [float(v) for v in task.reconstructor.loss_tracker.table["loss"].to_numpy()]
+    reconstructor: Any = task.reconstructor  # set by pty-chi's build(); its stub says Optional
+    loss = [float(v) for v in reconstructor.loss_tracker.table["loss"].to_numpy()]
     return ReconResult(obj=obj, probe=probe, positions=pos, loss=loss, seconds=seconds)

@@ -93,7 +93,7 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         "| option | train | test | tried | mean gain when a label |",
         "|---|---|---|---|---|",
     ]
-    tried = Counter()
+    tried: Counter[str] = Counter()
     gain_when = defaultdict(list)
     for s in txt:
         for k, g in s.metadata["option_gains"].items():

@@ -171,7 +171,7 @@ def train_adapter(
         if int(os.environ.get("RANK", "0")) == 0:
             shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
-        common = dict(
+        common: dict[str, Any] = dict(
             output_dir=str(work / "trainer"),
             num_train_epochs=recipe.epochs,
             learning_rate=recipe.learning_rate,
@@ -211,7 +211,7 @@ def train_adapter(
         trainer_cls = SFTTrainer
         # the shared-prefix trainer scores answer positions only: not with a whole-sequence loss
         if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm and recipe.loss_on != "sequence":
-            trainer_cls = shared_prefix_trainer(SFTTrainer)
+            trainer_cls = shared_prefix_trainer(SFTTrainer)  # type: ignore[assignment]  # a subclass made at run time
         trainer = trainer_cls(
             model=peft_model,
             args=args,
@@ -236,7 +236,8 @@ def train_adapter(
 
             save_adapter(trainer.model, adapter_dir)
         else:
-            trainer.model.save_pretrained(str(adapter_dir))
+            trained: Any = trainer.model  # a peft model (transformers' stubs say Module | None)
+            trained.save_pretrained(str(adapter_dir))
             tokenizer.save_pretrained(str(adapter_dir))
         curve = [
             {
