@@ -14,7 +14,6 @@ was verified to help, with the error reduction measured there.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import write_atomic
 from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
 from .io import DiagnoseError
 from .measure import Measurement
@@ -322,10 +322,7 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
     probe = LinearProbe(labels, seed=0).fit(X, Y) if kind == "text-probe" else None
     adv = ProbeAdvisor(kind, ds.name, probe, normalize(X), Y, [s.metadata for s in train], labels)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("wb") as f:
-        pickle.dump(adv, f)
-    os.replace(tmp, path)
+    write_atomic(path, pickle.dumps(adv))
     return adv
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import pickle
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import write_atomic
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS, get_task
 from .io import DiagnoseError
 
@@ -236,10 +236,7 @@ def load_probe_detector(
             pass  # a torn or stale cache file: fit again
     det = fit_probe_detector(kind, dataset, backbone)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("wb") as f:
-        pickle.dump(det, f)
-    os.replace(tmp, path)
+    write_atomic(path, pickle.dumps(det))
     return det
 
 
