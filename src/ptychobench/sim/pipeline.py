@@ -14,7 +14,17 @@ from .options import candidates
 from .recon import ReconParams, reconstruct
 
 
-def run_recon(exp: Experiment, acq: Acquisition, params: ReconParams) -> dict:
+def recon_seed(exp: Experiment, seed_index: int = 0) -> int:
+    """The reconstruction seed of repeat ``seed_index`` of an experiment: repeat 0 is the
+    dataset's own reconstruction; repeats 1, 2, ... measure seed-to-seed spread (random
+    batching and initial probe modes) on the same measured data."""
+    return (exp.seed + 7919 * seed_index) % (2**31)
+
+
+def run_recon(exp: Experiment, acq: Acquisition, params: ReconParams, seed_index: int = 0) -> dict:
+    """Reconstruct ``acq`` with ``params`` (repeat ``seed_index``) and measure it against
+    the truth; the result dict holds ``metrics`` (``error`` first among them), ``loss``,
+    ``seconds``, ``result`` and the binning ``factor``."""
     pats, pos, probe0, binning = prepare(acq, params)
     factor = int(binning)  # a whole-pixel binning factor
     g = exp.geometry
@@ -27,7 +37,7 @@ def run_recon(exp: Experiment, acq: Acquisition, params: ReconParams) -> dict:
         acq.wavelength_m,
         acq.pixel_m * factor,
         acq.slice_spacing_m,
-        seed=exp.seed % (2**31),
+        seed=recon_seed(exp, seed_index),
     )
     m = metrics(res.obj, acq.true_object, g.roi, acq.step_px, exp.scan, factor)
     out = {"metrics": m, "loss": res.loss, "seconds": res.seconds, "result": res, "factor": factor}
