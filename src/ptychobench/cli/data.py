@@ -89,15 +89,20 @@ def generate_command(
     out: Path = typer.Option(..., "--out", help="Folder to build the dataset in (resumable)."),
     n_visual: int = typer.Option(None, "--n-visual", help="Artifact-task images (default 391; quick 12)."),
     n_text: int = typer.Option(None, "--n-text", help="Parameter-task samples (default 135; quick 3)."),
+    n_ood_visual: int = typer.Option(None, "--n-ood-visual", help="test-ood images (default 79; quick 3)."),
+    n_ood_text: int = typer.Option(None, "--n-ood-text", help="test-ood parameter samples (default 44; quick 1)."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same files."),
     workers: int = typer.Option(1, "--workers", help="Worker processes (one CPU thread each)."),
     quick: bool = typer.Option(False, "--quick", help="Small field and few samples; under 2 minutes."),
-    name: str = typer.Option("sim-v1", "--name", help="Dataset name written to the manifest."),
+    name: str = typer.Option("sim-v2", "--name", help="Dataset name written to the manifest."),
+    calibration: bool = typer.Option(
+        False, "--calibration", help="Seeds disjoint from every shipped build: the build thresholds are tuned on."
+    ),
 ) -> None:
     """Simulate ptychography experiments with known defects, reconstruct them with pty-chi,
     and label them by measurement. Rerun the same command to resume an interrupted build.
 
-    Example: ptychobench generate --out runs/sim-v1 --workers 2
+    Example: ptychobench generate --out runs/sim-v2 --workers 2
     Example: ptychobench generate --out /tmp/quick --quick
     """
     from rich.progress import (
@@ -112,9 +117,14 @@ def generate_command(
 
     nv = n_visual if n_visual is not None else (QUICK["n_visual"] if quick else 391)
     nt = n_text if n_text is not None else (QUICK["n_text"] if quick else 135)
-    if nt > nv:
-        raise typer.BadParameter("--n-text cannot exceed --n-visual (text samples reuse experiments)")
-    cfg = BuildConfig(n_visual=nv, n_text=nt, seed=seed, quick=quick, name=name)
+    nov = n_ood_visual if n_ood_visual is not None else (QUICK["n_ood_visual"] if quick else 79)
+    not_ = n_ood_text if n_ood_text is not None else (QUICK["n_ood_text"] if quick else 44)
+    if nt > nv or not_ > nov:
+        raise typer.BadParameter("text samples cannot exceed images (text samples reuse experiments)")
+    cfg = BuildConfig(
+        n_visual=nv, n_text=nt, n_ood_visual=nov, n_ood_text=not_, seed=seed, quick=quick,
+        calibration=calibration, name=name,
+    )
     with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("build", total=nv)
 

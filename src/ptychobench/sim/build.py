@@ -27,54 +27,64 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomic
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS, PARAM_OPTIONS
-from .labels import GAIN_MARGIN, MIN_ABS_GAIN
 
-NAME = "sim-v1"
-VERSION = "1.0"
+NAME = "sim-v2"
+VERSION = "2.0"
 # real data: visual 312 train / 79 test; text 91 train / 44 test
 TEST_FRACTION_VISUAL = 79 / 391
 TEST_FRACTION_TEXT = 44 / 135
+OOD_SPLIT = "test-ood"
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     n_visual: int = 391
     n_text: int = 135
+    n_ood_visual: int = 79
+    n_ood_text: int = 44
     seed: int = 0
     quick: bool = False
+    calibration: bool = False  # seeds disjoint from every shipped build, for thresholds
     name: str = NAME
 
     @property
     def scale(self) -> str:
-        return "quick" if self.quick else "full"
-
-    @property
-    def n_trials(self) -> int:
-        """Experiments that also get the option trials (the text task reuses them)."""
-        if self.quick:
-            return self.n_visual
-        # some trial outcomes give no label set (nothing helps an image with artifacts)
-        return min(self.n_visual, math.ceil(self.n_text * 1.4) + 2)
+        return "v2-quick" if self.quick else "v2"
 
     def key(self) -> dict:
         d = asdict(self)
         d["scale"] = self.scale
         return d
 
+    def units(self) -> list[str]:
+        """Every experiment of the build by key: ``expNNNN`` (main instruments) then
+        ``oodNNNN`` (the held-out instrument)."""
+        return [f"exp{i:04d}" for i in range(self.n_visual)] + [f"ood{i:04d}" for i in range(self.n_ood_visual)]
 
-QUICK = dict(n_visual=12, n_text=3)
+
+QUICK = dict(n_visual=12, n_text=3, n_ood_visual=3, n_ood_text=1)
 
 
 class BuildError(RuntimeError):
     pass
 
 
-def experiment_for(cfg: BuildConfig, index: int):
+def experiment_for(cfg: BuildConfig, unit: str | int):
+    """The experiment of a unit key (an int is a main-pool index, as in sim-v1)."""
     from .defects import draw_experiment
+    from .instruments import MAIN_INSTRUMENTS, OOD_INSTRUMENTS
 
-    rng = np.random.default_rng([cfg.seed, index, 17])
-    return draw_experiment(index, seed=cfg.seed * 1_000_003 + index, rng=rng, scale=cfg.scale)
+    key = unit if isinstance(unit, str) else f"exp{unit:04d}"
+    ood = key.startswith("ood")
+    index = int(key[3:])
+    stream = 2 if ood else 0
+    tag = [1] if cfg.calibration else []
+    rng = np.random.default_rng([cfg.seed, index, 17, stream, *tag])
+    seed = cfg.seed * 1_000_003 + index + (500_000 if ood else 0) + (2**40 if cfg.calibration else 0)
+    pool = OOD_INSTRUMENTS if ood else MAIN_INSTRUMENTS
+    return draw_experiment(index, seed=seed, rng=rng, scale=cfg.scale, pool=pool)
 
 
 def remeasure_units(cfg: BuildConfig, out: Path) -> int:
@@ -84,32 +94,34 @@ def remeasure_units(cfg: BuildConfig, out: Path) -> int:
 
     from PIL import Image
 
+    from .labels import artifact_labels
     from .pipeline import remeasure
 
     work = out / ".work"
     n = 0
-    for i in range(cfg.n_visual):
-        js, png = _unit_paths(work, i)
+    for unit in cfg.units():
+        js, png = _unit_paths(work, unit)
         npy = js.with_suffix(".npy")
         if not (js.is_file() and npy.is_file()):
             continue
         rec = json.loads(js.read_text())
-        m, img = remeasure(experiment_for(cfg, i), rec, np.load(npy))
+        m, img = remeasure(experiment_for(cfg, unit), rec, np.load(npy))
         rec["metrics"] = m
+        rec["artifact_labels"] = sorted(artifact_labels(m))
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG", optimize=True)
-        _atomic_write(png, buf.getvalue())
-        _atomic_write(js, json.dumps(rec, sort_keys=True, indent=0).encode())
+        write_atomic(png, buf.getvalue())
+        write_atomic(js, json.dumps(rec, sort_keys=True, indent=0).encode())
         n += 1
     return n
 
 
-def _unit_paths(work: Path, index: int) -> tuple[Path, Path]:
-    return work / f"exp-{index:04d}.json", work / f"exp-{index:04d}.png"
+def _unit_paths(work: Path, unit: str) -> tuple[Path, Path]:
+    return work / f"{unit}.json", work / f"{unit}.png"
 
 
-def unit_done(work: Path, index: int, trials: bool) -> bool:
-    js, png = _unit_paths(work, index)
+def unit_done(work: Path, unit: str, trials: bool) -> bool:
+    js, png = _unit_paths(work, unit)
     if not (js.is_file() and png.is_file() and js.with_suffix(".npy").is_file()):
         return False
     if trials:
@@ -120,14 +132,8 @@ def unit_done(work: Path, index: int, trials: bool) -> bool:
     return True
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def run_unit(cfg_key: dict, index: int, trials: bool, work: str) -> tuple[int, float]:
-    """Worker entry point: one experiment, written atomically. Returns (index, seconds)."""
+def run_unit(cfg_key: dict, unit: str, trials: bool, work: str) -> tuple[str, float]:
+    """Worker entry point: one experiment, written atomically. Returns (unit, seconds)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import io
 
@@ -138,29 +144,66 @@ def run_unit(cfg_key: dict, index: int, trials: bool, work: str) -> tuple[int, f
 
     torch.set_num_threads(1)
     cfg = BuildConfig(**{k: v for k, v in cfg_key.items() if k != "scale"})
-    exp = experiment_for(cfg, index)
+    exp = experiment_for(cfg, unit)
     t0 = time.perf_counter()
     rec, img, obj = run_experiment(exp, trials)
-    js, png = _unit_paths(Path(work), index)
+    js, png = _unit_paths(Path(work), unit)
     # the reconstruction itself, so metrics and labels can be re-measured without redoing it
     buf = io.BytesIO()
     np.save(buf, obj)
-    _atomic_write(js.with_suffix(".npy"), buf.getvalue())
+    write_atomic(js.with_suffix(".npy"), buf.getvalue())
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", optimize=True)
-    _atomic_write(png, buf.getvalue())
+    write_atomic(png, buf.getvalue())
     # timings vary run to run; keep them out of the record so outputs are byte-identical
-    timing = {"unit_seconds": rec.pop("unit_seconds"), "recon_seconds": rec.pop("recon_seconds")}
-    for t in rec.get("trials", {}).values():
-        timing.setdefault("trial_seconds", []).append(t.pop("seconds"))
-    _atomic_write(js, json.dumps(rec, sort_keys=True, indent=0).encode())
-    _atomic_write(Path(work) / f"timing-{index:04d}.json", json.dumps(timing).encode())
-    return index, time.perf_counter() - t0
+    timing = {
+        "unit_seconds": rec.pop("unit_seconds"),
+        "recon_seconds": rec.pop("recon_seconds"),
+        "n_trial_reconstructions": rec.pop("n_trial_reconstructions", 0),
+    }
+    write_atomic(js, json.dumps(rec, sort_keys=True, indent=0).encode())
+    write_atomic(Path(work) / f"timing-{unit}.json", json.dumps(timing).encode())
+    return unit, time.perf_counter() - t0
 
 
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def _labelled(work: Path, units: list[str]) -> list[str]:
+    """Trialled units, in order, whose verified options give a label set."""
+    out = []
+    for u in units:
+        js, _ = _unit_paths(work, u)
+        if not unit_done(work, u, True):
+            continue
+        rec = json.loads(js.read_text())
+        if option_labels(rec, frozenset(rec["artifact_labels"]))[0]:
+            out.append(u)
+    return out
+
+
+def _trial_units(cfg: BuildConfig, work: Path) -> set[str]:
+    """Units that get option trials: the first experiments of each pool, extended until
+    enough of them have a verified label set (deterministic: always the first ones in
+    order, whatever ran before)."""
+    chosen: set[str] = set()
+    for prefix, n_pool, need in (("exp", cfg.n_visual, cfg.n_text), ("ood", cfg.n_ood_visual, cfg.n_ood_text)):
+        units = [u for u in cfg.units() if u.startswith(prefix)]
+        if need == 0:
+            continue
+        n = min(n_pool, math.ceil(need * 1.6) + 1)
+        while True:
+            done = [u for u in units[:n] if unit_done(work, u, True)]
+            if len(done) < n:
+                break  # still to run: the next pass decides whether more are needed
+            have = len(_labelled(work, units[:n]))
+            if have >= need or n >= n_pool:
+                break
+            n = min(n_pool, n + math.ceil((need - have) * 1.5) + 1)
+        chosen.update(units[:n])
+    return chosen
 
 
 def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int, int], None] | None = None) -> None:
@@ -175,20 +218,28 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
                 "rerun with the same options or use a fresh --out folder"
             )
     else:
-        _atomic_write(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
-    todo = [(i, i < cfg.n_trials) for i in range(cfg.n_visual)]
-    # the expensive trial units first, so the pool stays busy to the end
-    todo.sort(key=lambda t: (not t[1], t[0]))
-    pending = [(i, tr) for i, tr in todo if not unit_done(work, i, tr)]
-    total = len(todo)
-    done = total - len(pending)
-    if progress:
-        progress(done, total)
-    if not pending:
-        return
+        write_atomic(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
+    while True:
+        trial = _trial_units(cfg, work)
+        todo = [(u, u in trial) for u in cfg.units()]
+        # the expensive trial units first, so the pool stays busy to the end
+        todo.sort(key=lambda t: (not t[1], t[0]))
+        pending = [(u, tr) for u, tr in todo if not unit_done(work, u, tr)]
+        total = len(todo)
+        done = total - len(pending)
+        if progress:
+            progress(done, total)
+        if not pending:
+            if _trial_units(cfg, work) == trial:
+                return
+            continue
+        _run_pending(cfg, work, pending, workers, done, total, progress)
+
+
+def _run_pending(cfg, work: Path, pending, workers: int, done: int, total: int, progress) -> None:
     if workers <= 1:
-        for i, tr in pending:
-            run_unit(cfg.key(), i, tr, str(work))
+        for u, tr in pending:
+            run_unit(cfg.key(), u, tr, str(work))
             done += 1
             if progress:
                 progress(done, total)
@@ -196,7 +247,7 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
     import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
-        futs = {pool.submit(run_unit, cfg.key(), i, tr, str(work)): i for i, tr in pending}
+        futs = {pool.submit(run_unit, cfg.key(), u, tr, str(work)): u for u, tr in pending}
         for f in as_completed(futs):
             f.result()
             done += 1
@@ -210,46 +261,64 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
 def load_records(cfg: BuildConfig, out: Path) -> list[dict]:
     work = out / ".work"
     recs = []
-    for i in range(cfg.n_visual):
-        js, png = _unit_paths(work, i)
+    for unit in cfg.units():
+        js, png = _unit_paths(work, unit)
         if not js.is_file():
             raise BuildError(f"{js}: work unit missing; rerun the build to finish it")
         r = json.loads(js.read_text())
         r["image_path"] = str(png)
+        r["unit"] = unit
         recs.append(r)
     return recs
 
 
 def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], dict[str, float | None]]:
-    """Outcome-verified option letters and the measured relative gain of every trial."""
-    e0 = rec["metrics"]["error"]
+    """Verified option letters (see :mod:`.verify`) and the measured gain of every trial
+    (mean over repeats where it had them; None where the reconstruction failed)."""
+    from .verify import verified_options
+
+    trials = rec.get("trials", {})
     gains: dict[str, float | None] = {}
-    labels = set()
-    for letter, t in sorted(rec.get("trials", {}).items()):
-        if t["error"] is None:  # the reconstruction with this option failed: no gain
+    e0 = rec["base_errors"][0] if rec.get("base_errors") else rec["metrics"]["error"]
+    for letter, t in sorted(trials.items()):
+        if "mean_gain" in t:
+            gains[letter] = t["mean_gain"]
+        elif t.get("errors"):
+            gains[letter] = round((e0 - t["errors"][0]) / max(e0, 1e-12), 4)
+        else:
             gains[letter] = None
-            continue
-        g = (e0 - t["error"]) / max(e0, 1e-12)
-        gains[letter] = round(float(g), 4)
-        if g >= GAIN_MARGIN and e0 - t["error"] >= MIN_ABS_GAIN:
-            labels.add(letter)
+    labels = set(verified_options(trials))
     if not labels and visible == {NO_ARTIFACTS}:
         labels.add("L")
     return frozenset(labels), gains
 
 
-def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int, space: tuple[str, ...]) -> list[str]:
+def stratified_split(
+    label_sets: list[frozenset[str]],
+    n_test: int,
+    seed: int,
+    space: tuple[str, ...],
+    fixed: dict[int, str] | None = None,
+) -> list[str]:
     """Deterministic greedy iterative stratification: rarest labels are placed first so
     each label gets its share of the test split (and at least one in each split when it
-    occurs twice or more)."""
+    occurs twice or more). ``fixed`` items keep the split they already have (an
+    experiment of the text task keeps its split in the image task)."""
     n = len(label_sets)
     rng = np.random.default_rng([seed, 99])
     order = list(rng.permutation(n))
     split: list[str | None] = [None] * n
+    fixed = fixed or {}
     counts = {lab: sum(lab in s for s in label_sets) for lab in space}
     want = {lab: (max(1, round(c * n_test / n)) if c >= 2 else 0) for lab, c in counts.items()}
     have = {lab: 0 for lab in space}
     n_in_test = 0
+    for i, sp in fixed.items():
+        split[i] = sp
+        if sp == "test":
+            n_in_test += 1
+            for m in label_sets[i]:
+                have[m] += 1
     for lab in sorted(space, key=lambda x: (counts[x], space.index(x))):
         for i in order:
             if split[i] is not None or lab not in label_sets[i]:
@@ -272,6 +341,8 @@ def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int, s
         for i in reversed(order):
             if n_in_test >= n_test:
                 break
+            if i in fixed:
+                continue
             if split[i] == "train" and all(
                 sum(lab in label_sets[j] and split[j] == "train" for j in range(n)) > 1 for lab in label_sets[i]
             ):
@@ -280,94 +351,132 @@ def stratified_split(label_sets: list[frozenset[str]], n_test: int, seed: int, s
     return [s or "train" for s in split]
 
 
+def _meta(r: dict) -> dict:
+    from .defects import Experiment, instrument_for
+
+    exp = r["experiment"]
+    inst = instrument_for(Experiment.from_dict(exp))
+    return {
+        "sample_id": r["sample_id"],
+        "sample_type": exp["sample_type"],
+        "beam_type": inst.beam,
+        "instrument": inst.describe(),
+        "scan": exp["scan"],
+        "n_positions": r["n_positions"],
+        "reconstruction_parameters": exp["params"],
+        "defects": exp["defects"],
+        "seed": exp["seed"],
+        "experiment": exp,
+    }
+
+
+def _text_split(cands: list[tuple], n_test: int, seed: int, ood: bool) -> list[str]:
+    if ood:
+        return [OOD_SPLIT] * len(cands)
+    return stratified_split([c[2] for c in cands], n_test, seed, tuple(PARAM_OPTIONS))
+
+
 def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) -> Path:
-    """Measure labels, split, write the dataset, the validation report and the export."""
+    """Measure labels, split by experiment, write the dataset, the validation report
+    and the export."""
     from ..data import Sample, write_dataset
     from ..data.released import export_released
-    from .instruments import INSTRUMENTS
-    from .measure import THRESHOLDS, labels_from_metrics
+    from .labels import LABELLING_VERSION, artifact_labels, rules
     from .report import write_report
     from .text import params_text
 
     recs = load_records(cfg, out)
-    vis_labels = [labels_from_metrics(r["metrics"]) for r in recs]
+    for r in recs:
+        r["sample_id"] = r["unit"]
+        r["artifact_labels"] = sorted(artifact_labels(r["metrics"]))
+    vis_labels = [frozenset(r["artifact_labels"]) for r in recs]
+    main = [i for i, r in enumerate(recs) if r["unit"].startswith("exp")]
+    ood = [i for i, r in enumerate(recs) if r["unit"].startswith("ood")]
+
+    # text task first: the first experiments (in order) of each pool with a label set
+    text: list[tuple] = []  # (record index, visible labels, options, gains, split)
+    for pool, need, is_ood in ((main, cfg.n_text, False), (ood, cfg.n_ood_text, True)):
+        cands = []
+        for i in pool:
+            if len(cands) == need:
+                break
+            if "trials" not in recs[i]:
+                continue
+            opts, gains = option_labels(recs[i], vis_labels[i])
+            if opts:
+                cands.append((i, vis_labels[i], opts, gains))
+        if len(cands) < need:
+            raise BuildError(
+                f"only {len(cands)} experiments have verified option labels, {need} are needed; "
+                "rerun the build (it extends the trials until there are enough)"
+            )
+        n_test_t = round(need * TEST_FRACTION_TEXT)
+        for c, sp in zip(cands, _text_split(cands, n_test_t, cfg.seed, is_ood)):
+            text.append((*c, sp))
+
+    # image task: split by experiment, the text task's experiments keep their split
+    fixed = {main.index(i): sp for i, _, _, _, sp in text if i in main}
     n_test_v = round(cfg.n_visual * TEST_FRACTION_VISUAL)
-    vsplit = stratified_split(vis_labels, n_test_v, cfg.seed, ARTIFACT_LABELS)
+    vsplit_main = stratified_split([vis_labels[i] for i in main], n_test_v, cfg.seed, ARTIFACT_LABELS, fixed)
+    vsplit = {i: sp for i, sp in zip(main, vsplit_main)} | {i: OOD_SPLIT for i in ood}
 
     samples = []
-    for r, labs, sp in zip(recs, vis_labels, vsplit):
+    for i, r in enumerate(recs):
         exp = r["experiment"]
-        sid = f"exp{exp['index']:04d}"
-        r["sample_id"] = sid
-        inst = INSTRUMENTS[exp["instrument"]]
-        meta = {
-            "sample_id": sid,
-            "sample_type": exp["sample_type"],
-            "beam_type": inst.beam,
-            "instrument": inst.describe(),
-            "scan": exp["scan"],
-            "n_positions": r["n_positions"],
-            "reconstruction_parameters": exp["params"],
-            "defects": exp["defects"],
+        meta = _meta(r) | {
             "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["metrics"].items()},
-            "seed": exp["seed"],
+            "labelling_version": LABELLING_VERSION,
         }
-        samples.append(Sample(sid, sp, "artifacts", exp["sample_type"], "", Path(r["image_path"]), labs, meta))
-
-    # text task: experiments with option trials whose outcome gives a label set
-    text_candidates = []
-    for r, labs in zip(recs[: cfg.n_trials], vis_labels):
-        if "trials" not in r:
-            raise BuildError(f"experiment {r['experiment']['index']} has no option trials; rerun the build")
-        opts, gains = option_labels(r, labs)
-        if opts:
-            text_candidates.append((r, labs, opts, gains))
-    if len(text_candidates) < cfg.n_text:
-        raise BuildError(
-            f"only {len(text_candidates)} experiments have outcome-verified option labels, "
-            f"{cfg.n_text} are needed; raise n_trials in sim/build.py and rerun"
+        samples.append(
+            Sample(
+                r["sample_id"],
+                vsplit[i],
+                "artifacts",
+                exp["sample_type"],
+                "",
+                Path(r["image_path"]),
+                vis_labels[i],
+                meta,
+            )
         )
-    text_candidates = text_candidates[: cfg.n_text]
-    n_test_t = round(cfg.n_text * TEST_FRACTION_TEXT)
-    tsplit = stratified_split([c[2] for c in text_candidates], n_test_t, cfg.seed, tuple(PARAM_OPTIONS))
-    for (r, labs, opts, gains), sp in zip(text_candidates, tsplit):
+    for i, labs, opts, gains, sp in text:
+        r = recs[i]
         exp = r["experiment"]
-        sid = r["sample_id"]
         visible = [x for x in ARTIFACT_LABELS if x in labs and x != NO_ARTIFACTS]
-        text = params_text(r, visible, style=exp["seed"])
-        inst = INSTRUMENTS[exp["instrument"]]
-        meta = {
-            "sample_id": sid,
-            "sample_type": exp["sample_type"],
-            "beam_type": inst.beam,
-            "instrument": inst.describe(),
-            "scan": exp["scan"],
-            "reconstruction_parameters": exp["params"],
-            "defects": exp["defects"],
+        meta = _meta(r) | {
             "visible_artifacts": visible,
-            "baseline_error": round(r["metrics"]["error"], 5),
+            "baseline_error": round(r["base_errors"][0], 5),
+            "baseline_errors": [round(e, 5) for e in r["base_errors"]],
+            "seed_spread": r["seed_spread"],
             "option_gains": gains,
             "option_errors": {
-                k: (None if t["error"] is None else round(t["error"], 5)) for k, t in sorted(r["trials"].items())
+                k: ([round(e, 5) for e in t["errors"]] if t.get("errors") else None)
+                for k, t in sorted(r["trials"].items())
             },
-            "gain_margin": GAIN_MARGIN,
-            "seed": exp["seed"],
+            "option_decisions": {k: t.get("decision") for k, t in sorted(r["trials"].items())},
+            "labelling_version": LABELLING_VERSION,
         }
-        samples.append(Sample(sid, sp, "params", exp["sample_type"], text, None, opts, meta))
+        samples.append(
+            Sample(
+                r["sample_id"],
+                sp,
+                "params",
+                exp["sample_type"],
+                params_text(r, visible, style=exp["seed"]),
+                None,
+                opts,
+                meta,
+            )
+        )
 
     description = (
-        "PtychoBench-Sim: simulated X-ray ptychography experiments with injected defects, "
-        "reconstructed with pty-chi LSQML; artifact labels measured against the ground truth, "
-        "parameter labels verified by outcome. See docs/dataset.md."
+        "PtychoBench-Sim v2: simulated X-ray ptychography experiments with injected defects, "
+        "reconstructed with pty-chi LSQML and rendered by a truth-free viewer; artifact labels "
+        "measured against the truth and visible in the rendered image, parameter labels verified "
+        "by repeated reconstructions. Split by experiment; test-ood holds a held-out instrument. "
+        "See docs/dataset.md."
     )
-    extra = {
-        "generator": {
-            "config": cfg.key(),
-            "gain_margin": GAIN_MARGIN,
-            "min_abs_gain": MIN_ABS_GAIN,
-            "thresholds": {k: list(v) for k, v in THRESHOLDS.items()},
-        }
-    }
+    extra = {"generator": {"config": cfg.key(), "rules": rules()}}
     write_dataset(out, cfg.name, VERSION, samples, description=description, extra=extra)
     write_report(out, cfg, recs, samples, build_seconds)
     export_released(out, out / "released")

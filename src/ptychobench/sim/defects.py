@@ -9,7 +9,7 @@ labels are measured on the reconstruction (see :mod:`.measure`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -20,16 +20,48 @@ from .recon import ReconParams
 
 @dataclass(frozen=True)
 class Scale:
+    """Geometry and conventions of a build. ``full``/``quick`` are sim-v1's (kept so its
+    experiments can still be regenerated); ``v2``/``v2-quick`` are sim-v2's: a field twice
+    as wide, a probe and step 1.4x larger (fewer positions per area, same overlap), an
+    initial probe known from an earlier scan, and default parameters that converge."""
+
     n_obj: int  # object grid (pixels)
     scan_fov: float  # extent of the scan positions (pixels)
     roi: int  # well-illuminated central region that is rendered and measured
     base_epochs: int  # iterations of the default parameter set
+    step_factor: float = 1.0  # instrument step and probe width scaled by this
+    known_probe: bool = False  # the workflow starts from the instrument's measured probe
+    batch_size: int = 25  # default batch size
+    momentum: bool = False  # default momentum acceleration
+    render_size: int = 128  # pixels of the rendered image
 
 
 SCALES = {
     "full": Scale(n_obj=112, scan_fov=48.0, roi=64, base_epochs=20),
     # the --quick build: same physics on a smaller field, for tests
     "quick": Scale(n_obj=96, scan_fov=32.0, roi=48, base_epochs=12),
+    "v2": Scale(
+        n_obj=176,
+        scan_fov=104.0,
+        roi=128,
+        base_epochs=30,
+        step_factor=1.4,
+        known_probe=True,
+        batch_size=16,
+        momentum=True,
+        render_size=256,
+    ),
+    "v2-quick": Scale(
+        n_obj=120,
+        scan_fov=60.0,
+        roi=80,
+        base_epochs=20,
+        step_factor=1.4,
+        known_probe=True,
+        batch_size=16,
+        momentum=True,
+        render_size=160,
+    ),
 }
 
 ACQUISITION_DEFECTS = (
@@ -140,11 +172,28 @@ class Acquisition:
     valid_mask: np.ndarray  # detector pixels that are trustworthy
 
 
-def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str = "full") -> Experiment:
-    """Draw a specimen, instrument, 0-2 defects with severities and current parameters."""
-    base_epochs = SCALES[scale].base_epochs
+def instrument_for(exp: Experiment) -> instruments.Instrument:
+    """The instrument as this experiment's build uses it (step and probe scaled)."""
+    inst = instruments.INSTRUMENTS[exp.instrument]
+    f = exp.geometry.step_factor
+    if f == 1.0:
+        return inst
+    return replace(inst, step_px=round(inst.step_px * f, 2), probe_width_px=round(inst.probe_width_px * f, 2))
+
+
+def draw_experiment(
+    index: int,
+    seed: int,
+    rng: np.random.Generator,
+    scale: str = "full",
+    pool: tuple[str, ...] = instruments.MAIN_INSTRUMENTS,
+) -> Experiment:
+    """Draw a specimen, an instrument from ``pool``, 0-2 defects with severities and the
+    current parameters."""
+    geo = SCALES[scale]
+    base_epochs = geo.base_epochs
     sample_type = list(objects.SAMPLE_TYPES)[int(rng.integers(len(objects.SAMPLE_TYPES)))]
-    inst_name = list(instruments.INSTRUMENTS)[int(rng.integers(len(instruments.INSTRUMENTS)))]
+    inst_name = pool[int(rng.integers(len(pool)))]
     inst = instruments.INSTRUMENTS[inst_name]
     scan = inst.scan if rng.random() < 0.7 else ("raster" if inst.scan == "fermat" else "fermat")
     names = list(DEFECT_WEIGHTS)
@@ -153,7 +202,7 @@ def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str 
     n_def = 0 if u < 0.14 else (1 if u < 0.72 else 2)
     chosen = [str(x) for x in rng.choice(names, size=n_def, replace=False, p=w / w.sum())] if n_def else []
     defects: dict[str, dict] = {}
-    params = ReconParams(n_epochs=base_epochs, batch_size=25)
+    params = ReconParams(n_epochs=base_epochs, batch_size=geo.batch_size, momentum=geo.momentum)
     for name in sorted(chosen):
         sev = float(np.round(rng.uniform(0.15, 1.0), 2))
         d: dict = {"severity": sev}
@@ -187,7 +236,8 @@ def draw_experiment(index: int, seed: int, rng: np.random.Generator, scale: str 
     if "spurious_position_correction" not in defects and rng.random() < 0.15:
         params = params.with_(position_correction=True, affine_constraint=bool(rng.random() < 0.3))
     if rng.random() < 0.2:
-        params = params.with_(momentum=True)
+        # v1 users sometimes switch momentum on; v2's default has it, some switch it off
+        params = params.with_(momentum=not geo.momentum)
     if rng.random() < 0.12:
         params = params.with_(n_probe_modes=int(rng.integers(2, 4)), multimodal_update=bool(rng.random() < 0.6))
     return Experiment(index, seed, sample_type, inst_name, scan, defects, params, scale)
@@ -203,7 +253,7 @@ def acquire(exp: Experiment) -> Acquisition:
     """Simulate the measurement of an experiment (deterministic for ``exp.seed``)."""
     rng = np.random.default_rng([exp.seed, 1])
     g = exp.geometry
-    inst = instruments.INSTRUMENTS[exp.instrument]
+    inst = instrument_for(exp)
     d = exp.defects
     sev = {k: v["severity"] for k, v in d.items()}
     p = inst.detector_px
@@ -300,6 +350,10 @@ def acquire(exp: Experiment) -> Acquisition:
 
     if "raster_poor_probe" in d:
         probe0 = _poor_probe(p, inst.probe_width_px * (1.0 + sev["raster_poor_probe"]))
+    elif g.known_probe:
+        # the probe reconstructed from an earlier scan on this instrument (its coherent
+        # main mode; partial coherence or a varying beam are what this scan adds)
+        probe0 = probe
     else:
         # a model probe from the nominal optics: right family, inexact defocus
         probe0 = instruments.make_probe(inst, np.random.default_rng([exp.seed, 2]))

@@ -71,7 +71,21 @@ INSTRUMENTS: dict[str, Instrument] = {
         probe_width_px=18.0,
         dose=2e5,
     ),
+    # held out of every training split: the test-ood split's beamline
+    "mll-nanoprobe": Instrument(
+        name="mll-nanoprobe",
+        beam="crossed multilayer Laue lens focus (astigmatic, with side lobes)",
+        energy_kev=15.0,
+        detector_px=48,
+        pixel_size_nm=8.0,
+        scan="raster",
+        step_px=6.8,
+        probe_width_px=12.0,
+        dose=2e5,
+    ),
 }
+MAIN_INSTRUMENTS = ("fzp-nanoprobe", "kb-microprobe", "pinhole-defocus")
+OOD_INSTRUMENTS = ("mll-nanoprobe",)
 
 
 def _centered_freq(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +109,13 @@ def make_probe(inst: Instrument, rng: np.random.Generator, defocus: float | None
     if inst.name.startswith("fzp"):
         pupil = ((kr < kmax) & (kr > 0.35 * kmax)).astype(complex)
         pupil *= np.exp(1j * defocus * 3.0 * (kr / kmax) ** 2)
+        probe = _focus(pupil)
+    elif inst.name.startswith("mll"):
+        # hard-edged, slightly tilted apertures and astigmatism: a cross of side lobes
+        ay, ax = kmax * rng.uniform(0.8, 1.2, 2)
+        ty, tx = 0.15 * ky + 0.1 * kx, kx - 0.1 * ky
+        pupil = ((np.abs(ty) < ay) & (np.abs(tx) < ax)).astype(complex)
+        pupil *= np.exp(1j * defocus * 2.5 * ((ty / ay) ** 2 - 0.6 * (tx / ax) ** 2) + 1j * 1.5 * (tx / ax) ** 3)
         probe = _focus(pupil)
     elif inst.name.startswith("kb"):
         ay, ax = kmax * rng.uniform(0.85, 1.15, 2)

@@ -34,7 +34,8 @@ def candidates(
         case "G":
             return [w(position_correction=True)] if not p.position_correction else []
         case "H":
-            return [w(batch_size=min(n_pos, p.batch_size * 2))] if nb > 1 else []
+            # doubling to a single batch is option A, not a second trial of the same run
+            return [w(batch_size=p.batch_size * 2)] if p.batch_size * 2 < n_pos else []
         case "I":
             return [w(n_opr_modes=p.n_opr_modes + 1)] if p.n_opr_modes >= 1 else []
         case "J":

@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 
-from ..tasks import PARAM_OPTIONS
-from .defects import Acquisition, Experiment, acquire, centre_of_mass_offset, prepare
-from .measure import metrics, render_phase
-from .options import candidates
+from .defects import Acquisition, Experiment, acquire, centre_of_mass_offset, instrument_for, prepare
+from .labels import artifact_labels
+from .measure import centre_crop, metrics, project, upsample
 from .recon import ReconParams, reconstruct
+from .render import render_phase
+from .verify import verify_options
 
 
 def recon_seed(exp: Experiment, seed_index: int = 0) -> int:
@@ -51,19 +52,32 @@ def _loss_summary(loss: list[float]) -> list[float]:
     return [round(float(v), 5) for v in loss]
 
 
+def field(obj: np.ndarray, exp: Experiment, factor: int) -> np.ndarray:
+    """The reconstructed field a user looks at: the scanned region (``roi``) of the
+    reconstruction, on the simulation grid. Knowing where one scanned is not the truth."""
+    return centre_crop(upsample(project(obj), factor), exp.geometry.roi)
+
+
+def image_of(obj: np.ndarray, exp: Experiment, factor: int) -> np.ndarray:
+    """The rendered image of a reconstruction, through the one truth-free viewer."""
+    return render_phase(field(obj, exp, factor), size=exp.geometry.render_size)
+
+
 def run_experiment(exp: Experiment, trials: bool) -> tuple[dict, np.ndarray, np.ndarray]:
     """Returns (JSON-able record, rendered 8-bit phase image, reconstructed object)."""
     t0 = time.perf_counter()
     acq = acquire(exp)
     base = run_recon(exp, acq, exp.params)
-    image = render_phase(base["result"].obj, acq.true_object, exp.geometry.roi, base["factor"])
+    image = image_of(base["result"].obj, exp, base["factor"])
+    m = base["metrics"]
     rec = {
         "experiment": exp.to_dict(),
         "n_positions": len(acq.positions),
         "scan_fov_px": exp.geometry.scan_fov,
         "com_offset_px": [round(v, 2) for v in centre_of_mass_offset(acq.patterns)],
         "mean_counts": float(acq.patterns.sum((1, 2)).mean()),
-        "metrics": base["metrics"],
+        "metrics": m,
+        "artifact_labels": sorted(artifact_labels(m)),
         "loss": _loss_summary(base["loss"]),
         "recon_seconds": round(base["seconds"], 2),
         "bin_factor": base["factor"],
@@ -71,44 +85,21 @@ def run_experiment(exp: Experiment, trials: bool) -> tuple[dict, np.ndarray, np.
     if "position_update_rms_px" in base:
         rec["position_update_rms_px"] = round(base["position_update_rms_px"], 2)
     if trials:
-        rec["trials"] = {}
-        n_pos = len(acq.positions)
-        for letter in PARAM_OPTIONS:
-            if letter == "L":
-                continue
-            cands = candidates(letter, exp.params, n_pos, tuple(rec["com_offset_px"]))
-            if not cands:
-                continue
-            runs, failures = [], []
-            for c in cands:
-                # ptychi can refuse a combination (e.g. half-size patterns with the affine
-                # position constraint); that option then simply does not help here
-                try:
-                    runs.append((c, run_recon(exp, acq, c)))
-                except Exception as e:  # noqa: BLE001 - recorded, never silently dropped
-                    failures.append(f"{c.to_dict()}: {type(e).__name__}: {str(e)[:160]}")
-            if not runs:
-                rec["trials"][letter] = {
-                    "params": cands[0].to_dict(),
-                    "error": None,
-                    "failed": failures,
-                    "seconds": 0.0,
-                }
-                continue
-            best = min(
-                range(len(runs)),
-                key=lambda i: runs[i][1]["loss"][-1] if np.isfinite(runs[i][1]["loss"][-1]) else np.inf,
-            )
-            c, r = runs[best]
-            rec["trials"][letter] = {
-                "params": c.to_dict(),
-                "error": r["metrics"]["error"],
-                "final_loss": float(r["loss"][-1]),
-                "metrics": r["metrics"],
-                "seconds": round(sum(x[1]["seconds"] for x in runs), 2),
-            }
-            if failures:
-                rec["trials"][letter]["failed"] = failures
+        seconds: list[float] = []
+
+        def recon(params: ReconParams, k: int) -> dict:
+            if k == 0 and params == exp.params:
+                r = base
+            else:
+                r = run_recon(exp, acq, params, seed_index=k)
+                seconds.append(r["seconds"])
+            return {"error": r["metrics"]["error"], "final_loss": float(r["loss"][-1])}
+
+        v = verify_options(exp.params, len(acq.positions), tuple(rec["com_offset_px"]), recon)
+        rec["base_errors"] = v["base_errors"]
+        rec["seed_spread"] = v["seed_spread"]
+        rec["trials"] = v["trials"]
+        rec["n_trial_reconstructions"] = len(seconds)
     rec["unit_seconds"] = round(time.perf_counter() - t0, 2)
     return rec, image, base["result"].obj.astype(np.complex64)
 
@@ -118,5 +109,6 @@ def remeasure(exp: Experiment, rec: dict, obj: np.ndarray) -> tuple[dict, np.nda
     acq = acquire(exp)
     g = exp.geometry
     factor = rec.get("bin_factor", 1)
-    m = metrics(obj, acq.true_object, g.roi, acq.step_px, exp.scan, factor)
-    return m, render_phase(obj, acq.true_object, g.roi, factor)
+    inst = instrument_for(exp)
+    m = metrics(obj, acq.true_object, g.roi, inst.step_px, exp.scan, factor)
+    return m, image_of(obj, exp, factor)

@@ -88,6 +88,11 @@ def reconstruct(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_pos, p, _ = patterns.shape
+    # pty-chi 2.2 builds its data loader with a fresh, unseeded torch.Generator, so
+    # "random" batches come out the same whatever the seed. Feeding the positions in a
+    # seeded order makes the seed choose the batches, as a repeated run would.
+    order = rng.permutation(n_pos)
+    patterns, positions = patterns[order], positions[order]
 
     o = api.LSQMLOptions()
     o.data_options.data = patterns.astype(np.float32)
@@ -170,7 +175,8 @@ def reconstruct(
     seconds = time.perf_counter() - t0
     obj = task.get_data("object").cpu().numpy()
     probe = task.get_data("probe").cpu().numpy()
-    pos = task.get_data("probe_positions").cpu().numpy()
+    pos = np.empty_like(positions, dtype=np.float64)
+    pos[order] = task.get_data("probe_positions").cpu().numpy()  # back to the scan's order
     reconstructor: Any = task.reconstructor  # set by pty-chi's build(); its stub says Optional
     loss = [float(v) for v in reconstructor.loss_tracker.table["loss"].to_numpy()]
     return ReconResult(obj=obj, probe=probe, positions=pos, loss=loss, seconds=seconds)

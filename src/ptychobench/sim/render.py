@@ -28,6 +28,13 @@ def phase_of(obj: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64) - float(np.mean(arr))
 
 
+def display_window(obj: np.ndarray) -> tuple[float, float]:
+    """The phase window (radians) the viewer maps from black to white: the robust range
+    of the image itself. The labels measure what is visible against this window."""
+    lo, hi = np.percentile(phase_of(obj), [LOW_PERCENTILE, HIGH_PERCENTILE])
+    return float(lo), float(hi)
+
+
 def render_phase(obj: np.ndarray, size: int | None = None) -> np.ndarray:
     """8-bit grayscale image of the phase, autoscaled to its own robust range.
 
@@ -35,7 +42,7 @@ def render_phase(obj: np.ndarray, size: int | None = None) -> np.ndarray:
     field is still legible at a vision model's input size.
     """
     ph = phase_of(obj)
-    lo, hi = np.percentile(ph, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    lo, hi = display_window(obj)
     img = np.clip((ph - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
     if size is not None and img.shape != (size, size):
         img = ndimage.zoom(img, (size / img.shape[0], size / img.shape[1]), order=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .instruments import INSTRUMENTS
+from .defects import Experiment, instrument_for
 
 BATCHING = {"random": "random", "compact": "compact", "uniform": "sparse (uniform)"}
 
@@ -64,7 +64,7 @@ def _loss_points(loss: list[float]) -> str:
 
 def params_text(rec: dict, visible: list[str], style: int) -> str:
     exp = rec["experiment"]
-    inst = INSTRUMENTS[exp["instrument"]]
+    inst = instrument_for(Experiment.from_dict(exp))
     p = exp["params"]
     n_pos = rec["n_positions"]
     step_nm = inst.step_px * inst.pixel_size_nm
