@@ -106,14 +106,30 @@ def require_train(samples: Iterable[Sample], purpose: str) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def content_hash(root: Path) -> str:
-    """SHA-256 over every sample file and image, in a fixed order (manifest excluded)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel == MANIFEST or not (rel.endswith(".jsonl") or "/images/" in f"/{rel}"):
+def dataset_files(root: Path) -> list[Path]:
+    """The dataset's own files: each task folder's ``*.jsonl`` and everything under its
+    ``images/``. Not the manifest (it holds the hash), and nothing else a builder puts
+    beside them (``released/``, validation sheets, timing notes), which may be written
+    after the manifest: hashing those made a fresh ``generate`` fail ``validate``."""
+    files: list[Path] = []
+    for task in TASKS:
+        folder = root / task
+        if not folder.is_dir():
             continue
-        h.update(rel.encode() + b"\0")
+        files += [p for p in folder.glob("*.jsonl") if p.is_file()]
+        images = folder / "images"
+        if images.is_dir():
+            files += [p for p in images.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def content_hash(root: Path) -> str:
+    """SHA-256 over :func:`dataset_files` (relative path and content of each), in a fixed
+    order, so the same data give the same hash wherever and whenever they were written."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in dataset_files(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
