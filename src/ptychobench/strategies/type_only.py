@@ -31,7 +31,7 @@ import numpy as np
 from ..data import Sample
 from ..data.dataset import require_train
 from ..tasks import NO_ARTIFACTS, get_task
-from .probes import finalize, label_matrix
+from .labelsets import finalize, label_matrix
 
 #: a label is predicted for a type when at least this share of the type's train samples carry it
 SHARE = 0.5
