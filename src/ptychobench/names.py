@@ -70,6 +70,12 @@ BASELINES: dict[str, Baseline] = {
             frozenset({"n_neighbors", "modality", "backbone", "text_model", "at_least_one"}),
             "label vote of the nearest training samples",
         ),
+        Baseline(
+            "type-only",
+            "any",
+            frozenset({"at_least_one"}),
+            "each sample type's majority labels in the training split (how far the type alone goes)",
+        ),
     ]
 }
 

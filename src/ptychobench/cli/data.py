@@ -59,7 +59,11 @@ def datasets_cmd() -> None:
         table.add_column(col)
     for e in list_datasets():
         m = e.manifest
-        sizes = ", ".join(f"{t} {v.get('train', '?')}/{v.get('test', '?')}" for t, v in m.get("splits", {}).items())
+        sizes = ", ".join(
+            f"{t} {v.get('train', '?')}/{v.get('test', '?')}"
+            + "".join(f" +{sp} {n}" for sp, n in v.items() if sp not in ("train", "test"))
+            for t, v in m.get("splits", {}).items()
+        )
         table.add_row(e.name, e.source, ", ".join(m.get("tasks", [])), sizes, str(e.path))
     console.print(table)
     console.print(f"user datasets folder: {user_datasets_dir()}")

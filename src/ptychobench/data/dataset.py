@@ -7,6 +7,12 @@ A dataset is a folder::
     artifacts/test.jsonl
     params/train.jsonl
     params/test.jsonl
+    params/test-ood.jsonl      optional further test splits: test-<word> (a held-out instrument)
+
+Every task has ``train`` and ``test``; any number of further test splits named
+``test-<word>`` (lower-case letters and digits) may sit beside them. No sample id is in two
+splits of a task, and demonstrations come from ``train`` only (:func:`require_train`), so a
+further test split is as clean as ``test``.
 
 Loading validates everything and fails with :class:`DatasetError`, which names the file,
 the line and what to do.
@@ -29,8 +35,25 @@ from ..errors import DatasetError
 from ..files import write_atomic
 from ..tasks import TASKS, get_task
 
+#: the splits every task has
 SPLITS = ("train", "test")
+#: a split's name: train, test, or a further test split test-<word>
+SPLIT_NAME = re.compile(r"^(?:train|test|test-[a-z0-9]+)$")
 MANIFEST = "manifest.json"
+
+
+def check_split_name(split: str, where: str) -> None:
+    """DatasetError unless ``split`` is train, test or test-<word>."""
+    if not isinstance(split, str) or not SPLIT_NAME.match(split):
+        raise DatasetError(
+            f"{where}: split {split!r} is not a split name; use train, test or test-<word> "
+            "(lower-case letters and digits, e.g. test-ood)"
+        )
+
+
+def split_order(splits: Iterable[str]) -> list[str]:
+    """train, test, then the further test splits by name."""
+    return sorted(set(splits), key=lambda sp: (sp != "train", sp != "test", sp))
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,9 @@ class Dataset:
     def __repr__(self) -> str:
         """One line (the dataclass repr listed every sample: 930,538 characters for sim-v1)."""
         sizes = ", ".join(
-            f"{t} {len(self.splits.get((t, 'train'), []))}/{len(self.splits.get((t, 'test'), []))}" for t in self.tasks
+            f"{t} {len(self.splits.get((t, 'train'), []))}/{len(self.splits.get((t, 'test'), []))}"
+            + "".join(f" +{sp} {len(self.splits[(t, sp)])}" for sp in self.split_names(t)[2:])
+            for t in self.tasks
         )
         digest = str(self.manifest.get("content_hash") or "?")[:12]
         return f"Dataset({self.name!r}, train/test: {sizes}, hash {digest}, root={str(self.root)!r})"
@@ -81,13 +106,18 @@ class Dataset:
     def tasks(self) -> list[str]:
         return [t for t in TASKS if (t, "train") in self.splits]
 
+    def split_names(self, task: str) -> list[str]:
+        """The task's splits: train, test, then any test-<word>."""
+        return split_order(sp for t, sp in self.splits if t == task)
+
     def samples(self, task: str, split: str) -> list[Sample]:
         try:
             return self.splits[(task, split)]
         except KeyError:
+            have = f"; its {task} splits: {', '.join(self.split_names(task))}" if task in self.tasks else ""
             raise DatasetError(
                 f"{self.root}: dataset {self.name!r} has no {task}/{split} split "
-                f"(it has tasks: {', '.join(self.tasks) or 'none'})"
+                f"(it has tasks: {', '.join(self.tasks) or 'none'}{have})"
             ) from None
 
 
@@ -106,14 +136,30 @@ def require_train(samples: Iterable[Sample], purpose: str) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def content_hash(root: Path) -> str:
-    """SHA-256 over every sample file and image, in a fixed order (manifest excluded)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel == MANIFEST or not (rel.endswith(".jsonl") or "/images/" in f"/{rel}"):
+def dataset_files(root: Path) -> list[Path]:
+    """The dataset's own files: each task folder's ``*.jsonl`` and everything under its
+    ``images/``. Not the manifest (it holds the hash), and nothing else a builder puts
+    beside them (``released/``, validation sheets, timing notes), which may be written
+    after the manifest: hashing those made a fresh ``generate`` fail ``validate``."""
+    files: list[Path] = []
+    for task in TASKS:
+        folder = root / task
+        if not folder.is_dir():
             continue
-        h.update(rel.encode() + b"\0")
+        files += [p for p in folder.glob("*.jsonl") if p.is_file()]
+        images = folder / "images"
+        if images.is_dir():
+            files += [p for p in images.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def content_hash(root: Path) -> str:
+    """SHA-256 over :func:`dataset_files` (relative path and content of each), in a fixed
+    order, so the same data give the same hash wherever and whenever they were written."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in dataset_files(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
@@ -159,11 +205,13 @@ def write_dataset(
     out.mkdir(parents=True, exist_ok=True)
     by_split: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
+        check_split_name(s.split, f"write_dataset {out}: sample {s.id!r}")
         by_split.setdefault((s.task, s.split), []).append(s)
     tasks = sorted({t for t, _ in by_split}, key=list(TASKS).index)
+    names = {t: split_order([*SPLITS, *(sp for tt, sp in by_split if tt == t)]) for t in tasks}
     for task in tasks:
         images = out / task / "images"
-        for split in SPLITS:
+        for split in names[task]:
             rows = []
             for s in by_split.get((task, split), []):
                 if s.image is not None:
@@ -181,8 +229,8 @@ def write_dataset(
         "version": version,
         "description": description,
         "tasks": tasks,
-        "splits": {t: {sp: len(by_split.get((t, sp), [])) for sp in SPLITS} for t in tasks},
-        "label_counts": {t: {sp: label_counts(by_split.get((t, sp), []), t) for sp in SPLITS} for t in tasks},
+        "splits": {t: {sp: len(by_split.get((t, sp), [])) for sp in names[t]} for t in tasks},
+        "label_counts": {t: {sp: label_counts(by_split.get((t, sp), []), t) for sp in names[t]} for t in tasks},
         "content_hash": content_hash(out),
         **(extra or {}),
     }
@@ -309,10 +357,23 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
             p = root / task / f"{split}.jsonl"
             if not p.is_file():
                 raise DatasetError(f"{p}: missing; a dataset needs train and test for every task")
-            splits[(task, split)] = _read_split(p, task, split, check_images, root)
-        both = {s.id for s in splits[(task, "train")]} & {s.id for s in splits[(task, "test")]}
-        if both:
-            raise DatasetError(
-                f"{root / task}: sample(s) {sorted(both)[:5]} are in both train and test; a sample belongs to one split"
-            )
+        for p in sorted((root / task).glob("*.jsonl")):
+            check_split_name(p.stem, str(p))
+        for split in split_order(p.stem for p in (root / task).glob("*.jsonl")):
+            splits[(task, split)] = _read_split(root / task / f"{split}.jsonl", task, split, check_images, root)
+        _check_disjoint(root / task, {sp: splits[(t, sp)] for t, sp in splits if t == task})
     return Dataset(root=root, manifest=manifest, splits=splits)
+
+
+def _check_disjoint(folder: Path, by_split: dict[str, list[Sample]]) -> None:
+    """No sample id in two splits of a task (train against every test split, and the test
+    splits against each other): a leaked sample would be scored on what a model was shown."""
+    names = split_order(by_split)
+    for i, a in enumerate(names):
+        ids = {s.id for s in by_split[a]}
+        for b in names[i + 1 :]:
+            both = ids & {s.id for s in by_split[b]}
+            if both:
+                raise DatasetError(
+                    f"{folder}: sample(s) {sorted(both)[:5]} are in both {a} and {b}; a sample belongs to one split"
+                )

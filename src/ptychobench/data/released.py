@@ -244,15 +244,16 @@ def released_record(task: Task, sample: Sample, image_path: str | None) -> dict[
 
 
 def export_released(dataset: Dataset | Path | str, out: Path | str) -> Path:
-    """Write a dataset in the released format: ``out/{task}/{train,test}.json`` + ``images/``.
-    Images keep their original file names; imported records keep their messages as read."""
+    """Write a dataset in the released format: ``out/{task}/{train,test}.json`` (and one
+    ``test-<word>.json`` per further test split) + ``images/``. Images keep their original
+    file names; imported records keep their messages as read."""
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     out = Path(out)
     for task_name in ds.tasks:
         task = TASKS[task_name]
         folder = out / task_name
         folder.mkdir(parents=True, exist_ok=True)
-        for split in SPLITS:
+        for split in ds.split_names(task_name):
             records = []
             for s in ds.samples(task_name, split):
                 image_path = None

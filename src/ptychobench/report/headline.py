@@ -54,7 +54,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     datasets: dict[tuple, int] = {}
     for r in records:
         d = r.get("components", {}).get("dataset") or {}
-        key = (d.get("name", "?"), d.get("content_hash") or "?", d.get("limit"))
+        key = (d.get("name", "?"), d.get("content_hash") or "?", d.get("limit"), d.get("split") or "test")
         datasets[key] = datasets.get(key, 0) + 1
     configs = {
         p.name: p.read_text(encoding="utf-8", errors="replace")
@@ -70,7 +70,9 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
             except (json.JSONDecodeError, AttributeError):
                 continue
     return {
-        "datasets": [{"name": n, "hash": h, "limit": lim, "records": c} for (n, h, lim), c in datasets.items()],
+        "datasets": [
+            {"name": n, "hash": h, "limit": lim, "split": sp, "records": c} for (n, h, lim, sp), c in datasets.items()
+        ],
         "configs": configs,
         "versions": versions(),
         "machine": machine(),
@@ -88,6 +90,9 @@ def fact_lines(f: dict[str, Any]) -> list[tuple[str, str]]:
         for d in f["datasets"]
     )
     out = [("dataset", ds or "unknown")]
+    splits = sorted({d.get("split") or "test" for d in f["datasets"]})
+    if splits != ["test"]:
+        out.append(("scored on", ", ".join(f"the {sp} split" for sp in splits) + " (`split` in the config)"))
     limits = sorted({d["limit"] for d in f["datasets"] if d["limit"]})
     if limits:
         out.append(

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..data.dataset import SPLIT_NAME
 from ..errors import ConfigError, ModelError
 from ..models.base import DECODING_PRESETS, GenerationConfig
 from ..models.catalog import BACKEND_OPTIONS, resolve_model
@@ -69,6 +70,9 @@ class RunConfig:
     max_new_tokens: int | None = None
     batch_size: int = 8
     limit: int | None = None  # first N test samples only (smoke tests)
+    #: the split every cell is evaluated on: ``test``, or a further test split such as
+    #: ``test-ood`` (a held-out instrument); demonstrations and fine-tuning use train always
+    split: str = "test"
     #: a cell whose errors + unparseable replies pass this share is failed (never starred; run exits 1)
     max_failure_rate: float = 0.2
     source: str = ""
@@ -81,7 +85,8 @@ class RunConfig:
         exps = ", ".join(e.label for e in self.experiments)
         return (
             f"RunConfig({self.name!r}, dataset={self.dataset!r}, experiments=[{exps}], seeds={self.seeds}, "
-            f"train_sizes={self.train_sizes}, decoding={self.decoding!r}, limit={self.limit})"
+            f"train_sizes={self.train_sizes}, decoding={self.decoding!r}, limit={self.limit}"
+            + (f", split={self.split!r})" if self.split != "test" else ")")
         )
 
     def generation(self) -> GenerationConfig:
@@ -312,6 +317,12 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
         cfg.max_new_tokens is None or _positive_int(cfg.max_new_tokens),
         source,
         f"max_new_tokens must be a positive integer, got {cfg.max_new_tokens!r}",
+    )
+    _check(
+        isinstance(cfg.split, str) and SPLIT_NAME.match(cfg.split) is not None and cfg.split != "train",
+        source,
+        f"split must be test or a further test split test-<word> (e.g. test-ood), got {cfg.split!r}; "
+        "train is what demonstrations and fine-tuning use, never scored",
     )
     _check(_positive_int(cfg.batch_size), source, f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     rate = cfg.max_failure_rate

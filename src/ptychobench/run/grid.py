@@ -32,12 +32,17 @@ class Cell:
     exp: int  # index into config.experiments
     prompt: str = "ours"  # ours | released (docs/paper.md)
     parse: str = "tolerant"  # tolerant | strict
+    #: the split it is evaluated on (the config's ``split``); part of the name, so a cell's
+    #: predictions on ``test-ood`` never mix with its predictions on ``test`` in one store
+    split: str = "test"
 
     @property
     def config(self) -> str:
         sel = self.selector or "-"
-        modes = (f"/prompt-{self.prompt}" if self.prompt != "ours" else "") + (
-            f"/parse-{self.parse}" if self.parse != "tolerant" else ""
+        modes = (
+            (f"/prompt-{self.prompt}" if self.prompt != "ours" else "")
+            + (f"/parse-{self.parse}" if self.parse != "tolerant" else "")
+            + (f"/split-{self.split}" if self.split != "test" else "")
         )  # default cells keep their old keys
         return f"{self.task}/{self.model}/{self.strategy}/{sel}/k{self.k}/seed{self.seed}/n{self.train_size}{modes}"
 
@@ -68,11 +73,11 @@ def expand(cfg: RunConfig) -> list[Cell]:
     cells: list[Cell] = []
     sampling = cfg.generation().do_sample
     for i, e in enumerate(cfg.experiments):
-        modes = {"prompt": e.prompt, "parse": e.parse}
+        modes = {"prompt": e.prompt, "parse": e.parse, "split": cfg.split}
         for seed in cfg.seeds:
             for n in cfg.train_sizes:
                 for b in e.baselines:
-                    cells.append(Cell(e.task, e.label if e.model else b, b, None, 0, seed, n, i))
+                    cells.append(Cell(e.task, e.label if e.model else b, b, None, 0, seed, n, i, split=cfg.split))
                 for s in e.strategies:
                     if s in ("zero-shot", "sft"):
                         # base zero-shot does not depend on the training set, nor on the seed
@@ -91,6 +96,18 @@ def expand(cfg: RunConfig) -> list[Cell]:
             raise ConfigError(f"{cfg.source}: two experiments give the same cell {c.config}; give one a 'name'")
         seen.add(c.config)
     return cells
+
+
+def require_split(cfg: RunConfig, dataset: Any) -> None:
+    """ConfigError unless the dataset has the config's ``split`` for every task the grid
+    evaluates: said before anything runs or is planned, naming the splits it has."""
+    for task in dict.fromkeys(e.task for e in cfg.experiments):
+        if (task, cfg.split) not in dataset.splits:
+            have = ", ".join(dataset.split_names(task)) if task in dataset.tasks else "none (no such task)"
+            raise ConfigError(
+                f"{cfg.source}: split {cfg.split!r}: dataset {dataset.name!r} ({dataset.root}) has no "
+                f"{task}/{cfg.split} split; its {task} splits: {have}"
+            )
 
 
 def shard_cells(cells: list[Cell], shard: tuple[int, int] | None, plan: Any = None) -> list[Cell]:

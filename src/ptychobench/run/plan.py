@@ -115,7 +115,7 @@ class CostModel:
     sizes: Mapping[str, Mapping[str, int]]  # task -> split -> samples
 
     def n_test(self, task: str) -> int:
-        n = int(self.sizes[task]["test"])
+        n = int(self.sizes[task][self.cfg.split])
         return min(n, self.cfg.limit) if self.cfg.limit else n
 
     def n_train(self, cell: Cell) -> int:
@@ -295,14 +295,15 @@ def make_plan(cfg: RunConfig, cells: Sequence[Cell], n: int, sizes: Mapping[str,
 
 
 def dataset_sizes(dataset: Any) -> dict[str, dict[str, int]]:
-    """task -> split -> samples of a loaded :class:`~ptychobench.data.Dataset`."""
-    return {t: {sp: len(dataset.samples(t, sp)) for sp in ("train", "test")} for t in dataset.tasks}
+    """task -> split -> samples of a loaded :class:`~ptychobench.data.Dataset` (every split)."""
+    return {t: {sp: len(dataset.samples(t, sp)) for sp in dataset.split_names(t)} for t in dataset.tasks}
 
 
 def plan_run(cfg: RunConfig, dataset: Any, n: int) -> Plan:
     """The plan of ``cfg``'s whole grid over ``n`` shards; every shard computes the same one."""
-    from .grid import expand
+    from .grid import expand, require_split
 
+    require_split(cfg, dataset)
     return make_plan(cfg, expand(cfg), n, dataset_sizes(dataset))
 
 

@@ -27,7 +27,7 @@ from ..names import BASELINES
 from ..paths import adapters_dir
 from ..tasks import get_task
 from .config import Experiment, RunConfig
-from .grid import Cell, expand, shard_cells, train_subset
+from .grid import Cell, expand, require_split, shard_cells, train_subset
 from .lock import RunLock
 from .settings import config_copy_text, settings_hash, short_hash
 
@@ -64,6 +64,7 @@ class Runner:
         self.console = console or Console()
         self.preflight()
         self.ds = load_dataset(cfg.dataset)
+        require_split(cfg, self.ds)
         self.store = PredictionStore(store_path(self.run_dir, shard))
         plan = None
         if shard is not None:  # every shard computes the same balanced plan (run/plan.py)
@@ -114,6 +115,7 @@ class Runner:
                 "name": self.ds.name,
                 "content_hash": self.ds.manifest.get("content_hash"),
                 "limit": self.cfg.limit,
+                "split": self.cfg.split,
             }
         }
 
@@ -123,7 +125,7 @@ class Runner:
         return {"max_failure_rate": self.cfg.max_failure_rate, "limit": self.cfg.limit}
 
     def test_samples(self, task: str) -> list[Sample]:
-        test = self.ds.samples(task, "test")
+        test = self.ds.samples(task, self.cfg.split)
         return test[: self.cfg.limit] if self.cfg.limit else test
 
     def pending(self) -> list[Cell]:

@@ -5,10 +5,10 @@ A cell's name (``Cell.config``) says where it sits in the grid; its settings has
 its predictions were made: the model (name, revision and every option that changes a
 reply: dtype, device, kind, quantization, server URL), the adapter (its folder's content
 or the fine-tuning settings that make it), the decoding, the task's prompt, the demo
-selector with its options and k, the seed, the training-set size and the dataset's
-content hash. Each record stores the hash; the store reuses a record only under the same
-hash, so changing ``max_new_tokens`` or ``dtype`` and rerunning into the same folder
-computes the changed cells anew.
+selector with its options and k, the seed, the training-set size, the dataset's
+content hash and the evaluated split (``split:``, when not ``test``). Each record
+stores the hash; the store reuses a record only under the same hash, so changing
+``max_new_tokens`` or ``dtype`` and rerunning into the same folder computes the changed cells anew.
 
 Options that change how fast or how robustly a reply comes but not the reply (retries,
 timeouts, concurrency, threads, batch size, memory limits) and secrets (API keys) are not
@@ -77,6 +77,8 @@ def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str
         "train_size": cell.train_size,
         "dataset": dataset_hash,
     }
+    if cfg.split != "test":  # the evaluated split (the default keeps earlier hashes)
+        s["split"] = cfg.split
     if cell.strategy in BASELINES:
         s["probe"] = {"name": cell.strategy, "options": exp.probe_options}
         return s

@@ -9,6 +9,8 @@
 - ``text-probe``: the same on MiniLM (or any sentence-transformers) text embeddings.
 - ``knn-vote``: the labels a majority of the ``n_neighbors`` nearest train samples carry
   (cosine on embeddings of the task's modality): what retrieval alone gives.
+- ``type-only`` (:mod:`.type_only`): each sample type's majority labels on train; what
+  knowing the specimen alone gives (no features, no embedder).
 
 For a task with a "none" label (artifacts: "No obvious artifacts"), the probes model the
 other labels and predict the "none" label exactly when nothing else is predicted, never
@@ -28,18 +30,11 @@ import numpy as np
 from ..data import Sample
 from ..data.dataset import require_train
 from ..names import BASELINES
-from ..tasks import NO_ARTIFACTS, Task, get_task
+from ..tasks import Task, get_task
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
+from .labelsets import finalize, label_matrix, none_label
 
 PROBES = tuple(BASELINES)
-
-
-def _none_label(task: Task) -> str | None:
-    return NO_ARTIFACTS if NO_ARTIFACTS in task.labels else None
-
-
-def label_matrix(samples: Sequence[Sample], labels: Sequence[str]) -> np.ndarray:
-    return np.array([[label in s.labels for label in labels] for s in samples], dtype=int)
 
 
 def best_f1_threshold(y: np.ndarray, scores: np.ndarray) -> float:
@@ -161,23 +156,6 @@ class LinearProbe:
         return np.array([0.5 if label in self.constant else self.thresholds[label] for label in self.labels])
 
 
-def finalize(
-    task: Task, chosen: Sequence[set[str]], scores: np.ndarray | None, labels: Sequence[str], at_least_one: bool = True
-) -> list[frozenset[str]]:
-    """Apply the task's "none"-label rule and, where the task has none, at-least-one."""
-    none = _none_label(task)
-    out = []
-    for i, pred in enumerate(chosen):
-        pred = set(pred) - ({none} if none else set())
-        if not pred:
-            if none:
-                pred = {none}
-            elif at_least_one and scores is not None and len(labels):
-                pred = {labels[int(np.argmax(scores[i]))]}
-        out.append(frozenset(pred))
-    return out
-
-
 def _check_splits(train: Sequence[Sample], test: Sequence[Sample], task: Task) -> None:
     if not train:
         raise ValueError("probe: the train split is empty")
@@ -229,16 +207,21 @@ def fit_predict_probe(
 
     ``kind``: ``vision-probe`` (option ``backbone``: ``efficientnet-lite0`` or a hub id such
     as ``facebook/dinov2-small``), ``text-probe`` (option ``text_model``) or ``knn-vote``
-    (options ``n_neighbors``, ``modality``). ``embedder`` overrides the features (tests)."""
+    (options ``n_neighbors``, ``modality``) or ``type-only`` (no features: the sample
+    type's majority labels; see :mod:`.type_only`). ``embedder`` overrides the features (tests)."""
     spec = get_task(task)
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
     _check_splits(train, test, spec)
     if not test:
         return []
+    if kind == "type-only":
+        from .type_only import fit_predict_type_only
+
+        return fit_predict_type_only(task, train, test, at_least_one)
     emb = embedder or probe_embedder(spec, kind, backbone, text_model, modality)
     X_train, X_test = emb.embed(list(train)), emb.embed(list(test))
-    none = _none_label(spec)
+    none = none_label(spec)
     labels = [label for label in spec.labels if label != none]
     Y = label_matrix(train, labels)
 
