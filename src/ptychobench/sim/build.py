@@ -53,15 +53,25 @@ class BuildConfig:
     def scale(self) -> str:
         return "v2-quick" if self.quick else "v2"
 
+    @property
+    def text_scale(self) -> str:
+        return "v2-text-quick" if self.quick else "v2-text"
+
     def key(self) -> dict:
         d = asdict(self)
         d["scale"] = self.scale
         return d
 
     def units(self) -> list[str]:
-        """Every experiment of the build by key: ``expNNNN`` (main instruments) then
+        """The image-task experiments by key: ``expNNNN`` (main instruments) then
         ``oodNNNN`` (the held-out instrument)."""
         return [f"exp{i:04d}" for i in range(self.n_visual)] + [f"ood{i:04d}" for i in range(self.n_ood_visual)]
+
+    def text_units(self, n_main: int, n_ood: int) -> list[str]:
+        """The first text-task experiments: ``txtNNNN`` and ``oodtNNNN``. They are
+        experiments of their own (no image-task experiment is also a text one), on the
+        smaller text geometry, so their many option trials stay affordable."""
+        return [f"txt{i:04d}" for i in range(n_main)] + [f"oodt{i:04d}" for i in range(n_ood)]
 
 
 QUICK = dict(n_visual=12, n_text=3, n_ood_visual=3, n_ood_text=1)
@@ -77,14 +87,15 @@ def experiment_for(cfg: BuildConfig, unit: str | int):
     from .instruments import MAIN_INSTRUMENTS, OOD_INSTRUMENTS
 
     key = unit if isinstance(unit, str) else f"exp{unit:04d}"
-    ood = key.startswith("ood")
-    index = int(key[3:])
-    stream = 2 if ood else 0
+    kind = key.rstrip("0123456789")
+    index = int(key[len(kind) :])
+    stream = {"exp": 0, "ood": 2, "txt": 3, "oodt": 4}[kind]
     tag = [1] if cfg.calibration else []
     rng = np.random.default_rng([cfg.seed, index, 17, stream, *tag])
-    seed = cfg.seed * 1_000_003 + index + (500_000 if ood else 0) + (2**40 if cfg.calibration else 0)
-    pool = OOD_INSTRUMENTS if ood else MAIN_INSTRUMENTS
-    return draw_experiment(index, seed=seed, rng=rng, scale=cfg.scale, pool=pool)
+    seed = cfg.seed * 1_000_003 + index + 250_000 * stream + (2**40 if cfg.calibration else 0)
+    pool = OOD_INSTRUMENTS if kind.startswith("ood") else MAIN_INSTRUMENTS
+    scale = cfg.text_scale if kind in ("txt", "oodt") else cfg.scale
+    return draw_experiment(index, seed=seed, rng=rng, scale=scale, pool=pool)
 
 
 def remeasure_units(cfg: BuildConfig, out: Path) -> int:
@@ -99,7 +110,7 @@ def remeasure_units(cfg: BuildConfig, out: Path) -> int:
 
     work = out / ".work"
     n = 0
-    for unit in cfg.units():
+    for unit in all_units(cfg, work):
         js, png = _unit_paths(work, unit)
         npy = js.with_suffix(".npy")
         if not (js.is_file() and npy.is_file()):
@@ -184,26 +195,27 @@ def _labelled(work: Path, units: list[str]) -> list[str]:
     return out
 
 
-def _trial_units(cfg: BuildConfig, work: Path) -> set[str]:
-    """Units that get option trials: the first experiments of each pool, extended until
-    enough of them have a verified label set (deterministic: always the first ones in
-    order, whatever ran before)."""
-    chosen: set[str] = set()
-    for prefix, n_pool, need in (("exp", cfg.n_visual, cfg.n_text), ("ood", cfg.n_ood_visual, cfg.n_ood_text)):
-        units = [u for u in cfg.units() if u.startswith(prefix)]
-        if need == 0:
-            continue
-        n = min(n_pool, math.ceil(need * 1.6) + 1)
-        while True:
-            done = [u for u in units[:n] if unit_done(work, u, True)]
-            if len(done) < n:
+def _text_units(cfg: BuildConfig, work: Path) -> list[str]:
+    """Text-task experiments to run: the first ones of each pool, extended until enough
+    of them have a verified label set (deterministic: always the first ones in order,
+    whatever ran before)."""
+    counts = []
+    for kind, need in (("txt", cfg.n_text), ("oodt", cfg.n_ood_text)):
+        n = math.ceil(need * 1.6) + 1 if need else 0
+        while need:
+            units = [f"{kind}{i:04d}" for i in range(n)]
+            if not all(unit_done(work, u, True) for u in units):
                 break  # still to run: the next pass decides whether more are needed
-            have = len(_labelled(work, units[:n]))
-            if have >= need or n >= n_pool:
+            have = len(_labelled(work, units))
+            if have >= need:
                 break
-            n = min(n_pool, n + math.ceil((need - have) * 1.5) + 1)
-        chosen.update(units[:n])
-    return chosen
+            n += math.ceil((need - have) * 1.8) + 1
+        counts.append(n)
+    return cfg.text_units(*counts)
+
+
+def all_units(cfg: BuildConfig, work: Path) -> list[str]:
+    return cfg.units() + _text_units(cfg, work)
 
 
 def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int, int], None] | None = None) -> None:
@@ -220,17 +232,16 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
     else:
         write_atomic(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
     while True:
-        trial = _trial_units(cfg, work)
-        todo = [(u, u in trial) for u in cfg.units()]
+        text = _text_units(cfg, work)
         # the expensive trial units first, so the pool stays busy to the end
-        todo.sort(key=lambda t: (not t[1], t[0]))
+        todo = [(u, True) for u in text] + [(u, False) for u in cfg.units()]
         pending = [(u, tr) for u, tr in todo if not unit_done(work, u, tr)]
         total = len(todo)
         done = total - len(pending)
         if progress:
             progress(done, total)
         if not pending:
-            if _trial_units(cfg, work) == trial:
+            if _text_units(cfg, work) == text:
                 return
             continue
         _run_pending(cfg, work, pending, workers, done, total, progress)
@@ -261,7 +272,7 @@ def _run_pending(cfg, work: Path, pending, workers: int, done: int, total: int, 
 def load_records(cfg: BuildConfig, out: Path) -> list[dict]:
     work = out / ".work"
     recs = []
-    for unit in cfg.units():
+    for unit in all_units(cfg, work):
         js, png = _unit_paths(work, unit)
         if not js.is_file():
             raise BuildError(f"{js}: work unit missing; rerun the build to finish it")
@@ -348,6 +359,12 @@ def stratified_split(
             ):
                 split[i] = "test"
                 n_in_test += 1
+    for i in reversed(order):  # last resort: a test split is never empty
+        if n_in_test >= n_test:
+            break
+        if i not in fixed and split[i] == "train":
+            split[i] = "test"
+            n_in_test += 1
     return [s or "train" for s in split]
 
 
@@ -390,12 +407,15 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
         r["sample_id"] = r["unit"]
         r["artifact_labels"] = sorted(artifact_labels(r["metrics"]))
     vis_labels = [frozenset(r["artifact_labels"]) for r in recs]
-    main = [i for i, r in enumerate(recs) if r["unit"].startswith("exp")]
-    ood = [i for i, r in enumerate(recs) if r["unit"].startswith("ood")]
+    kind = [r["unit"].rstrip("0123456789") for r in recs]
+    main = [i for i, k in enumerate(kind) if k == "exp"]
+    ood = [i for i, k in enumerate(kind) if k == "ood"]
+    text_main = [i for i, k in enumerate(kind) if k == "txt"]
+    text_ood = [i for i, k in enumerate(kind) if k == "oodt"]
 
     # text task first: the first experiments (in order) of each pool with a label set
     text: list[tuple] = []  # (record index, visible labels, options, gains, split)
-    for pool, need, is_ood in ((main, cfg.n_text, False), (ood, cfg.n_ood_text, True)):
+    for pool, need, is_ood in ((text_main, cfg.n_text, False), (text_ood, cfg.n_ood_text, True)):
         cands = []
         for i in pool:
             if len(cands) == need:
@@ -414,14 +434,14 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
         for c, sp in zip(cands, _text_split(cands, n_test_t, cfg.seed, is_ood)):
             text.append((*c, sp))
 
-    # image task: split by experiment, the text task's experiments keep their split
-    fixed = {main.index(i): sp for i, _, _, _, sp in text if i in main}
+    # image task: its own experiments, so no experiment is in two splits of either task
     n_test_v = round(cfg.n_visual * TEST_FRACTION_VISUAL)
-    vsplit_main = stratified_split([vis_labels[i] for i in main], n_test_v, cfg.seed, ARTIFACT_LABELS, fixed)
+    vsplit_main = stratified_split([vis_labels[i] for i in main], n_test_v, cfg.seed, ARTIFACT_LABELS)
     vsplit = {i: sp for i, sp in zip(main, vsplit_main)} | {i: OOD_SPLIT for i in ood}
 
     samples = []
-    for i, r in enumerate(recs):
+    for i in main + ood:
+        r = recs[i]
         exp = r["experiment"]
         meta = _meta(r) | {
             "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["metrics"].items()},

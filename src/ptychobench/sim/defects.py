@@ -51,6 +51,26 @@ SCALES = {
         momentum=True,
         render_size=256,
     ),
+    # text-task experiments: the v1 field with v2's conventions (their many option
+    # trials stay affordable; the text describes the run, no image is shown)
+    "v2-text": Scale(
+        n_obj=112,
+        scan_fov=48.0,
+        roi=64,
+        base_epochs=30,
+        known_probe=True,
+        batch_size=16,
+        momentum=True,
+    ),
+    "v2-text-quick": Scale(
+        n_obj=96,
+        scan_fov=32.0,
+        roi=48,
+        base_epochs=20,
+        known_probe=True,
+        batch_size=16,
+        momentum=True,
+    ),
     "v2-quick": Scale(
         n_obj=120,
         scan_fov=60.0,

@@ -31,37 +31,47 @@ def contact_sheet(paths: list[Path], captions: list[str], dest: Path, cols: int 
     sheet.save(dest, optimize=True)
 
 
-def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None) -> None:
-    from .labels import GAIN_MARGIN, MIN_ABS_GAIN
-    from .measure import BELOW, THRESHOLDS
+SPLIT_ORDER = ("train", "test", "test-ood")
+# physics checks: defect -> the option a ptychographer would reach for
+EXPECTED_OPTION = {
+    "partial_coherence": "J",
+    "position_jitter": "G",
+    "position_affine": "G",
+    "orientation": "Q",
+    "off_centre": "M",
+    "thick_sample": "W",
+    "few_iterations": "K",
+    "strong_regularization": "P",
+    "poisson_noise_model": "U",
+    "spurious_opr": "S",
+}
 
-    vis = [s for s in samples if s.task == "artifacts"]
-    txt = [s for s in samples if s.task == "params"]
-    lines = [f"# Validation report: {cfg.name}", ""]
-    lines += [f"Build configuration: `{json.dumps(cfg.key(), sort_keys=True)}`", ""]
 
-    lines += ["## Artifact labels per split", "", "| label | train | test | threshold |", "|---|---|---|---|"]
-    for lab in ARTIFACT_LABELS:
-        tr = sum(lab in s.labels for s in vis if s.split == "train")
-        te = sum(lab in s.labels for s in vis if s.split == "test")
-        thr = ""
-        if lab in THRESHOLDS:
-            key, v = THRESHOLDS[lab]
-            thr = f"`{key}` {'<' if lab in BELOW else '>='} {v:g}"
-        lines.append(f"| {lab} | {tr} | {te} | {thr} |")
-    n_tr = sum(s.split == "train" for s in vis)
-    n_te = sum(s.split == "test" for s in vis)
-    inst_te = sum(len(s.labels - {"No obvious artifacts"}) for s in vis if s.split == "test")
-    lines += ["", f"Images: {n_tr} train / {n_te} test; artifact instances in test: {inst_te}.", ""]
+def _splits(samples: list) -> list[str]:
+    present = {s.split for s in samples}
+    return [sp for sp in SPLIT_ORDER if sp in present] + sorted(present - set(SPLIT_ORDER))
 
-    # defect -> label co-occurrence
+
+def _rules_section() -> list[str]:
+    from .labels import LABELLING_VERSION, THRESHOLDS, rules
+
+    lines = [f"## Labelling rules (version {LABELLING_VERSION})", ""]
     lines += [
-        "## How often each injected defect produces each label",
+        "Each artifact label is a threshold on one measurement of the reconstruction against the truth, "
+        "expressed where it matters as a fraction of the viewer's displayed grey range, plus floors "
+        "that keep labels to what can be seen (all in `sim/labels.py`, copied into the manifest).",
         "",
-        "Rows: injected defect (an experiment may carry two); cells: percentage of the "
-        "experiments with that defect whose reconstruction carries the label; n: count.",
-        "",
+        "| label | measurement | rule |",
+        "|---|---|---|",
     ]
+    for lab, (key, op, thr) in THRESHOLDS.items():
+        lines.append(f"| {lab} | `{key}` | {op} {thr:g} |")
+    fl = rules()["floors"]
+    lines += ["", "Floors: " + ", ".join(f"`{k}` = {v:g}" for k, v in fl.items()) + ".", ""]
+    return lines
+
+
+def _defect_label_table(vis: list) -> list[str]:
     short = [
         lab.replace(" artifacts", "")
         .replace("Non-uniform background", "Background")
@@ -69,72 +79,163 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         .replace("No clear structure", "No structure")
         for lab in ARTIFACT_LABELS
     ]
-    lines += ["| defect | n | " + " | ".join(short) + " |", "|---" * (len(short) + 2) + "|"]
+    lines = ["| defect | n | " + " | ".join(short) + " |", "|---" * (len(short) + 2) + "|"]
     by_def: dict[str, list] = defaultdict(list)
     for s in vis:
-        ds = list(s.metadata["defects"]) or ["(none)"]
-        for d in ds:
+        for d in list(s.metadata["defects"]) or ["(none)"]:
             by_def[d].append(s.labels)
     for d in sorted(by_def):
         ls = by_def[d]
         cells = [f"{100 * sum(lab in x for x in ls) / len(ls):.0f}" for lab in ARTIFACT_LABELS]
         lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
+    return lines
 
-    # option labels
+
+def _defect_option_table(txt: list) -> list[str]:
+    letters = list(PARAM_OPTIONS)
+    lines = ["| defect | n | " + " | ".join(letters) + " |", "|---" * (len(letters) + 2) + "|"]
+    by_def: dict[str, list] = defaultdict(list)
+    for s in txt:
+        for d in list(s.metadata["defects"]) or ["(none)"]:
+            by_def[d].append(s.labels)
+    for d in sorted(by_def):
+        ls = by_def[d]
+        cells = [f"{100 * sum(k in x for x in ls) / len(ls):.0f}" for k in letters]
+        lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _physics_checks(txt: list) -> list[str]:
+    lines = [
+        "| defect | expected option | experiments | option a label | tried | screened out | not verified | why not |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for d, k in EXPECTED_OPTION.items():
+        ex = [s for s in txt if d in s.metadata["defects"]]
+        if not ex:
+            lines.append(f"| {d} | {k} | 0 | - | - | - | - | no text sample with this defect |")
+            continue
+        dec = [s.metadata.get("option_decisions", {}).get(k) for s in ex]
+        lab = sum(k in s.labels for s in ex)
+        tried = sum(x is not None for x in dec)
+        scr = sum(x == "screened out" for x in dec)
+        nv = sum(x == "not verified" for x in dec)
+        why = []
+        if tried < len(ex):
+            why.append(f"not applicable to {len(ex) - tried} (already on, or no effect on these parameters)")
+        if scr:
+            why.append(f"{scr} gained under half the margin on the first repeat")
+        if nv:
+            why.append(f"{nv} gained, but not beyond margin, spread and p")
+        lines.append(
+            f"| {d} | {k} | {len(ex)} | {lab} ({100 * lab / len(ex):.0f}%) | {tried} | {scr} | {nv} | "
+            + ("; ".join(why) or "-")
+            + " |"
+        )
+    return lines
+
+
+def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None) -> None:
+    from .labels import GAIN_MARGIN, MAX_P, MIN_ABS_GAIN, N_SEEDS, SPREAD_FACTOR
+
+    vis = [s for s in samples if s.task == "artifacts"]
+    txt = [s for s in samples if s.task == "params"]
+    vsplits, tsplits = _splits(vis), _splits(txt)
+    lines = [f"# Validation report: {cfg.name}", ""]
+    lines += [f"Build configuration: `{json.dumps(cfg.key(), sort_keys=True)}`", ""]
+    lines += _rules_section()
+
+    lines += ["## Artifact labels per split", ""]
+    lines += ["| label | " + " | ".join(vsplits) + " |", "|---" * (len(vsplits) + 1) + "|"]
+    for lab in ARTIFACT_LABELS:
+        lines.append(
+            f"| {lab} | "
+            + " | ".join(str(sum(lab in s.labels and s.split == sp for s in vis)) for sp in vsplits)
+            + " |"
+        )
+    lines += ["", "Images: " + ", ".join(f"{sum(s.split == sp for s in vis)} {sp}" for sp in vsplits) + ".", ""]
+    lines += [
+        "Splits are by experiment: an experiment in any test split is in no training split of either task; "
+        "`test-ood` holds every experiment of the held-out instrument (mll-nanoprobe), which no training split has.",
+        "",
+    ]
+
+    lines += [
+        "## Perturbation matrix",
+        "",
+        "See [perturbation.md](perturbation.md) (`python benchmarks/perturbation_matrix.py --out DIR`; "
+        "the CI test `tests/test_perturb.py` checks it).",
+        "",
+        "## Defect -> label (physics check of the image task)",
+        "",
+        "Rows: injected defect (an experiment may carry two); cells: percentage of the experiments "
+        "with that defect whose reconstruction carries the label; n: count.",
+        "",
+    ]
+    lines += _defect_label_table(vis)
+
     lines += [
         "",
-        "## Parameter-recommendation labels (outcome-verified)",
+        "## Parameter-recommendation labels (verified by repeated reconstructions)",
         "",
-        f"An option is a label when, applied to the same data, it lowers the reconstruction "
-        f"error against the truth by at least {100 * GAIN_MARGIN:.0f}% (and by at least "
-        f'{MIN_ABS_GAIN:g} absolute). "No changes needed" (L): no option does and the '
-        "reconstruction shows no artifacts.",
+        f"An option is a label when, applied to the same data, it lowers the error against the truth "
+        f"by at least {100 * GAIN_MARGIN:.0f}% and {MIN_ABS_GAIN:g} absolute on average over {N_SEEDS} "
+        f"paired repeats, by more than {SPREAD_FACTOR:g} times the seed-to-seed spread, with a one-sided "
+        f"paired t-test p < {MAX_P:g}; mutually exclusive options are never both labels. "
+        '"No changes needed" (L): no option is verified and the reconstruction shows no artifacts.',
         "",
-        "| option | train | test | tried | mean gain when a label |",
-        "|---|---|---|---|---|",
+        "| option | " + " | ".join(tsplits) + " | tried | screened out | verified | mean gain when a label |",
+        "|---" * (len(tsplits) + 5) + "|",
     ]
-    tried: Counter[str] = Counter()
+    decisions: dict[str, Counter] = defaultdict(Counter)
     gain_when = defaultdict(list)
     for s in txt:
+        for k, d in s.metadata.get("option_decisions", {}).items():
+            decisions[k][d] += 1
         for k, g in s.metadata["option_gains"].items():
-            tried[k] += 1
-            if g is None:
-                continue
-            if k in s.labels:
+            if g is not None and k in s.labels:
                 gain_when[k].append(g)
     for k, name in PARAM_OPTIONS.items():
-        tr = sum(k in s.labels for s in txt if s.split == "train")
-        te = sum(k in s.labels for s in txt if s.split == "test")
+        counts = " | ".join(str(sum(k in s.labels and s.split == sp for s in txt)) for sp in tsplits)
+        c = decisions[k]
         mg = f"{100 * np.mean(gain_when[k]):.0f}%" if gain_when[k] else "-"
-        lines.append(f"| {k} {name} | {tr} | {te} | {tried[k]} | {mg} |")
+        lines.append(f"| {k} {name} | {counts} | {sum(c.values())} | {c['screened out']} | {c['verified']} | {mg} |")
+    spreads = [s.metadata["seed_spread"] for s in txt if s.metadata.get("seed_spread") is not None]
+    if spreads:
+        lines += [
+            "",
+            f"Seed-to-seed spread of the current parameters' error (relative std over {N_SEEDS} repeats): "
+            f"median {100 * np.median(spreads):.2f}%, 90th percentile {100 * np.percentile(spreads, 90):.2f}%, "
+            f"max {100 * max(spreads):.2f}% (n = {len(spreads)}).",
+        ]
+    lines += ["", "### Defect -> option", ""] + _defect_option_table(txt)
+    lines += ["", "### Physics checks", ""] + _physics_checks(txt)
     n_lab = [len(s.labels) for s in txt]
     if n_lab:
         lines += [
             "",
-            f"Text samples: {sum(s.split == 'train' for s in txt)} train / "
-            f"{sum(s.split == 'test' for s in txt)} test; labels per sample: mean "
-            f"{np.mean(n_lab):.2f}, max {max(n_lab)}.",
+            "Text samples: "
+            + ", ".join(f"{sum(s.split == sp for s in txt)} {sp}" for sp in tsplits)
+            + f"; labels per sample: mean {np.mean(n_lab):.2f}, max {max(n_lab)}.",
             "",
         ]
 
     # timings vary from run to run: they go to their own file so that everything else a
     # build writes is byte-identical for a seed
     work = out / ".work"
-    unit, recon, trial = [], [], []
+    unit, recon, n_trial = [], [], []
     for p in sorted(work.glob("timing-*.json")):
         t = json.loads(p.read_text())
         unit.append(t["unit_seconds"])
         recon.append(t["recon_seconds"])
-        trial += t.get("trial_seconds", [])
+        n_trial.append(t.get("n_trial_reconstructions", 0))
     if unit:
         tl = [
             "# Build timings (CPU, one thread per worker process)",
             "",
             f"- reconstruction (LSQML, current parameters): mean {np.mean(recon):.2f} s, "
             f"median {np.median(recon):.2f} s over {len(recon)}",
-            f"- option trial (all candidates of one option): mean {np.mean(trial):.2f} s over {len(trial)}"
-            if trial
-            else "- no option trials",
+            f"- option-trial reconstructions: {sum(n_trial)} in all",
             f"- all work units: {sum(unit) / 60:.1f} CPU-minutes",
         ]
         if build_seconds is not None:
@@ -145,20 +246,29 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         (out / "timing.md").write_text("\n".join(tl) + "\n")
         lines += ["Build timings: [timing.md](timing.md).", ""]
 
-    # contact sheets
     lines += [
         "## Contact sheets",
         "",
-        "Up to 24 examples per label (train and test), captioned with sample id and the label's metric value.",
+        "Up to 24 examples per label, captioned with sample id and the label's measurement; and 24 random "
+        '"No obvious artifacts" images.',
         "",
     ]
+    from .labels import THRESHOLDS
+
     for lab in ARTIFACT_LABELS:
-        ex = [s for s in vis if lab in s.labels][:24]
+        ex = [s for s in vis if lab in s.labels]
+        if lab == "No obvious artifacts":
+            rng = np.random.default_rng(5)
+            ex = [ex[i] for i in sorted(rng.permutation(len(ex))[:24])] if ex else []
+        ex = ex[:24]
         if not ex:
             continue
-        key = THRESHOLDS.get(lab, ("error", 0))[0]
+        key = THRESHOLDS.get(lab, ("error", "", 0))[0]
         caps = [f"{s.id} {key[:6]}={s.metadata['metrics'][key]:.2f}" for s in ex]
         dest = out / "validation" / f"{_slug(lab)}.png"
-        contact_sheet([s.image for s in ex], caps, dest)
+        contact_sheet([s.image for s in ex], caps, dest, size=192)
         lines.append(f"- {lab}: [validation/{dest.name}](validation/{dest.name})")
+    review = out / "review" / "validation-review.md"
+    if review.is_file():
+        lines += ["", "## Blind review", "", "See [review/validation-review.md](review/validation-review.md)."]
     (out / "validation.md").write_text("\n".join(lines) + "\n")
