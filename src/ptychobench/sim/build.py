@@ -233,8 +233,8 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
         write_atomic(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
     while True:
         text = _text_units(cfg, work)
-        # the expensive trial units first, so the pool stays busy to the end
-        todo = [(u, True) for u in text] + [(u, False) for u in cfg.units()]
+        # the images first (they can be reviewed while the long option trials run)
+        todo = [(u, False) for u in cfg.units()] + [(u, True) for u in text]
         pending = [(u, tr) for u, tr in todo if not unit_done(work, u, tr)]
         total = len(todo)
         done = total - len(pending)
