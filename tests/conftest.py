@@ -50,7 +50,7 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 
 def build_quick(out: Path, workers: int = 1) -> Path:
-    """The `generate --quick` dataset (12 images, 3 texts; about a minute on two cores)."""
+    """The `generate --quick` dataset (12 + 3 test-ood images, 3 + 1 test-ood texts)."""
     from ptychobench.sim.build import QUICK, BuildConfig, build
 
     return build(BuildConfig(quick=True, **QUICK), out, workers=workers)
