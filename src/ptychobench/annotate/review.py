@@ -80,8 +80,8 @@ def _tile(image: Path, size: int) -> Any:
     Lanczos."""
     from PIL import Image
 
-    with Image.open(image) as im:
-        im = im.convert("RGB")
+    with Image.open(image) as f:
+        im = f.convert("RGB")
         scale = size / max(im.size)
         new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
         return im.resize(new, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
@@ -239,7 +239,7 @@ def score_review(path: Path | str, dataset: Dataset, task: str = "artifacts", se
     gold = [s.labels for s, _ in pairs]
     labels, scored = list(spec.labels), list(spec.scored_labels)
     r, d = binarize(rater, labels), binarize(gold, labels)
-    per_label = []
+    per_label: list[dict[str, Any]] = []
     for j, label in enumerate(labels):
         per_label.append(
             {

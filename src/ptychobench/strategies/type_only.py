@@ -88,7 +88,8 @@ def best_constant_set(gold: Sequence[frozenset[str]], labels: Sequence[str]) -> 
     ranked = [labels[j] for j in np.argsort(-counts, kind="stable")]
     candidates = [frozenset(ranked[:m]) for m in range(1, len(ranked) + 1)]
     candidates += [frozenset(c) for c in itertools.combinations(labels, 2)]
-    best, best_f1 = frozenset(), -1.0
+    best: frozenset[str] = frozenset()
+    best_f1 = -1.0
     for c in candidates:
         pred = np.broadcast_to(np.array([label in c for label in labels], dtype=int), y.shape)
         f1 = _micro_f1(y, pred)
