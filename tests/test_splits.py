@@ -160,3 +160,22 @@ def test_a_run_on_a_split_the_dataset_lacks_fails_before_anything_runs(ood_datas
     with pytest.raises(ConfigError, match=r"has no params/test-large split; its params splits: train, test, test-ood"):
         Runner(_cfg(ood_dataset, split="test-large"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_label_studio_tasks_keep_a_further_split_through_export_and_import(ood_dataset, tmp_path):
+    from ptychobench.annotate.export import export_project
+    from ptychobench.annotate.importer import _assign_splits
+    from ptychobench.annotate.load import LabelledTask
+
+    export_project(str(ood_dataset), tmp_path / "ls", split="test-ood", task="params")
+    tasks = json.loads((tmp_path / "ls" / "params" / "tasks.json").read_text())
+    assert len(tasks) == 4 and {t["data"]["split"] for t in tasks} == {"test-ood"}
+
+    def item(sid, split):
+        return LabelledTask(sid, sid, {"split": split}, {"a": frozenset({"K"})})
+
+    items = [item("a", "train"), item("b", "test"), item("c", "test-ood")]
+    splits, rule = _assign_splits(items, 0.2, 0, tmp_path / "x.json")
+    assert splits == {"a": "train", "b": "test", "c": "test-ood"} and rule == "the splits the tasks carry"
+    splits, rule = _assign_splits([*items[:2], item("c", "valid")], 0.5, 0, tmp_path / "x.json")
+    assert rule.startswith("random") and set(splits.values()) == {"train", "test"}
