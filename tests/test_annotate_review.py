@@ -83,6 +83,9 @@ def test_sheets_are_numbered_images_only_and_the_csv_is_empty(tiny_dataset, tmp_
     assert [s.id for s in draw(ds, "artifacts", "train", 10, 4)] != [s.id for s in again]
     with pytest.raises(AnnotateError, match="already exists"):
         write_sheets(ds, out, n=2)
+    (out / "review.csv").unlink()
+    with pytest.raises(AnnotateError, match="sheets of an earlier review"):
+        write_sheets(ds, out, n=2)
 
 
 @pytest.mark.parametrize(

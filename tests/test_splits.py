@@ -54,6 +54,18 @@ def test_a_further_test_split_is_written_loaded_counted_and_exported(ood_dataset
         require_train(ood[:1], "demos")
 
 
+def test_validate_accepts_a_further_split_and_lists_it(ood_dataset):
+    from typer.testing import CliRunner
+
+    from ptychobench.cli import app
+
+    res = CliRunner().invoke(app, ["validate", str(ood_dataset)])
+    assert res.exit_code == 0, res.output
+    assert "test-ood" in res.output
+    res = CliRunner().invoke(app, ["datasets"])
+    assert res.exit_code == 0
+
+
 def test_a_dataset_without_further_splits_is_unchanged(tiny_dataset):
     ds = load_dataset(tiny_dataset)
     assert ds.split_names("params") == ["train", "test"]

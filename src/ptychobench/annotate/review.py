@@ -100,7 +100,8 @@ def write_sheets(
     size: int = 256,
 ) -> SheetSet:
     """Contact sheets ``sheet-01.png ...`` and an empty ``review.csv`` under ``out`` (module doc).
-    Refuses to overwrite an existing ``review.csv``: it may hold a rater's work."""
+    Refuses a folder that already holds a review (``review.csv``: it may hold a rater's
+    work; ``sheet-*.png``: old sheets beside new ones would number other images)."""
     from PIL import Image, ImageDraw, ImageFont
 
     if size < 256:
@@ -110,6 +111,9 @@ def write_sheets(
     table = out / CSV_NAME
     if table.exists():
         raise AnnotateError(f"{table}: already exists (it may hold a rater's labels); choose another --out")
+    old = sorted(out.glob("sheet-*.png")) if out.is_dir() else []
+    if old:
+        raise AnnotateError(f"{old[0]}: sheets of an earlier review are in {out}; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
         font: Any = ImageFont.load_default(size=max(16, size // 10))
