@@ -202,8 +202,10 @@ def review_score_cmd(
     task: str = typer.Option("artifacts", "--task", help="The task the review labelled."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed of the micro-F1 interval."),
 ) -> None:
-    """Blind review, step 2: the rater's labels against the dataset's (per-label counts and
-    Cohen's kappa, micro-F1, share of the dataset's labels visibly right), as markdown.
+    """Blind review, step 2: the rater's labels against the dataset's, as markdown.
+
+    Per label: both / only dataset / only rater and Cohen's kappa; micro-F1; the share of
+    the dataset's labels the rater also chose ("visibly right").
 
     Example: ptychobench annotate review-score sim-v1 ~/review/review.csv --out ~/review/validation-review.md
     """
