@@ -65,15 +65,16 @@ def test_perfect_where_labels_follow_the_type(task, rule):
 @pytest.mark.parametrize("task", ["artifacts", "params"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_better_than_the_best_constant_where_labels_ignore_the_type(task, seed, rule):
-    """Issue 11's confound criterion: within 0.03 of the best constant set (chosen with
-    hindsight on test) where the type carries no information."""
+    """Where the type carries no information, no better than the best constant set (chosen
+    with hindsight on test, an upper bound on constant predictors); issue 11's criterion
+    allows 0.03 over it, these seeded draws stay below."""
     data = samples(task, follow_type=False, seed=seed)
     train, test = [s for s in data if s.split == "train"], [s for s in data if s.split == "test"]
     labels = get_task(task).scored_labels
     pred = fit_predict_type_only(task, train, test, rule=rule)
     f1 = micro_f1([s.labels for s in test], pred, labels)
     _, const = best_constant_set([s.labels for s in test], labels)
-    assert f1 <= const + 0.03, f"type-only {f1:.3f} vs best constant {const:.3f}"
+    assert f1 <= const, f"type-only {f1:.3f} vs best constant {const:.3f}"
 
 
 TRAIN = [
