@@ -191,3 +191,20 @@ def test_label_studio_tasks_keep_a_further_split_through_export_and_import(ood_d
     assert splits == {"a": "train", "b": "test", "c": "test-ood"} and rule == "the splits the tasks carry"
     splits, rule = _assign_splits([*items[:2], item("c", "valid")], 0.5, 0, tmp_path / "x.json")
     assert rule.startswith("random") and set(splits.values()) == {"train", "test"}
+
+
+def test_cross_task_leaks_are_listed_and_validate_warns(tmp_path, tiny_dataset):
+    from typer.testing import CliRunner
+
+    from ptychobench.cli import app
+    from ptychobench.data.dataset import cross_task_leaks
+
+    assert cross_task_leaks(load_dataset(tiny_dataset)) == []  # params ids differ ("p" prefix)
+    base, extra = with_ood(tmp_path)
+    # one experiment: artifacts test-ood and params train under one id (sim datasets share ids)
+    shared = next(s for s in base if s.task == "params" and s.split == "train").id
+    extra = [replace(s, id=shared) if s.task == "artifacts" and i == 0 else s for i, s in enumerate(extra)]
+    root = write_dataset(tmp_path / "leaky", "leaky", "1", base + extra)
+    assert cross_task_leaks(load_dataset(root)) == [(shared, "artifacts/test-ood", "params/train")]
+    res = CliRunner().invoke(app, ["validate", str(root)])
+    assert res.exit_code == 0 and "1 sample id(s) are in a test split of one task" in " ".join(res.output.split())
