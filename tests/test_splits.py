@@ -12,7 +12,7 @@ import pytest
 from conftest import make_samples
 from ptychobench.data import DatasetError, load_dataset, write_dataset
 from ptychobench.data.dataset import require_train
-from ptychobench.data.released import export_released
+from ptychobench.data.released import export_released, import_released
 from ptychobench.data.summary import dataset_table
 from ptychobench.errors import ConfigError
 from ptychobench.run import Runner, expand, parse_config
@@ -50,6 +50,12 @@ def test_a_further_test_split_is_written_loaded_counted_and_exported(ood_dataset
     assert ("params", "test-ood", "4") in [r[:3] for r in rows]
     out = export_released(ds, tmp_path / "released")
     assert len(json.loads((out / "params" / "test-ood.json").read_text())) == 4
+    back = import_released(out, tmp_path / "back", images=out / "images")
+    for task in ("artifacts", "params"):
+        assert back.split_names(task) == ["train", "test", "test-ood"]
+        assert sorted(s.labels for s in back.samples(task, "test-ood")) == sorted(
+            s.labels for s in ds.samples(task, "test-ood")
+        )
     with pytest.raises(DatasetError, match="train split only"):
         require_train(ood[:1], "demos")
 
