@@ -12,7 +12,7 @@ import pytest
 from conftest import make_samples
 from ptychobench.data import DatasetError, load_dataset, write_dataset
 from ptychobench.data.dataset import require_train
-from ptychobench.data.released import export_released
+from ptychobench.data.released import export_released, import_released
 from ptychobench.data.summary import dataset_table
 from ptychobench.errors import ConfigError
 from ptychobench.run import Runner, expand, parse_config
@@ -50,8 +50,26 @@ def test_a_further_test_split_is_written_loaded_counted_and_exported(ood_dataset
     assert ("params", "test-ood", "4") in [r[:3] for r in rows]
     out = export_released(ds, tmp_path / "released")
     assert len(json.loads((out / "params" / "test-ood.json").read_text())) == 4
+    back = import_released(out, tmp_path / "back", images=out / "images")
+    for task in ("artifacts", "params"):
+        assert back.split_names(task) == ["train", "test", "test-ood"]
+        assert sorted(s.labels for s in back.samples(task, "test-ood")) == sorted(
+            s.labels for s in ds.samples(task, "test-ood")
+        )
     with pytest.raises(DatasetError, match="train split only"):
         require_train(ood[:1], "demos")
+
+
+def test_validate_accepts_a_further_split_and_lists_it(ood_dataset):
+    from typer.testing import CliRunner
+
+    from ptychobench.cli import app
+
+    res = CliRunner().invoke(app, ["validate", str(ood_dataset)])
+    assert res.exit_code == 0, res.output
+    assert "test-ood" in res.output
+    res = CliRunner().invoke(app, ["datasets"])
+    assert res.exit_code == 0
 
 
 def test_a_dataset_without_further_splits_is_unchanged(tiny_dataset):
@@ -160,3 +178,39 @@ def test_a_run_on_a_split_the_dataset_lacks_fails_before_anything_runs(ood_datas
     with pytest.raises(ConfigError, match=r"has no params/test-large split; its params splits: train, test, test-ood"):
         Runner(_cfg(ood_dataset, split="test-large"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_label_studio_tasks_keep_a_further_split_through_export_and_import(ood_dataset, tmp_path):
+    from ptychobench.annotate.export import export_project
+    from ptychobench.annotate.importer import _assign_splits
+    from ptychobench.annotate.load import LabelledTask
+
+    export_project(str(ood_dataset), tmp_path / "ls", split="test-ood", task="params")
+    tasks = json.loads((tmp_path / "ls" / "params" / "tasks.json").read_text())
+    assert len(tasks) == 4 and {t["data"]["split"] for t in tasks} == {"test-ood"}
+
+    def item(sid, split):
+        return LabelledTask(sid, sid, {"split": split}, {"a": frozenset({"K"})})
+
+    items = [item("a", "train"), item("b", "test"), item("c", "test-ood")]
+    splits, rule = _assign_splits(items, 0.2, 0, tmp_path / "x.json")
+    assert splits == {"a": "train", "b": "test", "c": "test-ood"} and rule == "the splits the tasks carry"
+    splits, rule = _assign_splits([*items[:2], item("c", "valid")], 0.5, 0, tmp_path / "x.json")
+    assert rule.startswith("random") and set(splits.values()) == {"train", "test"}
+
+
+def test_cross_task_leaks_are_listed_and_validate_warns(tmp_path, tiny_dataset):
+    from typer.testing import CliRunner
+
+    from ptychobench.cli import app
+    from ptychobench.data.dataset import cross_task_leaks
+
+    assert cross_task_leaks(load_dataset(tiny_dataset)) == []  # params ids differ ("p" prefix)
+    base, extra = with_ood(tmp_path)
+    # one experiment: artifacts test-ood and params train under one id (sim datasets share ids)
+    shared = next(s for s in base if s.task == "params" and s.split == "train").id
+    extra = [replace(s, id=shared) if s.task == "artifacts" and i == 0 else s for i, s in enumerate(extra)]
+    root = write_dataset(tmp_path / "leaky", "leaky", "1", base + extra)
+    assert cross_task_leaks(load_dataset(root)) == [(shared, "artifacts/test-ood", "params/train")]
+    res = CliRunner().invoke(app, ["validate", str(root)])
+    assert res.exit_code == 0 and "1 sample id(s) are in a test split of one task" in " ".join(res.output.split())

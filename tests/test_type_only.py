@@ -49,60 +49,86 @@ def samples(task: str, follow_type: bool, n_train: int = 80, n_test: int = 40, s
     return out
 
 
+@pytest.mark.parametrize("rule", ["best-set", "majority"])
 @pytest.mark.parametrize("task", ["artifacts", "params"])
-def test_perfect_where_labels_follow_the_type(task):
+def test_perfect_where_labels_follow_the_type(task, rule):
     data = samples(task, follow_type=True)
     train, test = [s for s in data if s.split == "train"], [s for s in data if s.split == "test"]
-    pred = fit_predict_probe(task, train, test, "type-only")
+    pred = fit_predict_probe(task, train, test, "type-only", rule=rule)
     assert pred == [s.labels for s in test]
     assert micro_f1([s.labels for s in test], pred, get_task(task).scored_labels) == 1.0
+    _, const = best_constant_set([s.labels for s in test], get_task(task).scored_labels)
+    assert const < 0.6  # the check below could fail: the type explains what no constant does
 
 
+@pytest.mark.parametrize("rule", ["best-set", "majority"])
 @pytest.mark.parametrize("task", ["artifacts", "params"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_no_better_than_the_best_constant_where_labels_ignore_the_type(task, seed):
+def test_no_better_than_the_best_constant_where_labels_ignore_the_type(task, seed, rule):
+    """Where the type carries no information, no better than the best constant set (chosen
+    with hindsight on test, an upper bound on constant predictors); issue 11's criterion
+    allows 0.03 over it, these seeded draws stay below."""
     data = samples(task, follow_type=False, seed=seed)
     train, test = [s for s in data if s.split == "train"], [s for s in data if s.split == "test"]
     labels = get_task(task).scored_labels
-    pred = fit_predict_type_only(task, train, test)
+    pred = fit_predict_type_only(task, train, test, rule=rule)
     f1 = micro_f1([s.labels for s in test], pred, labels)
     _, const = best_constant_set([s.labels for s in test], labels)
-    assert f1 <= const + 1e-9, f"type-only {f1:.3f} vs best constant {const:.3f}"
+    assert f1 <= const, f"type-only {f1:.3f} vs best constant {const:.3f}"
 
 
-def test_rule_details():
-    train = [
-        Sample("a", "train", "artifacts", "foam", "", None, frozenset({"Blurring", "Low contrast"})),
-        Sample("b", "train", "artifacts", "foam", "", None, frozenset({"Blurring"})),
-        Sample("c", "train", "artifacts", "foam", "", None, frozenset({NO_ARTIFACTS})),
-        Sample("d", "train", "artifacts", "cell", "", None, frozenset({NO_ARTIFACTS})),
-        Sample("e", "train", "artifacts", "cell", "", None, frozenset({"Phase ramp"})),
-    ]
-    test = [
-        Sample("t1", "test", "artifacts", "foam", "", None, frozenset()),
-        Sample("t2", "test", "artifacts", "cell", "", None, frozenset()),
-        Sample("t3", "test", "artifacts", "star", "", None, frozenset()),  # unseen: all of train
-    ]
+TRAIN = [
+    Sample("a", "train", "artifacts", "foam", "", None, frozenset({"Blurring", "Low contrast"})),
+    Sample("b", "train", "artifacts", "foam", "", None, frozenset({"Blurring"})),
+    Sample("c", "train", "artifacts", "foam", "", None, frozenset({NO_ARTIFACTS})),
+    Sample("d", "train", "artifacts", "cell", "", None, frozenset({NO_ARTIFACTS})),
+    Sample("e", "train", "artifacts", "cell", "", None, frozenset({"Phase ramp"})),
+    Sample("f", "train", "artifacts", "plate", "", None, frozenset({NO_ARTIFACTS})),
+]
+QUERIES = [
+    Sample("t1", "test", "artifacts", "foam", "", None, frozenset()),
+    Sample("t2", "test", "artifacts", "cell", "", None, frozenset()),
+    Sample("t3", "test", "artifacts", "plate", "", None, frozenset()),
+    Sample("t4", "test", "artifacts", "star", "", None, frozenset()),  # unseen: the rule on all of train
+]
+
+
+def test_majority_rule_details():
     # foam: Blurring 2/3 (in), Low contrast 1/3 (out); cell: Phase ramp 1/2 (at the half: in);
-    # overall: nothing reaches 3 of 5, so "No obvious artifacts"
-    assert fit_predict_type_only("artifacts", train, test) == [
+    # plate: nothing; all of train: Blurring 2/6 and the rest less, so "No obvious artifacts"
+    assert fit_predict_type_only("artifacts", TRAIN, QUERIES, rule="majority") == [
         frozenset({"Blurring"}),
         frozenset({"Phase ramp"}),
         frozenset({NO_ARTIFACTS}),
+        frozenset({NO_ARTIFACTS}),
     ]
-    with pytest.raises(ValueError, match="train split only"):
-        fit_predict_type_only(
-            "artifacts", [*train, Sample("x", "test", "artifacts", "foam", "", None, frozenset())], test
-        )
-    ptrain = [Sample(f"p{i}", "train", "params", "foam", "", None, frozenset({x})) for i, x in enumerate("ABCA")]
-    query = [Sample("q", "test", "params", "foam", "", None, frozenset())]
-    # A on 2 of 4 reaches the half; B and C (1 of 4) do not
-    assert fit_predict_type_only("params", ptrain, query) == [frozenset({"A"})]
-    # no option reaches the half (A: 2 of 5): the most frequent one, never an empty answer
     sets = [{"B", "A"}, {"C", "A"}, {"D"}, {"E"}, {"F"}]
     few = [Sample(f"r{i}", "train", "params", "foam", "", None, frozenset(x)) for i, x in enumerate(sets)]
-    assert fit_predict_type_only("params", few, query) == [frozenset({"A"})]
-    assert fit_predict_type_only("params", few, query, at_least_one=False) == [frozenset()]
+    query = [Sample("q", "test", "params", "foam", "", None, frozenset())]
+    # no option reaches the half (A: 2 of 5): the most frequent one, never an empty answer
+    assert fit_predict_type_only("params", few, query, rule="majority") == [frozenset({"A"})]
+    assert fit_predict_type_only("params", few, query, rule="majority", at_least_one=False) == [frozenset()]
+
+
+def test_best_set_rule_details():
+    # foam: {Blurring} (micro-F1 4/6 on foam's train; adding Low contrast ties, so the
+    # smaller set stays); cell: {Phase ramp} (2/3); plate: no label at all, so "No obvious
+    # artifacts"; unseen: the best constant set of all train, {Blurring} (4/10 against
+    # 6/16 for Blurring + Low contrast), where the majority rule says "none"
+    assert fit_predict_type_only("artifacts", TRAIN, QUERIES) == [
+        frozenset({"Blurring"}),
+        frozenset({"Phase ramp"}),
+        frozenset({NO_ARTIFACTS}),
+        frozenset({"Blurring"}),
+    ]
+    assert best_constant_set([s.labels for s in TRAIN], get_task("artifacts").scored_labels) == (
+        frozenset({"Blurring"}),
+        pytest.approx(4 / 10),
+    )
+    with pytest.raises(ValueError, match="train split only"):
+        fit_predict_type_only("artifacts", [*TRAIN, QUERIES[0]], QUERIES[1:])
+    with pytest.raises(ValueError, match="rule 'mode'"):
+        fit_predict_type_only("artifacts", TRAIN, QUERIES, rule="mode")
 
 
 def test_the_runner_stores_it_and_the_report_shows_it(tiny_dataset, tmp_path):
@@ -136,6 +162,16 @@ def test_the_runner_stores_it_and_the_report_shows_it(tiny_dataset, tmp_path):
 def test_config_refuses_options_type_only_does_not_take():
     from ptychobench.errors import ConfigError
 
+    with pytest.raises(ConfigError, match=r"rule 'mode'; type-only takes one of \['best-set', 'majority'\]"):
+        parse_config(
+            {
+                "name": "x",
+                "dataset": "d",
+                "experiments": [{"task": "params", "baselines": ["type-only"], "probe_options": {"rule": "mode"}}],
+            },
+            "x.yaml",
+        )
+
     with pytest.raises(ConfigError, match="unknown option"):
         parse_config(
             {
@@ -145,3 +181,22 @@ def test_config_refuses_options_type_only_does_not_take():
             },
             "x.yaml",
         )
+
+
+def test_best_constant_set_is_the_optimum_over_every_set():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    labels = ["A", "B", "C", "D", "E", "F"]
+    for _ in range(20):
+        rates = rng.uniform(0.02, 0.7, len(labels))
+        gold = [
+            frozenset(x for x, r in zip(labels, rates) if rng.random() < r) for _ in range(int(rng.integers(3, 30)))
+        ]
+        best, f1 = best_constant_set(gold, labels)
+        brute = max(
+            micro_f1(gold, [frozenset(c)] * len(gold), labels)
+            for m in range(1, len(labels) + 1)
+            for c in itertools.combinations(labels, m)
+        )
+        assert f1 == pytest.approx(brute) and micro_f1(gold, [best] * len(gold), labels) == pytest.approx(brute)

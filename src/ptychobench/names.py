@@ -48,6 +48,9 @@ class Baseline:
     description: str
 
 
+#: the ``type-only`` baseline's rules (``probe_options: {rule: ...}``; strategies/type_only.py)
+TYPE_ONLY_RULES = ("best-set", "majority")
+
 _PROBE = frozenset({"C", "folds", "objective", "at_least_one"})
 BASELINES: dict[str, Baseline] = {
     b.name: b
@@ -73,8 +76,8 @@ BASELINES: dict[str, Baseline] = {
         Baseline(
             "type-only",
             "any",
-            frozenset({"at_least_one"}),
-            "each sample type's majority labels in the training split (how far the type alone goes)",
+            frozenset({"at_least_one", "rule"}),
+            "a label set per sample type, fit on the training split (how far the type alone goes)",
         ),
     ]
 }

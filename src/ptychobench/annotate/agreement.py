@@ -104,7 +104,7 @@ def _matrices(items: list[LabelledTask], annotators: list[str], labels: list[str
 
 def _match(items: list[LabelledTask], dataset: Dataset, task: str) -> tuple[dict[str, frozenset[str]], list[str]]:
     """Dataset labels per export sample id: by sample id, else by the image's file stem."""
-    samples = [s for sp in ("train", "test") if (task, sp) in dataset.splits for s in dataset.samples(task, sp)]
+    samples = [s for sp in dataset.split_names(task) for s in dataset.samples(task, sp)]
     if not samples:
         raise AnnotateError(f"{dataset.root}: dataset {dataset.name!r} has no {task} task to compare with")
     keys: dict[str, frozenset[str]] = {}

@@ -1,4 +1,5 @@
-"""``ptychobench annotate``: export to Label Studio, import its export, measure agreement.
+"""``ptychobench annotate``: export to Label Studio, import its export, measure agreement;
+and a blind review without Label Studio (``review-sheets``, ``review-score``).
 
 Mounted on the main command as ``app.add_typer(annotate_app, name="annotate")``.
 """
@@ -33,7 +34,7 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for the Label Studio project files (nothing goes elsewhere)."),
     cell: str | None = typer.Option(None, "--cell", help="Run cell whose predictions become pre-annotations."),
     dataset: str | None = typer.Option(None, "--dataset", help="The run's dataset (default: its config.yaml)."),
-    split: str | None = typer.Option(None, "--split", help="Only this split (train or test)."),
+    split: str | None = typer.Option(None, "--split", help="Only this split (train, test or a test-<word> split)."),
     sample: int | None = typer.Option(None, "--sample", help="Only N samples per task, drawn at random."),
     seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
     blind: bool = typer.Option(False, "--blind", help="No pre-annotations and no dataset labels in the task data."),
@@ -153,3 +154,82 @@ def agreement_cmd(
     if out:
         for p in write(result, out, str(export)):
             console.print(f"wrote {p}")
+
+
+@app.command("review-sheets")
+def review_sheets_cmd(
+    dataset: str = typer.Argument(..., help="Dataset (folder or name) whose labels to review."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the contact sheets and review.csv (nothing goes elsewhere)."
+    ),
+    n: int = typer.Option(60, "--n", help="Images to draw at random."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draw."),
+    split: str = typer.Option("test", "--split", help="Split to draw from (train, test or test-<word>)."),
+    task: str = typer.Option("artifacts", "--task", help="An image task (artifacts)."),
+) -> None:
+    """Blind review, step 1: numbered contact sheets (no labels, no ids) and an empty review.csv.
+
+    Fill review.csv's labels column with ';'-separated labels while looking only at the sheets,
+    then run review-score.
+
+    Example: ptychobench annotate review-sheets sim-v1 --n 60 --seed 1 --out ~/review
+    """
+    from ..data import load_dataset
+    from .config import task_named
+    from .review import write_sheets
+
+    try:
+        task_named(task, "--task")
+        result = write_sheets(load_dataset(dataset), out, n=n, seed=seed, split=split, task=task)
+    except DatasetError as e:
+        _fail(e)
+    for p in result.sheets:
+        console.print(f"wrote {p}", soft_wrap=True)
+    console.print(
+        f"wrote {result.csv}: {len(result.samples)} rows; fill its labels column (';'-separated), "
+        f"then: ptychobench annotate review-score {dataset} {result.csv}",
+        soft_wrap=True,
+    )
+
+
+@app.command("review-score")
+def review_score_cmd(
+    dataset: str = typer.Argument(..., help="Dataset (folder or name) the review was drawn from."),
+    review: Path = typer.Argument(..., help="The filled review.csv (number,sample_id,labels)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Markdown section to write (default: validation-review.md beside the CSV)."
+    ),
+    task: str = typer.Option("artifacts", "--task", help="The task the review labelled."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed of the micro-F1 interval."),
+) -> None:
+    """Blind review, step 2: the rater's labels against the dataset's, as markdown.
+
+    Per label: both / only dataset / only rater and Cohen's kappa; micro-F1; the share of
+    the dataset's labels the rater also chose ("visibly right").
+
+    Example: ptychobench annotate review-score sim-v1 ~/review/review.csv --out ~/review/validation-review.md
+    """
+    from ..data import load_dataset
+    from .config import task_named
+    from .review import score_review, summary_lines, table, to_markdown
+
+    try:
+        task_named(task, "--task")
+        result = score_review(review, load_dataset(dataset), task, seed=seed)
+    except DatasetError as e:
+        _fail(e)
+    head, rows = table(result)
+    t = Table(title=f"blind review: {result.n} {result.task} images of {result.dataset}")
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+    for line in summary_lines(result)[1:]:
+        console.print(line, soft_wrap=True, highlight=False)
+    path = out or review.parent / "validation-review.md"
+    try:
+        path.write_text(to_markdown(result), encoding="utf-8")
+    except OSError as e:
+        _fail(e)
+    console.print(f"wrote {path}", soft_wrap=True)

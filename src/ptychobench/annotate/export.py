@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..data import Dataset, DatasetError, Sample, load_dataset
+from ..data.dataset import SPLIT_NAME
 from ..data.dataset import check_image as _check_image
 from ..eval.store import STORE_GLOB, read_run
 from ..tasks import TASKS, get_task
@@ -112,7 +113,7 @@ def run_source(run: Path, cell: str | None, dataset: str | None = None) -> Sourc
         raise AnnotateError(f"{run}: no cell {cell!r}; its cells are: {', '.join(cells)}")
     ds = _run_dataset(run, dataset)
     task = mine[0]["task"]
-    by_id = {s.id: s for split in ("train", "test") for s in ds.samples(task, split)}
+    by_id = {s.id: s for split in ds.split_names(task) for s in ds.samples(task, split)}
     missing = [r["sample_id"] for r in mine if r["sample_id"] not in by_id]
     if missing:
         raise AnnotateError(
@@ -131,8 +132,12 @@ def run_source(run: Path, cell: str | None, dataset: str | None = None) -> Sourc
 
 
 def dataset_source(dataset: Dataset, split: str | None) -> Source:
-    splits = [split] if split else ["train", "test"]
-    samples = [s for t in dataset.tasks for sp in splits for s in dataset.samples(t, sp)]
+    samples = [
+        s
+        for t in dataset.tasks
+        for sp in ([split] if split else dataset.split_names(t))
+        for s in dataset.samples(t, sp)
+    ]
     return Source("dataset", dataset.name, samples)
 
 
@@ -192,8 +197,8 @@ def export_project(
     image_url_prefix: str | None = None,
 ) -> ExportSummary:
     """Write the Label Studio project(s) for ``src`` under ``out`` (see the module doc)."""
-    if split not in (None, "train", "test"):
-        raise AnnotateError(f"--split {split!r}: choose train or test")
+    if split is not None and not SPLIT_NAME.match(split):
+        raise AnnotateError(f"--split {split!r}: choose train, test or a further test split test-<word>")
     if task is not None:
         task_named(task, "--task")
     out = Path(out).resolve()

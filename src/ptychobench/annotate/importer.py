@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
+from ..data.dataset import SPLIT_NAME
 from ..data.dataset import check_image as _check_image
 from ..tasks import get_task
 from .config import DATA_FIELD
@@ -70,7 +71,7 @@ def _assign_splits(
     items: list[LabelledTask], test_fraction: float, seed: int, path: Path
 ) -> tuple[dict[str, str], str]:
     given = {it.sample_id: it.data.get("split") for it in items}
-    if all(s in SPLITS for s in given.values()) and set(given.values()) == set(SPLITS):
+    if all(isinstance(s, str) and SPLIT_NAME.match(s) for s in given.values()) and set(SPLITS) <= set(given.values()):
         return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
     if len(items) < 2:
         raise AnnotateError(

@@ -76,9 +76,19 @@ def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name
     Example: ptychobench validate ~/data/real
     """
     from ..data import content_hash, load_dataset
+    from ..data.dataset import cross_task_leaks
 
     ds = load_dataset(dataset)
     console.print(dataset_table(ds.manifest, ds.root))
+    leaks = cross_task_leaks(ds)
+    if leaks:
+        sid, test, train = leaks[0]
+        console.print(
+            f"[yellow]warning:[/] {len(leaks)} sample id(s) are in a test split of one task and the train "
+            f"split of another (e.g. {sid!r} in {test} and {train}); if the tasks share an id per "
+            "experiment, that experiment's labels can be learnt in one task and scored in the other",
+            highlight=False,
+        )
     actual = content_hash(ds.root)
     if ds.manifest.get("content_hash") not in (None, actual):
         raise DatasetError(

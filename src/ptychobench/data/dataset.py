@@ -365,6 +365,24 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
     return Dataset(root=root, manifest=manifest, splits=splits)
 
 
+def cross_task_leaks(dataset: Dataset) -> list[tuple[str, str, str]]:
+    """Sample ids in a test split of one task and the train split of another, as
+    (id, "task/test split", "task/train"). Where a dataset's tasks share ids for one
+    experiment (sim datasets: ``expNNNN``), such an experiment's measured labels can be
+    learnt from one task's training text and scored in the other's test (issue 11). Not an
+    error at load (sim-v1 has them and stays loadable); ``validate`` says so."""
+    train = {t: {s.id for s in dataset.samples(t, "train")} for t in dataset.tasks}
+    leaks = []
+    for task in dataset.tasks:
+        for split in dataset.split_names(task)[1:]:
+            for other in dataset.tasks:
+                if other == task:
+                    continue
+                for sid in sorted({s.id for s in dataset.samples(task, split)} & train[other]):
+                    leaks.append((sid, f"{task}/{split}", f"{other}/train"))
+    return leaks
+
+
 def _check_disjoint(folder: Path, by_split: dict[str, list[Sample]]) -> None:
     """No sample id in two splits of a task (train against every test split, and the test
     splits against each other): a leaked sample would be scored on what a model was shown."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import DatasetError
 from ..tasks import PARAM_OPTIONS, TASKS, Task, get_task, label_key, option_letters
-from .dataset import SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
+from .dataset import SPLIT_NAME, SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
@@ -165,7 +165,8 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
 def import_released(
     src: Path | str, out: Path | str, images: Path | str | None = None, name: str | None = None, task: str | None = None
 ) -> Dataset:
-    """Read released ``train.json``/``test.json`` files (both tasks) into a dataset folder."""
+    """Read released ``train.json``/``test.json`` files (both tasks), and any further test
+    split ``test-<word>.json`` that ``export`` wrote beside them, into a dataset folder."""
     src = Path(src)
     if not src.is_dir():
         raise DatasetError(f"{src}: not a folder holding train.json and test.json")
@@ -193,6 +194,9 @@ def import_released(
             if not f.exists():
                 raise DatasetError(f"{f}: missing; each task needs train.json and test.json")
             samples += _read_released_file(f, split, index, task)
+        for f in sorted(folder.glob("test-*.json")):
+            if SPLIT_NAME.match(f.stem):
+                samples += _read_released_file(f, f.stem, index, task)
     tasks = {s.task for s in samples}
     for t in tasks:
         for split in SPLITS:

@@ -21,7 +21,15 @@ from ..data.dataset import SPLIT_NAME
 from ..errors import ConfigError, ModelError
 from ..models.base import DECODING_PRESETS, GenerationConfig
 from ..models.catalog import BACKEND_OPTIONS, resolve_model
-from ..names import ADAPTER_STRATEGIES, BASELINES, DEMO_STRATEGIES, SELECTORS, STRATEGIES, canonical_selector
+from ..names import (
+    ADAPTER_STRATEGIES,
+    BASELINES,
+    DEMO_STRATEGIES,
+    SELECTORS,
+    STRATEGIES,
+    TYPE_ONLY_RULES,
+    canonical_selector,
+)
 from ..strategies.sft.recipe import Recipe
 from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
 
@@ -249,6 +257,12 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         frozenset().union(*(BASELINES[b].options for b in exp.baselines)),
         f"baselines {exp.baselines}",
     )
+    if "type-only" in exp.baselines and "rule" in exp.probe_options:
+        _check(
+            exp.probe_options["rule"] in TYPE_ONLY_RULES,
+            where,
+            f"probe_options: rule {exp.probe_options['rule']!r}; type-only takes one of {list(TYPE_ONLY_RULES)}",
+        )
     _options(
         where,
         "selector_options",

@@ -9,7 +9,7 @@
 - ``text-probe``: the same on MiniLM (or any sentence-transformers) text embeddings.
 - ``knn-vote``: the labels a majority of the ``n_neighbors`` nearest train samples carry
   (cosine on embeddings of the task's modality): what retrieval alone gives.
-- ``type-only`` (:mod:`.type_only`): each sample type's majority labels on train; what
+- ``type-only`` (:mod:`.type_only`): a label set per sample type, fit on train; what
   knowing the specimen alone gives (no features, no embedder).
 
 For a task with a "none" label (artifacts: "No obvious artifacts"), the probes model the
@@ -202,13 +202,15 @@ def fit_predict_probe(
     objective: str = "micro",
     at_least_one: bool = True,
     embedder: Embedder | None = None,
+    rule: str = "best-set",
 ) -> list[frozenset[str]]:
     """Fit a probe on ``train`` and predict a label set for each of ``test``, in order.
 
     ``kind``: ``vision-probe`` (option ``backbone``: ``efficientnet-lite0`` or a hub id such
     as ``facebook/dinov2-small``), ``text-probe`` (option ``text_model``) or ``knn-vote``
-    (options ``n_neighbors``, ``modality``) or ``type-only`` (no features: the sample
-    type's majority labels; see :mod:`.type_only`). ``embedder`` overrides the features (tests)."""
+    (options ``n_neighbors``, ``modality``) or ``type-only`` (no features: a label set per
+    sample type; option ``rule``: ``best-set`` or ``majority``, see :mod:`.type_only`).
+    ``embedder`` overrides the features (tests)."""
     spec = get_task(task)
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
@@ -218,7 +220,7 @@ def fit_predict_probe(
     if kind == "type-only":
         from .type_only import fit_predict_type_only
 
-        return fit_predict_type_only(task, train, test, at_least_one)
+        return fit_predict_type_only(task, train, test, at_least_one, rule=rule)
     emb = embedder or probe_embedder(spec, kind, backbone, text_model, modality)
     X_train, X_test = emb.embed(list(train)), emb.embed(list(test))
     none = none_label(spec)
