@@ -31,11 +31,11 @@ THRESHOLDS: dict[str, tuple[str, str, float]] = {
     "Phase ramp": ("ramp", ">=", 0.6),
     "Singularity artifacts": ("vortices", ">=", 2),
     "Blurring": ("blur_px", ">=", 1.75),
-    "Noisy artifacts": ("noise", ">=", 0.07),
+    "Noisy artifacts": ("noise", ">=", 0.06),
     "Non-uniform background": ("background", ">=", 0.06),
     "Grid artifacts": ("grid", ">=", 0.035),
     "Line artifacts": ("lines", ">=", 0.12),
-    "Halo artifacts": ("halo", ">=", 0.08),
+    "Halo artifacts": ("halo", ">=", 0.075),
     "Local distortion": ("distortion_px", ">=", 1.0),
     "Low contrast": ("contrast", "<", 0.55),
     "No clear structure": ("corr_fit", "<", 0.4),
@@ -43,7 +43,8 @@ THRESHOLDS: dict[str, tuple[str, str, float]] = {
 # floors that keep a label to what can be seen
 RAMP_MIN_RAD = 0.8  # a ramp of less than this is hidden by any specimen's own relief
 LINES_MIN_CONCENTRATION = 3.0  # streak power over the truth's own directional power
-GRID_MIN_PEAK = 10.0  # lattice peak over its ring's median in the residual spectrum
+GRID_MIN_PEAK = 5.0  # lattice peak over its neighbourhood's median in the error spectrum
+GRID_OVER_TRUTH = 1.5  # ... and over the specimen's own peak there (an IC's pitch can match the step)
 BLUR_MIN_FINE = 0.05  # the truth must have fine detail for blur to show
 BLUR_MAX_PX = 6.0  # the widest blur tried: at the cap the image is failure, not blur
 MIN_CORR_FOR_DETAIL = 0.5  # streaks, halos and distortion are judged on a recognisable image
@@ -79,7 +80,7 @@ def artifact_labels(m: dict[str, Any]) -> frozenset[str]:
         out.discard("Phase ramp")
     if m["lines_concentration"] < LINES_MIN_CONCENTRATION:
         out.discard("Line artifacts")
-    if m["grid_peak"] < GRID_MIN_PEAK or m["grid_peak"] < 3 * m["grid_truth_peak"]:
+    if m["grid_peak"] < GRID_MIN_PEAK or m["grid_peak"] < GRID_OVER_TRUTH * m["grid_truth_peak"]:
         out.discard("Grid artifacts")
     if m["fine_structure"] < BLUR_MIN_FINE:
         out.discard("Blurring")
@@ -104,6 +105,7 @@ def rules() -> dict[str, Any]:
             "ramp_min_rad": RAMP_MIN_RAD,
             "lines_min_concentration": LINES_MIN_CONCENTRATION,
             "grid_min_peak": GRID_MIN_PEAK,
+            "grid_over_truth": GRID_OVER_TRUTH,
             "blur_min_fine": BLUR_MIN_FINE,
             "blur_max_px": BLUR_MAX_PX,
             "min_corr_for_detail": MIN_CORR_FOR_DETAIL,

@@ -76,8 +76,10 @@ def register(recon: np.ndarray, truth: np.ndarray, roi: int) -> tuple[np.ndarray
     win = roi + 16
     r, t = centre_crop(recon, win), centre_crop(truth, win)
     total = np.zeros(2)
+    # registered on detail: a ramp or a slow background would pull a plain correlation
+    th = t - _gauss(t, 4.0)
     for _ in range(2):
-        shift = _xcorr_shift(t, r)
+        shift = _xcorr_shift(th, r - _gauss(r, 4.0))
         total += shift
         r = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(r), shift))
     r, t = centre_crop(r, roi), centre_crop(t, roi)
@@ -207,14 +209,24 @@ def metrics(
 
     excess = hf_power(rc) - abs(coef) ** 2 * hf_power(tb)
     noise = float(np.sqrt(max(excess, 0.0)) / amp / display0)
-    lf = _gauss(res, roi / 10)
-    background = vis(lf - lf.mean())
+    # the error field: the reconstruction's phase relative to the model of the specimen,
+    # in radians. A phase error is multiplicative; measured as a complex difference it
+    # would carry the specimen's own structure with it
+    ef = r1 * np.conj(fitted) / (np.abs(fitted) + 1e-3 * amp)
+    eph = np.angle(ef * np.exp(-1j * np.angle(ef.mean())))
+    eph = eph - eph.mean()
+
+    def vis_rad(z: np.ndarray) -> float:
+        return float(np.sqrt((np.abs(z) ** 2).mean()) / display0)
+
+    lf = ndimage.gaussian_filter(eph, roi / 10)
+    background = vis_rad(lf - lf.mean())
 
     # grid: residual at the scan-lattice frequencies, where the truth has no peaks
     win = np.outer(np.hanning(roi), np.hanning(roi))
     wn = float(np.sqrt((win**2).mean()))
     pad = 2 * roi
-    fres = np.fft.fftshift(np.fft.fft2((res - res.mean()) * win, s=(pad, pad)))
+    fres = np.fft.fftshift(np.fft.fft2(eph * win, s=(pad, pad)))
     spec = np.abs(fres) ** 2
     f1 = np.fft.fftshift(np.fft.fftfreq(pad))
     fy, fx = np.meshgrid(f1, f1, indexing="ij")
@@ -235,9 +247,12 @@ def metrics(
             keep |= near
             ratios.append(spec[near].max() / (np.median(spec[ring]) + 1e-20))
             truth_ratios.append(tspec[near].max() / (np.median(tspec[ring]) + 1e-20))
-    grid_peak = float(np.median(ratios)) if ratios else 0.0
-    truth_peak = float(np.median(truth_ratios)) if truth_ratios else 0.0
-    grid = vis(_band_component(fres, keep, roi)) / wn if scan == "raster" else 0.0
+    # the strongest lattice harmonic (a scan imprint need not have all of them), and the
+    # specimen's own peak at that harmonic
+    top = int(np.argmax(ratios)) if ratios else -1
+    grid_peak = float(ratios[top]) if ratios else 0.0
+    truth_peak = float(truth_ratios[top]) if ratios else 0.0
+    grid = vis_rad(_band_component(fres, keep, roi)) / wn if scan == "raster" else 0.0
 
     # lines: residual power gathered in one direction, beyond the truth's own directions
     ang = np.mod(np.arctan2(fy, fx), np.pi)
@@ -251,14 +266,14 @@ def metrics(
         h = h + np.roll(h, 1) + np.roll(h, -1)
         return h / (h.mean() + 1e-20)
 
-    a_res = angular(res)
+    a_res = angular(eph)
     a_tru = angular(t - _gauss(t, 3.0))
     ratio = a_res / np.maximum(a_tru, 1.0)
     peak_bin = int(np.argmax(ratio))
     lines_conc = float(ratio[peak_bin])
     dist = np.minimum(np.abs(bins - peak_bin), 90 - np.abs(bins - peak_bin))
     streak = np.abs(_band_component(fres, band & (dist <= 2), roi)) / wn
-    lines = float(np.percentile(streak, 99.5) / amp / display0)
+    lines = float(np.percentile(streak, 99.5) / display0)
 
     # vortices where the amplitude is not negligible, after a light smoothing so that
     # pixel noise does not count (a real vortex winds over several pixels)

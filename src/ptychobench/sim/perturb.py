@@ -105,7 +105,7 @@ def reduced_contrast(t, sev, rng, step):
     reconstruction has (without it an autoscaled viewer would undo the change)."""
     m = t.mean()
     z = m + sev * (t - m)
-    s = 0.01 * _range(t) * np.abs(t).mean()
+    s = 0.005 * _range(t) * np.abs(t).mean()
     return z + s * (rng.standard_normal(t.shape) + 1j * rng.standard_normal(t.shape))
 
 
