@@ -8,7 +8,7 @@ import pytest
 from ptychobench.sim.labels import EXCLUSIVE, artifact_labels
 from ptychobench.sim.measure import metrics
 from ptychobench.sim.objects import SAMPLE_TYPES, make_object
-from ptychobench.sim.perturb import FIELD, PERTURBATIONS, ROI, STEP, markdown, matrix, summary, subpixel_shift
+from ptychobench.sim.perturb import FIELD, PERTURBATIONS, ROI, STEP, markdown, matrix, subpixel_shift, summary
 from ptychobench.tasks import NO_ARTIFACTS
 
 

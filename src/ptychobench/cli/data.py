@@ -136,8 +136,14 @@ def generate_command(
     if nt > nv or not_ > nov:
         raise typer.BadParameter("text samples cannot exceed images (text samples reuse experiments)")
     cfg = BuildConfig(
-        n_visual=nv, n_text=nt, n_ood_visual=nov, n_ood_text=not_, seed=seed, quick=quick,
-        calibration=calibration, name=name,
+        n_visual=nv,
+        n_text=nt,
+        n_ood_visual=nov,
+        n_ood_text=not_,
+        seed=seed,
+        quick=quick,
+        calibration=calibration,
+        name=name,
     )
     with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("build", total=nv)

@@ -416,7 +416,7 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
     # text task first: the first experiments (in order) of each pool with a label set
     text: list[tuple] = []  # (record index, visible labels, options, gains, split)
     for pool, need, is_ood in ((text_main, cfg.n_text, False), (text_ood, cfg.n_ood_text, True)):
-        cands = []
+        cands: list[tuple] = []
         for i in pool:
             if len(cands) == need:
                 break

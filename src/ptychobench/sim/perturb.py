@@ -180,7 +180,7 @@ STEP = 9.8
 
 def matrix(seeds: int = 2, sample_types: tuple[str, ...] | None = None) -> list[dict]:
     """One row per (specimen kind, seed, perturbation, severity) with the labels given."""
-    rows = []
+    rows: list[dict] = []
     for st in sample_types or tuple(SAMPLE_TYPES):
         for seed in range(seeds):
             truth = make_object(st, np.random.default_rng([seed, 4242]), FIELD)[0].astype(np.complex128)
