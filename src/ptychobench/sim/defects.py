@@ -55,9 +55,10 @@ SCALES = {
     # trials stay affordable; the text describes the run, no image is shown)
     "v2-text": Scale(
         n_obj=112,
-        scan_fov=48.0,
+        scan_fov=50.0,
         roi=64,
         base_epochs=30,
+        step_factor=1.4,
         known_probe=True,
         batch_size=16,
         momentum=True,

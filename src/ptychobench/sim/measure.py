@@ -207,7 +207,13 @@ def metrics(
     def hf_power(z: np.ndarray) -> float:
         return float((np.abs(z - _gauss(z, 1.0)) ** 2).mean())
 
-    excess = hf_power(rc) - abs(coef) ** 2 * hf_power(tb)
+    # the specimen's share of fine-scale power scales with its coarse-scale power ratio,
+    # which (unlike the fitted scale) a warp or a slip does not lower
+    def lf_power(z: np.ndarray) -> float:
+        return float((np.abs(_gauss(z, 2.0)) ** 2).mean())
+
+    scale2 = min(lf_power(rc) / max(lf_power(tb), 1e-20), max(abs(coef) ** 2, 1.0))
+    excess = hf_power(rc) - scale2 * hf_power(tb)
     noise = float(np.sqrt(max(excess, 0.0)) / amp / display0)
     # the error field: the reconstruction's phase relative to the model of the specimen,
     # in radians. A phase error is multiplicative; measured as a complex difference it

@@ -116,8 +116,8 @@ def warp(t, sev, rng, step):
     scale = sev / max(np.abs(dy).max(), np.abs(dx).max(), 1e-9)
     y, x = np.mgrid[0:n, 0:n].astype(float)
     coords = [y + scale * dy, x + scale * dx]
-    re = ndimage.map_coordinates(t.real, coords, order=3, mode="nearest")
-    im = ndimage.map_coordinates(t.imag, coords, order=3, mode="nearest")
+    re = ndimage.map_coordinates(t.real, coords, order=1, mode="nearest")
+    im = ndimage.map_coordinates(t.imag, coords, order=1, mode="nearest")
     return re + 1j * im
 
 
