@@ -23,22 +23,22 @@ from typing import Any
 
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS
 
-LABELLING_VERSION = "2.0"
+LABELLING_VERSION = "2.1"
 
 # label -> (measurement, comparison, threshold); every measurement named here is in
 # measure.metrics. "vis" quantities are fractions of the displayed grey range.
 THRESHOLDS: dict[str, tuple[str, str, float]] = {
     "Phase ramp": ("ramp", ">=", 0.6),
-    "Singularity artifacts": ("vortices", ">=", 2),
+    "Singularity artifacts": ("vortices", ">=", 4),
     "Blurring": ("blur_px", ">=", 1.75),
-    "Noisy artifacts": ("noise", ">=", 0.06),
-    "Non-uniform background": ("background", ">=", 0.06),
+    "Noisy artifacts": ("noise", ">=", 0.065),
+    "Non-uniform background": ("background", ">=", 0.1),
     "Grid artifacts": ("grid", ">=", 0.035),
     "Line artifacts": ("lines", ">=", 0.12),
-    "Halo artifacts": ("halo", ">=", 0.075),
-    "Local distortion": ("distortion_px", ">=", 1.0),
+    "Halo artifacts": ("halo", ">=", 0.15),
+    "Local distortion": ("distortion_px", ">=", 2.0),
     "Low contrast": ("contrast", "<", 0.55),
-    "No clear structure": ("corr_fit", "<", 0.4),
+    "No clear structure": ("corr_fit", "<", 0.45),
 }
 # floors that keep a label to what can be seen
 RAMP_MIN_RAD = 0.8  # a ramp of less than this is hidden by any specimen's own relief
@@ -47,7 +47,8 @@ GRID_MIN_PEAK = 5.0  # lattice peak over its neighbourhood's median in the error
 GRID_OVER_TRUTH = 1.5  # ... and over the specimen's own peak there (an IC's pitch can match the step)
 BLUR_MIN_FINE = 0.05  # the truth must have fine detail for blur to show
 BLUR_MAX_PX = 6.0  # the widest blur tried: at the cap the image is failure, not blur
-MIN_CORR_FOR_DETAIL = 0.5  # streaks, halos and distortion are judged on a recognisable image
+MIN_CORR_FOR_DETAIL = 0.6  # streaks, halos and distortion are judged on a recognisable image
+FAINT_CORR = 0.6  # specimen recognisable but faint against everything else shown: low contrast
 
 # parameter options
 GAIN_MARGIN = 0.10
@@ -82,6 +83,8 @@ def artifact_labels(m: dict[str, Any]) -> frozenset[str]:
         out.discard("Line artifacts")
     if m["grid_peak"] < GRID_MIN_PEAK or m["grid_peak"] < GRID_OVER_TRUTH * m["grid_truth_peak"]:
         out.discard("Grid artifacts")
+    if FAINT_CORR > m["corr_fit"] >= THRESHOLDS["No clear structure"][2]:
+        out.add("Low contrast")
     if m["fine_structure"] < BLUR_MIN_FINE:
         out.discard("Blurring")
     if m["blur_px"] >= BLUR_MAX_PX and m["corr_fit"] < 0.7:
@@ -109,6 +112,7 @@ def rules() -> dict[str, Any]:
             "blur_min_fine": BLUR_MIN_FINE,
             "blur_max_px": BLUR_MAX_PX,
             "min_corr_for_detail": MIN_CORR_FOR_DETAIL,
+            "faint_corr": FAINT_CORR,
         },
         "options": {
             "gain_margin": GAIN_MARGIN,

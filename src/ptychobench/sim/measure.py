@@ -259,7 +259,6 @@ def metrics(
     grid_peak = float(ratios[top]) if ratios else 0.0
     truth_peak = float(truth_ratios[top]) if ratios else 0.0
     grid = vis_rad(_band_component(fres, keep, roi)) / wn if scan == "raster" else 0.0
-
     # lines: residual power gathered in one direction, beyond the truth's own directions
     ang = np.mod(np.arctan2(fy, fx), np.pi)
     # the scan lattice's own frequencies belong to the grid measure, not to streaks

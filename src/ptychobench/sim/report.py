@@ -160,6 +160,10 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         "",
     ]
 
+    if not cfg.quick:  # numpy only, but two minutes: not for the test-sized build
+        from .perturb import markdown, matrix
+
+        (out / "perturbation.md").write_text(markdown(matrix(seeds=2)))
     lines += [
         "## Perturbation matrix",
         "",
