@@ -201,7 +201,7 @@ def _text_units(cfg: BuildConfig, work: Path) -> list[str]:
     whatever ran before)."""
     counts = []
     for kind, need in (("txt", cfg.n_text), ("oodt", cfg.n_ood_text)):
-        n = math.ceil(need * 1.6) + 1 if need else 0
+        n = math.ceil(need * 1.15) + 1 if need else 0
         while need:
             units = [f"{kind}{i:04d}" for i in range(n)]
             if not all(unit_done(work, u, True) for u in units):

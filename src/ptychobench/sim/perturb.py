@@ -161,15 +161,15 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("global phase offset", None, phase_offset, (0.0,), (0.0,)),
     Perturbation("sub-pixel shift", None, subpixel_shift, (0.0,), (0.0,)),
     Perturbation("linear phase", "Phase ramp", ramp, (0.5, 1.0, 2.0), (1.0, 2.0)),
-    Perturbation("vortex pairs", "Singularity artifacts", vortex_pairs, (1, 2, 4), (1, 2, 4)),
+    Perturbation("vortex pairs", "Singularity artifacts", vortex_pairs, (1, 2, 4), (2, 4)),
     Perturbation("Gaussian blur", "Blurring", blur, (1.0, 2.0, 3.0), (2.0, 3.0)),
     Perturbation("noise", "Noisy artifacts", noise, (0.05, 0.1, 0.2), (0.1, 0.2)),
     Perturbation("scan-step pattern", "Grid artifacts", grid, (0.05, 0.1, 0.2), (0.1, 0.2)),
     Perturbation("stripes", "Line artifacts", stripes, (0.1, 0.2, 0.4), (0.2, 0.4)),
     Perturbation("slow background", "Non-uniform background", background, (0.1, 0.2, 0.4), (0.2, 0.4)),
     Perturbation("reduced contrast", "Low contrast", reduced_contrast, (0.5, 0.35, 0.2), (0.35, 0.2)),
-    Perturbation("local warps", "Local distortion", warp, (1.5, 2.5, 4.0), (2.5, 4.0)),
-    Perturbation("rims around features", "Halo artifacts", rims, (0.1, 0.2, 0.4), (0.2, 0.4)),
+    Perturbation("local warps", "Local distortion", warp, (2.5, 4.0, 6.0), (4.0, 6.0)),
+    Perturbation("rims around features", "Halo artifacts", rims, (0.2, 0.4, 0.8), (0.4, 0.8)),
     Perturbation("destroyed structure", "No clear structure", destroyed, (0.3, 0.15, 0.0), (0.15, 0.0)),
 )
 
