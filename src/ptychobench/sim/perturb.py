@@ -166,7 +166,7 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("noise", "Noisy artifacts", noise, (0.05, 0.1, 0.2), (0.1, 0.2)),
     Perturbation("scan-step pattern", "Grid artifacts", grid, (0.05, 0.1, 0.2), (0.1, 0.2)),
     Perturbation("stripes", "Line artifacts", stripes, (0.1, 0.2, 0.4), (0.2, 0.4)),
-    Perturbation("slow background", "Non-uniform background", background, (0.1, 0.2, 0.4), (0.2, 0.4)),
+    Perturbation("slow background", "Non-uniform background", background, (0.2, 0.4, 0.8), (0.4, 0.8)),
     Perturbation("reduced contrast", "Low contrast", reduced_contrast, (0.5, 0.35, 0.2), (0.35, 0.2)),
     Perturbation("local warps", "Local distortion", warp, (2.5, 4.0, 6.0), (4.0, 6.0)),
     Perturbation("rims around features", "Halo artifacts", rims, (0.2, 0.4, 0.8), (0.4, 0.8)),
