@@ -29,6 +29,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS, PARAM_OPTIONS
+from .labels import LABELLING_VERSION
 
 NAME = "sim-v2"
 VERSION = "2.0"
@@ -98,9 +99,10 @@ def experiment_for(cfg: BuildConfig, unit: str | int):
     return draw_experiment(index, seed=seed, rng=rng, scale=scale, pool=pool)
 
 
-def remeasure_units(cfg: BuildConfig, out: Path) -> int:
+def remeasure_units(cfg: BuildConfig, out: Path, stale_only: bool = False) -> int:
     """Recompute metrics and images of finished units from their stored reconstructions
-    (after a change to :mod:`.measure`); returns how many were updated."""
+    (after a change to :mod:`.measure` or :mod:`.labels`); with ``stale_only``, only the
+    units measured under another labelling version. Returns how many were updated."""
     import io
 
     from PIL import Image
@@ -116,9 +118,12 @@ def remeasure_units(cfg: BuildConfig, out: Path) -> int:
         if not (js.is_file() and npy.is_file()):
             continue
         rec = json.loads(js.read_text())
+        if stale_only and rec.get("labelling_version") == LABELLING_VERSION:
+            continue
         m, img = remeasure(experiment_for(cfg, unit), rec, np.load(npy))
         rec["metrics"] = m
         rec["artifact_labels"] = sorted(artifact_labels(m))
+        rec["labelling_version"] = LABELLING_VERSION
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG", optimize=True)
         write_atomic(png, buf.getvalue())
@@ -167,6 +172,7 @@ def run_unit(cfg_key: dict, unit: str, trials: bool, work: str) -> tuple[str, fl
     Image.fromarray(img).save(buf, format="PNG", optimize=True)
     write_atomic(png, buf.getvalue())
     # timings vary run to run; keep them out of the record so outputs are byte-identical
+    rec["labelling_version"] = LABELLING_VERSION
     timing = {
         "unit_seconds": rec.pop("unit_seconds"),
         "recon_seconds": rec.pop("recon_seconds"),
@@ -509,4 +515,6 @@ def build(
     out = Path(out)
     t0 = time.perf_counter()
     run_units(cfg, out, workers, progress)
+    # units measured before the rules last changed are measured again (no reconstruction)
+    remeasure_units(cfg, out, stale_only=True)
     return assemble(cfg, out, time.perf_counter() - t0)
