@@ -132,7 +132,7 @@ def test_fresh_quick_build_passes_validate(quick_build):
 
     from ptychobench.cli import app
 
-    res = CliRunner().invoke(app, ["datasets", "validate", str(quick_build)])
+    res = CliRunner().invoke(app, ["validate", str(quick_build)])
     assert res.exit_code == 0, res.output
 
 
