@@ -29,21 +29,24 @@ Job = tuple[Experiment, ReconParams, int]
 
 
 def job_key(exp: Experiment, params: ReconParams, seed_index: int) -> str:
-    """Content hash of what determines a reconstruction."""
-    blob = json.dumps(
-        {"experiment": exp.to_dict(), "params": params.to_dict(), "seed_index": seed_index}, sort_keys=True
-    )
+    """Content hash of what determines a reconstruction: the experiment's data recipe
+    (its current params left out, so an experiment whose params the loop changed shares
+    entries with the original), the params reconstructed with, and the repeat index."""
+    recipe = {k: v for k, v in exp.to_dict().items() if k != "params"}
+    blob = json.dumps({"experiment": recipe, "params": params.to_dict(), "seed_index": seed_index}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=8)
 def _acquisition(exp_json: str) -> Acquisition:
-    return acquire(Experiment.from_dict(json.loads(exp_json)))
+    d = json.loads(exp_json)
+    return acquire(Experiment.from_dict({**d, "params": ReconParams().to_dict()}))
 
 
 def acquisition(exp: Experiment) -> Acquisition:
     """The experiment's measured data, regenerated from its seed (kept for the next job)."""
-    return _acquisition(json.dumps(exp.to_dict(), sort_keys=True))
+    recipe = {k: v for k, v in exp.to_dict().items() if k != "params"}
+    return _acquisition(json.dumps(recipe, sort_keys=True))
 
 
 def scan_facts(exp: Experiment) -> tuple[int, tuple[float, float]]:
