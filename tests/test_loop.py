@@ -94,7 +94,9 @@ def payoff_run(quick, quick_build, tmp_path_factory):
 def test_payoff_cli_counts_and_references(payoff_run):
     run, result = payoff_run
     cells = {c["config"]: c for c in result["cells"]}
-    assert cells["params/contra"]["contradictory"] == len([s for s in result["samples"] if s["config"] == "params/contra"])
+    assert cells["params/contra"]["contradictory"] == len(
+        [s for s in result["samples"] if s["config"] == "params/contra"]
+    )
     assert {r["config"] for r in result["references"]} == {
         "ref: no change",
         "ref: always increase iterations (K)",

@@ -127,9 +127,7 @@ class ReconCache:
             return None
         return json.loads(p.read_text())
 
-    def ensure(
-        self, jobs: Iterable[Job], workers: int = 1, progress: Callable[[int, int], None] | None = None
-    ) -> int:
+    def ensure(self, jobs: Iterable[Job], workers: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
         """Reconstruct every job not yet cached; returns how many were computed now."""
         import time
 

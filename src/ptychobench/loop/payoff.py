@@ -153,7 +153,9 @@ def summarize(config: str, rows: Sequence[dict[str, Any]], seed: int = 0) -> dic
     }
 
 
-def paired(a: str, b: str, rows: dict[str, dict[str, dict]], seed: int = 0, n_boot: int = 2000) -> dict[str, Any] | None:
+def paired(
+    a: str, b: str, rows: dict[str, dict[str, dict]], seed: int = 0, n_boot: int = 2000
+) -> dict[str, Any] | None:
     """Paired bootstrap of the difference in mean gain (A - B) over the samples both cells
     answered; p is the two-sided share of resamples on the other side of zero."""
     ids = sorted(set(rows[a]) & set(rows[b]))
@@ -190,7 +192,9 @@ def compute_payoff(
     test = {s.id: s for s in ds.samples("params", "test")} if ("params", "test") in ds.splits else {}
     exps = {sid: experiment_of(s, scale) for sid, s in test.items()}
     if not test or not any(exps.values()):
-        raise NotSimulated(f"{ds.root}: dataset {ds.name!r} is not simulated (no experiment recipe in its params samples)")
+        raise NotSimulated(
+            f"{ds.root}: dataset {ds.name!r} is not simulated (no experiment recipe in its params samples)"
+        )
     from ..eval.compare import by_config
 
     cells = {c: r for c, r in by_config([r for r in records if r.get("task") == "params"]).items()}
@@ -201,9 +205,10 @@ def compute_payoff(
             if exp is None or r.get("error"):
                 continue
             plans.append(plan(config, test[sid], exp, r.get("labels", [])))
+    answered = {p.sample.id for p in plans}  # references on the samples the cells answered (a ``limit`` run)
     for sid, s in sorted(test.items()):
         exp = exps[sid]
-        if exp is None:
+        if exp is None or (plans and sid not in answered):
             continue
         plans.append(plan(NO_CHANGE, s, exp, []))
         plans.append(plan(ALWAYS_K, s, exp, ["K"]))
@@ -218,8 +223,8 @@ def compute_payoff(
     names = [c for c in by_cell if c not in refs]
     summaries = [summarize(c, list(by_cell[c].values())) for c in names]
     f1 = _micro_f1(records)
-    for s in summaries:
-        s["micro_f1"] = f1.get(s["config"])
+    for summary in summaries:
+        summary["micro_f1"] = f1.get(summary["config"])
     comps = [c for a in names for b in names if a < b if (c := paired(a, b, by_cell))]
     comps += [c for a in names if (c := paired(a, GOLD, by_cell))]
     return {

@@ -29,16 +29,19 @@ from .cache import ReconCache, scan_facts
 Advisor = Callable[[Sequence[Sample]], list[frozenset[str]]]
 
 
-def mean_error(cache: ReconCache, exp: Experiment, variants: list[ReconParams], seeds: int) -> tuple[float, ReconParams]:
+def mean_error(
+    cache: ReconCache, exp: Experiment, variants: list[ReconParams], seeds: int
+) -> tuple[float, ReconParams]:
     """Mean truth error over seeds of the variant chosen by lowest final loss at seed 0."""
     first = cache.best_variant(exp, variants, 0)
     if first is None or first.get("error") is None:
         return float("inf"), variants[0]
     chosen = ReconParams(**first["params"])
     errs = [(cache.get(exp, chosen, k) or {}).get("error") for k in range(seeds)]
-    if any(e is None for e in errs):
+    vals = [float(e) for e in errs if e is not None]
+    if len(vals) < seeds:
         return float("inf"), chosen
-    return float(np.mean(errs)), chosen
+    return float(np.mean(vals)), chosen
 
 
 def sample_text(cache: ReconCache, exp: Experiment, sample_id: str) -> str:
@@ -161,8 +164,8 @@ def _oracle(cur, traj, cache: ReconCache, rounds: int, seeds: int, workers: int)
         nxt = {}
         for sid, e in state.items():
             e0 = traj[sid]["oracle"][-1]["error"]
-            scored = [(mean_error(cache, e, c, seeds), letter) for letter, c in opts[sid]]
-            scored = [(err, p, letter) for (err, p), letter in scored if np.isfinite(err)]
+            tried = [(*mean_error(cache, e, c, seeds), letter) for letter, c in opts[sid]]
+            scored = [t for t in tried if np.isfinite(t[0])]
             if not scored:
                 continue
             err, p, letter = min(scored, key=lambda t: t[0])
