@@ -76,7 +76,9 @@ def _write_run(run: Path, ds, dataset: Path) -> None:
     for s in ds.samples("params", "test"):
         gold = sorted(s.labels)
         for cfg, labels in (("params/gold", gold), ("params/contra", ["H", "N", "K"])):
-            rec = PredictionRecord(cfg, s.id, "params", gold=gold, labels=labels, meta={"task": "params"})
+            name = cfg.split("/")[1]
+            meta = {"task": "params", "family": "baseline", "model": name, "strategy": name, "k": 0, "seed": 0}
+            rec = PredictionRecord(cfg, s.id, "params", gold=gold, labels=labels, meta=meta)
             lines.append(json.dumps(rec.to_dict()))
     (run / "predictions.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -179,3 +181,27 @@ def test_loop_cli_with_baseline(quick_build, tmp_path):
     for t in d["samples"].values():
         steps = t["advisor"]
         assert len(steps) == 4 or "stopped" in steps[-1]
+
+
+def test_report_shows_payoff(payoff_run):
+    from ptychobench.report import write_report
+
+    run, _ = payoff_run
+    paths = write_report(run)
+    md = paths["md"].read_text()
+    assert "## Payoff of parameter advice" in md and "ref: gold labels jointly" in md
+    assert (run / "report_files" / "payoff_vs_f1.png").is_file()
+    assert "Payoff of parameter advice" in paths["html"].read_text()
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [({"payoff": "yes"}, "payoff must be true or false"), ({"payoff_seeds": 0}, "payoff_seeds must be a positive")],
+)
+def test_payoff_config_validated(bad, msg):
+    from ptychobench.errors import ConfigError
+    from ptychobench.run.config import parse_config
+
+    data = {"name": "t", "dataset": "sim-v1", "experiments": [{"task": "params", "baselines": ["knn-vote"]}], **bad}
+    with pytest.raises(ConfigError, match=msg):
+        parse_config(data, "c.yaml")

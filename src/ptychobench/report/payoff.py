@@ -56,6 +56,24 @@ def payoff_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+PAYOFF_COMP_HEAD = ["A", "B", "n", "gain A - B", "95% CI", "p"]
+
+
+def payoff_comparisons(result: dict[str, Any]) -> list[list[str]]:
+    """Paired bootstrap comparisons of the cells' gains (and each cell against the gold labels)."""
+    return [
+        [
+            c["a"],
+            c["b"],
+            str(c["n"]),
+            _pct(c["gain_diff"]),
+            f"[{_pct(c['ci'][0])}, {_pct(c['ci'][1])}]",
+            f"{c['p']:.3f}",
+        ]
+        for c in result.get("comparisons", [])
+    ]
+
+
 def payoff_note(result: dict[str, Any]) -> str:
     return (
         f"Advice applied jointly in pty-chi and reconstructed ({result['seeds']} seed(s) per parameter set); "

@@ -20,7 +20,15 @@ from .browser import CSS as BROWSER_CSS
 from .browser import browser_html
 from .headline import comparison_sentences, fact_lines, facts
 from .paper_tables import paper_sections
-from .payoff import PAYOFF_HEAD, payoff_note, payoff_plot, payoff_rows, read_payoff
+from .payoff import (
+    PAYOFF_COMP_HEAD,
+    PAYOFF_HEAD,
+    payoff_comparisons,
+    payoff_note,
+    payoff_plot,
+    payoff_rows,
+    read_payoff,
+)
 from .plots import forest_plot, make_plots
 from .samples import browser_data, find_dataset
 from .tables import (
@@ -132,6 +140,10 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
                 "",
                 md_table(PAYOFF_HEAD, payoff_rows(payoff)),
                 "",
+                "Paired comparisons on payoff (bootstrap over the samples both answered):",
+                "",
+                md_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff)),
+                "",
             ]
             if payoff
             else []
@@ -213,6 +225,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
                 "<h2>Payoff of parameter advice</h2>",
                 f"<p>{html.escape(payoff_note(payoff))}</p>",
                 scroll(html_table(PAYOFF_HEAD, payoff_rows(payoff))),
+                scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff))),
             ]
             if payoff
             else []
