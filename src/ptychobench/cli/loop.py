@@ -114,7 +114,7 @@ def make_advisor(task_name: str, ds: Any, model: str | None, baseline: str | Non
 
         train = ds.samples(task_name, "train")
         return lambda ss: fit_predict_probe(task_name, train, list(ss), baseline)
-    from ..api import load_backend
+    from ..models import load_backend
 
     assert model is not None  # exactly one of model/baseline was checked above
     backend = load_backend(model, adapter)
