@@ -205,3 +205,20 @@ def test_payoff_config_validated(bad, msg):
     data = {"name": "t", "dataset": "sim-v1", "experiments": [{"task": "params", "baselines": ["knn-vote"]}], **bad}
     with pytest.raises(ConfigError, match=msg):
         parse_config(data, "c.yaml")
+
+
+def test_run_computes_payoff_on_a_simulated_dataset(quick_build, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"name: p\ndataset: {quick_build}\npayoff_seeds: 1\nexperiments:\n  - task: params\n    baselines: [knn-vote]\n"
+    )
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "payoff.json").read_text())
+    assert [c["config"] for c in result["cells"]] == ["params/knn-vote/knn-vote/-/k0/seed0/nall"]
+    assert "## Payoff of parameter advice" in (out / "report.md").read_text()
+    cfg.write_text(cfg.read_text().replace("payoff_seeds: 1\n", "payoff: false\n"))
+    off = tmp_path / "off"
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(off)]).exit_code == 0
+    assert not (off / "payoff.json").exists()
