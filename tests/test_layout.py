@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "report": 8,
     "diagnose": 9,
     "annotate": 9,
+    "loop": 9,
     "api": 10,
     "cli": 10,
     "__init__": 10,

@@ -77,6 +77,10 @@ def run_command(
         )
         raise typer.Exit(130)
     console.print(f"ran {summary['ran']} of {summary['cells']} cells in {summary['seconds']} s")
+    if cfg.payoff and sh is None:  # issue 12: params advice scored by reconstruction (simulated data only)
+        from .loop import compute_run_payoff
+
+        compute_run_payoff(run_dir, cfg.dataset, cfg.payoff_seeds, cfg.payoff_workers)
     if report and sh is None:
         from ..report import write_report
 

@@ -20,6 +20,15 @@ from .browser import CSS as BROWSER_CSS
 from .browser import browser_html
 from .headline import comparison_sentences, fact_lines, facts
 from .paper_tables import paper_sections
+from .payoff import (
+    PAYOFF_COMP_HEAD,
+    PAYOFF_HEAD,
+    payoff_comparisons,
+    payoff_note,
+    payoff_plot,
+    payoff_rows,
+    read_payoff,
+)
 from .plots import forest_plot, make_plots
 from .samples import browser_data, find_dataset
 from .tables import (
@@ -82,6 +91,9 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
     files = run_dir / "report_files"
     forest = forest_plot(results, files)
     figs = make_plots(results, files)
+    payoff = read_payoff(run_dir)  # issue 12: written by `ptychobench payoff` / `run` on simulated data
+    payoff_fig = payoff_plot(payoff, files) if payoff else None
+    figs += [payoff_fig] if payoff_fig else []
     rows = main_rows(results)
     adapter_table = [adapter_cells(a) for a in adapters]
     head_facts = facts(run_dir, records)
@@ -120,6 +132,22 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)",
         "",
         *(["## Fine-tuned adapters", "", md_table(ADAPTER_HEAD, adapter_table), ""] if adapters else []),
+        *(
+            [
+                "## Payoff of parameter advice",
+                "",
+                payoff_note(payoff),
+                "",
+                md_table(PAYOFF_HEAD, payoff_rows(payoff)),
+                "",
+                "Paired comparisons on payoff (bootstrap over the samples both answered):",
+                "",
+                md_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff)),
+                "",
+            ]
+            if payoff
+            else []
+        ),
         "## Plots",
         "",
     ]
@@ -192,6 +220,16 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "<h2>Paired comparisons</h2>",
         scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
         *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
+        *(
+            [
+                "<h2>Payoff of parameter advice</h2>",
+                f"<p>{html.escape(payoff_note(payoff))}</p>",
+                scroll(html_table(PAYOFF_HEAD, payoff_rows(payoff))),
+                scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff))),
+            ]
+            if payoff
+            else []
+        ),
         "<h2 id='plots'>Plots</h2>",
         *(figure(c, p) for c, p in figs),
         *(scroll(x) if x.startswith("<table") else x for x in paper_html),

@@ -83,6 +83,10 @@ class RunConfig:
     split: str = "test"
     #: a cell whose errors + unparseable replies pass this share is failed (never starred; run exits 1)
     max_failure_rate: float = 0.2
+    #: issue 12: on a simulated dataset, score params cells by reconstructing their advice
+    payoff: bool = True
+    payoff_seeds: int = 3
+    payoff_workers: int = 1
     source: str = ""
     #: experiments left out because an environment variable they need is unset: (label, why)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -345,6 +349,9 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
         source,
         f"max_failure_rate must be a number in 0..1, got {rate!r}",
     )
+    _check(isinstance(cfg.payoff, bool), source, f"payoff must be true or false, got {cfg.payoff!r}")
+    for key in ("payoff_seeds", "payoff_workers"):
+        _check(_positive_int(getattr(cfg, key)), source, f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
     return cfg
 
 
