@@ -46,7 +46,7 @@ def mean_error(
 
 def sample_text(cache: ReconCache, exp: Experiment, sample_id: str) -> str:
     """The params-task text of ``exp`` as reconstructed now (seed 0), as the dataset writes it."""
-    from ..sim.measure import labels_from_metrics
+    from ..sim.labels import artifact_labels
     from ..sim.text import params_text
     from ..tasks import ARTIFACT_LABELS
 
@@ -64,7 +64,7 @@ def sample_text(cache: ReconCache, exp: Experiment, sample_id: str) -> str:
     }
     if "position_update_rms_px" in e:
         rec["position_update_rms_px"] = e["position_update_rms_px"]
-    labs = labels_from_metrics(e["metrics"])
+    labs = artifact_labels(e["metrics"])
     visible = [x for x in ARTIFACT_LABELS if x in labs and x != NO_ARTIFACTS]
     return params_text(rec, visible, style=exp.seed)
 
