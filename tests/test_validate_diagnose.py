@@ -104,3 +104,24 @@ def test_build_units_by_kind_and_by_assembled_split(vd, tmp_path):
 def test_bad_build_folder_is_one_line(vd, tmp_path):
     with pytest.raises(SystemExit, match="config.json: missing"):
         vd.validate_build(tmp_path, "test", "vision-probe", None)
+
+
+def test_scan_step_in_image_pixels(vd):
+    """A 256-px image of a 128-px field shows the step at twice its object-pixel size; the
+    field comes from the experiment in the metadata when it is there."""
+    assert vd._field_and_step({"instrument": {"step_px": 6.5}}, 256, 128) == 13.0
+    exp = {
+        "index": 0,
+        "seed": 0,
+        "sample_type": "zone plate",
+        "instrument": "kb-microprobe",
+        "scan": "raster",
+        "defects": {},
+        "params": {},
+        "scale": "v2-quick",
+    }
+    from ptychobench.sim.defects import Experiment
+
+    roi = Experiment.from_dict(exp).geometry.roi
+    assert vd._field_and_step({"instrument": {"step_px": 5.0}, "experiment": exp}, 256, 999) == 5.0 * 256 / roi
+    assert vd._field_and_step({}, 256, 128) is None
