@@ -120,6 +120,18 @@ def label_scores(gold: list[frozenset], pred: list[frozenset], n_resamples: int 
     }
 
 
+def detect_and_score(
+    detector: str, train_dataset: str | None, arrays: list[np.ndarray], gold: list[frozenset]
+) -> tuple[str, dict | None]:
+    """The detector's labels on ``arrays`` (through the viewer) scored against ``gold``;
+    detector ``none`` skips the labels (measurements only: no training split needed)."""
+    if detector == "none":
+        return "none", None
+    det = get_detector(detector, None, train_dataset)
+    pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
+    return getattr(det, "name", detector), label_scores(gold, pred)
+
+
 def check_splits(splits: list[str]) -> list[str]:
     """The requested splits, in order, without repeats (default: test); an unknown one
     stops the run with one line."""
@@ -168,14 +180,12 @@ def validate_dataset(name: str, split: str, detector: str, train_dataset: str | 
                 "measured": {k: v.value for k, v in m.items()},
             }
         )
-    det = get_detector(detector, None, train_dataset or name)
-    pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
-    gold = [s.labels for s in samples]
+    det_name, labels = detect_and_score(detector, train_dataset or name, arrays, [s.labels for s in samples])
     return {
         "source": f"{ds.name} {split} split (images)",
         "split": split,
-        "detector": getattr(det, "name", detector),
-        "labels": label_scores(gold, pred),
+        "detector": det_name,
+        "labels": labels,
         "correlations": correlations([r for r in rows if r["metrics"]]),
     }
 
@@ -237,13 +247,12 @@ def validate_build(build: Path, split: str, detector: str, train_dataset: str | 
         gold.append(artifact_labels(rec["metrics"]))
     if not rows:
         raise SystemExit(f"{build}: no finished {split} experiments in .work/ ({how})")
-    det = get_detector(detector, None, train_dataset)
-    pred = [frozenset(d.labels) for d in det.detect([render(c) for c in crops])]
+    det_name, labels = detect_and_score(detector, train_dataset, crops, gold)
     return {
         "source": f"build {build.name} {split}: {how} ({cfg.scale}, seed {cfg.seed}, {len(rows)} complex objects)",
         "split": split,
-        "detector": getattr(det, "name", detector),
-        "labels": label_scores(gold, pred),
+        "detector": det_name,
+        "labels": labels,
         "correlations": correlations(rows),
     }
 
@@ -355,20 +364,22 @@ def markdown(results: list[dict]) -> str:
             lines += _frc_markdown(r)
             continue
         lab = r["labels"]
-        lines += [
-            f"#### {r['source']}",
-            "",
-            (
-                f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
-                f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
-                f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
-            ),
-            "",
-            "| label | F1 | true | predicted |",
-            "|---|---|---|---|",
-        ]
-        for name, v in lab["per_label"].items():
-            lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
+        lines += [f"#### {r['source']}", ""]
+        if lab is None:
+            lines.append("Labels not scored (detector none): measurements only.")
+        else:
+            lines += [
+                (
+                    f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
+                    f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
+                    f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
+                ),
+                "",
+                "| label | F1 | true | predicted |",
+                "|---|---|---|---|",
+            ]
+            for name, v in lab["per_label"].items():
+                lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
         lines += ["", "| diagnose measurement | truth-based metric | n | Spearman | Pearson |", "|---|---|---|---|---|"]
         for c in r["correlations"]:
             sp = "n/a" if c["spearman"] is None else f"{c['spearman']:+.2f}"
@@ -389,7 +400,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="split to check, repeatable (default: test); test-ood is the held-out instrument",
     )
     ap.add_argument("--build", action="append", default=[], type=Path, help="simulation build folder(s)")
-    ap.add_argument("--detector", default="vision-probe")
+    ap.add_argument(
+        "--detector", default="vision-probe", help="detector to score ('none': measurements only, no labels)"
+    )
     ap.add_argument(
         "--field-px",
         type=int,

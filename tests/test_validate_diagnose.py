@@ -125,3 +125,10 @@ def test_scan_step_in_image_pixels(vd):
     roi = Experiment.from_dict(exp).geometry.roi
     assert vd._field_and_step({"instrument": {"step_px": 5.0}, "experiment": exp}, 256, 999) == 5.0 * 256 / roi
     assert vd._field_and_step({}, 256, 128) is None
+
+
+def test_detector_none_gives_measurements_only(vd):
+    assert vd.detect_and_score("none", None, [], []) == ("none", None)
+    rows = [_row(i) for i in range(6)]
+    md = vd.markdown([{"source": "toy", "detector": "none", "labels": None, "correlations": vd.correlations(rows)}])
+    assert "measurements only" in md and "| label | F1" not in md and "| ramp | ramp_rad (" in md
