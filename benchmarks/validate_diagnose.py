@@ -1,27 +1,38 @@
 """Validate ``ptychobench diagnose`` against the truth it never sees.
 
-Two comparisons, both on data whose truth is known but withheld from ``diagnose``:
+Two comparisons, both on data whose truth is known but withheld from ``diagnose``, each on
+one or more splits (``--split test --split test-ood``: the held-out instrument):
 
-1. A dataset's artifact TEST split (default: the shipped ``sim-v1``; images only): the
-   detector's labels on the test images (rendered through the one viewer, exactly as a
-   user's image is) against the dataset's measured labels, F1 per label; and the
-   no-reference measurements of the grey-level images against the truth-based metrics in
-   each sample's metadata (Spearman correlation per measurement).
+1. A dataset's artifact split (default: ``sim-v2``; images only): the detector's labels on
+   the split's images (rendered through the one viewer, exactly as a user's image is)
+   against the dataset's measured labels, F1 per label; and the no-reference measurements
+   of the grey-level images against the truth-based metrics in each sample's metadata
+   (Spearman correlation per measurement).
 2. One or more simulation builds (``ptychobench generate`` output folders; their
-   ``.work/exp-*.npy`` hold the complex reconstructions): ``diagnose`` on the complex
-   object over the labelled field, labels against ``labels_from_metrics`` and each
-   measurement against its truth-based counterpart.
+   ``.work/<unit>.npy`` hold the complex reconstructions): ``diagnose`` on the complex
+   object over the field the viewer shows (``sim.pipeline.field``), labels against
+   ``sim.labels.artifact_labels`` and each measurement against its truth-based
+   counterpart. Which units belong to which split is read from the build's assembled
+   dataset (its ``artifacts/*.jsonl``); a build not yet assembled has no test/train
+   division, so there ``test`` means every main-instrument unit (``expNNNN``) and
+   ``test-ood`` every held-out-instrument unit (``oodNNNN``).
+
+The detector is fitted on the TRAIN split of ``--train-dataset`` (default: ``--dataset``),
+so no evaluated image was seen in training.
 
 Example (the table in docs/diagnose.md):
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/validate_diagnose.py \
-        --dataset sim-v1 --build runs/full40 --build runs/quick36 --json runs/validate_diagnose.json
+        --dataset /work/builds/sim-v2 --split test --split test-ood \
+        --build /work/builds/sim-v2 --json runs/validate_diagnose.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -31,61 +42,56 @@ from scipy import stats
 from ptychobench.diagnose.detector import get_detector, render
 from ptychobench.diagnose.io import Recon, to_recon
 from ptychobench.diagnose.measure import measure
-from ptychobench.metrics import score
+from ptychobench.eval.metrics import score
 from ptychobench.tasks import ARTIFACTS
 
-#: (diagnose measurement, truth-based metric, what the truth-based metric is)
+#: splits a validation may run on: the test split and the held-out instrument's
+SPLITS = ("test", "test-ood")
+
+#: (diagnose measurement, sim-v2 truth-based metric, what the truth-based metric is).
+#: A pair is kept only where both sides measure the same quantity; sim-v2's blur_px,
+#: contrast, corr_fit, lines, halo and distortion_px have no truth-free counterpart in
+#: ``diagnose.measure`` (resolution needs two half-data reconstructions: the FRC check).
 PAIRS = [
     ("ramp", "ramp_rad", "linear phase of recon vs truth, rad end to end"),
-    ("ramp_rel", "ramp_rel", "that ramp over the truth's phase range"),
-    ("vortices", "residues", "phase residues beyond the truth's"),
-    ("grid_peak", "grid_peak", "residual's scan-lattice peak ratio (raster scans)"),
-    ("grid_amp", "grid", "residual's scan-lattice amplitude / truth contrast (raster scans)"),
-    ("background_rel", "background", "low-frequency residual / truth contrast"),
-    ("noise_rel", "noise", "excess high-frequency power / truth contrast"),
-    ("phase_range", "phase_spread", "contrast x truth phase range: the recon's own spread"),
+    ("ramp_rel", "ramp", "that ramp over the specimen's displayed range"),
+    ("vortices", "vortices", "phase vortices of recon over the fitted specimen, amplitude not negligible"),
+    ("grid_peak", "grid_peak", "error field's strongest scan-lattice peak over its neighbourhood (raster scans)"),
+    ("grid_amp", "grid", "error field's scan-lattice RMS / displayed range (raster scans)"),
+    ("background_rel", "background", "low-frequency error-field RMS / displayed range"),
+    ("noise_rel", "noise", "excess fine-scale power / displayed range"),
+    ("phase_range", "specimen_display_rad", "the ramp-free recon's displayed phase window, rad"),
 ]
 
 
-def _truth_value(metrics: dict, key: str) -> float:
-    if key == "phase_spread":
-        return float(metrics["contrast"] * metrics["truth_phase_range"])
-    return float(metrics[key])
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def correlations(rows: list[dict]) -> list[dict]:
     """Spearman (and Pearson) correlation of each diagnose measurement with its truth-based
-    metric, over the rows where both exist (grid: raster scans only)."""
+    metric, over the rows where both exist (grid: raster scans only). A pair with fewer
+    than 5 rows is left out; one with a constant side gets ``None`` and a note."""
     out = []
     for mine, truth, meaning in PAIRS:
         pts = [
-            (r["measured"][mine], _truth_value(r["metrics"], truth))
+            (r["measured"][mine], r["metrics"][truth])
             for r in rows
-            if r["measured"].get(mine) is not None and (not mine.startswith("grid") or r["scan"] == "raster")
+            if _finite(r["measured"].get(mine))
+            and _finite(r["metrics"].get(truth))
+            and (not mine.startswith("grid") or r["scan"] == "raster")
         ]
         if len(pts) < 5:
             continue
-        x, y = np.array(pts).T
+        x, y = np.array(pts, dtype=float).T
+        row = {"measurement": mine, "truth": truth, "meaning": meaning, "n": len(pts)}
         if np.ptp(x) == 0 or np.ptp(y) == 0:
-            out.append(
-                {
-                    "measurement": mine,
-                    "truth": truth,
-                    "meaning": meaning,
-                    "n": len(pts),
-                    "spearman": None,
-                    "pearson": None,
-                    "note": "constant",
-                }
-            )
+            out.append(row | {"spearman": None, "p": None, "pearson": None, "note": "constant"})
             continue
         rho, p = stats.spearmanr(x, y)
         out.append(
-            {
-                "measurement": mine,
-                "truth": truth,
-                "meaning": meaning,
-                "n": len(pts),
+            row
+            | {
                 "spearman": round(float(rho), 3),
                 "p": float(p),
                 "pearson": round(float(np.corrcoef(x, y)[0, 1]), 3),
@@ -94,8 +100,9 @@ def correlations(rows: list[dict]) -> list[dict]:
     return out
 
 
-def label_scores(gold: list[frozenset], pred: list[frozenset]) -> dict:
-    s = score(gold, pred, ARTIFACTS.scored_labels, ci=True, n_resamples=2000)
+def label_scores(gold: list[frozenset], pred: list[frozenset], n_resamples: int = 2000) -> dict:
+    """Micro/macro F1 (with a bootstrap CI) and F1 per scored label."""
+    s = score(gold, pred, ARTIFACTS.scored_labels, ci=True, n_resamples=n_resamples)
     return {
         "n": s.n,
         "micro_f1": round(s.micro_f1, 3),
@@ -113,25 +120,57 @@ def label_scores(gold: list[frozenset], pred: list[frozenset]) -> dict:
     }
 
 
-def validate_dataset(name: str, detector: str, field_px: int = 64) -> dict:
-    """The dataset's test images through the detector and the measurements."""
+def detect_and_score(
+    detector: str, train_dataset: str | None, arrays: list[np.ndarray], gold: list[frozenset]
+) -> tuple[str, dict | None]:
+    """The detector's labels on ``arrays`` (through the viewer) scored against ``gold``;
+    detector ``none`` skips the labels (measurements only: no training split needed)."""
+    if detector == "none":
+        return "none", None
+    det = get_detector(detector, None, train_dataset)
+    pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
+    return getattr(det, "name", detector), label_scores(gold, pred)
+
+
+def check_splits(splits: list[str]) -> list[str]:
+    """The requested splits, in order, without repeats (default: test); an unknown one
+    stops the run with one line."""
+    out = list(dict.fromkeys(splits or ["test"]))
+    bad = [s for s in out if s not in SPLITS]
+    if bad:
+        raise SystemExit(f"--split {bad[0]!r}: unknown; expected one of {', '.join(SPLITS)}")
+    return out
+
+
+def _field_and_step(meta: dict, image_px: int, field_px: int) -> float | None:
+    """The scan step in image pixels: the step (object px, in the metadata) times the
+    image's pixels per object pixel of the field it shows (sim-v2: 256 px for 128)."""
+    from ptychobench.sim.defects import Experiment
+
+    inst = meta.get("instrument") or {}
+    if meta.get("experiment"):
+        field_px = Experiment.from_dict(meta["experiment"]).geometry.roi
+    step = inst.get("step_px")
+    return step * image_px / field_px if step else None
+
+
+def validate_dataset(name: str, split: str, detector: str, train_dataset: str | None, field_px: int = 128) -> dict:
+    """The dataset's split images through the detector and the measurements."""
     from PIL import Image
 
     from ptychobench.data import load_dataset
 
     ds = load_dataset(name)
-    test = ds.samples("artifacts", "test")
+    if split not in ds.split_names("artifacts"):
+        raise SystemExit(f"{ds.root}: no artifacts split {split!r}; it has {', '.join(ds.split_names('artifacts'))}")
+    samples = ds.samples("artifacts", split)
     arrays, rows = [], []
-    for s in test:
+    for s in samples:
         with Image.open(s.image) as im:
             grey = np.asarray(im.convert("L"))
         arrays.append(grey)
         meta = s.metadata
-        inst = meta.get("instrument") or {}
-        # an image shows the reconstructed field (sim-v1: 64 px) at its own size: the scan
-        # step, in object pixels in the metadata, scales with it
-        factor = grey.shape[0] / (meta.get("roi") or field_px)
-        step = inst.get("step_px") * factor if inst.get("step_px") else None
+        step = _field_and_step(meta, grey.shape[0], field_px)
         m, _ = measure(to_recon(grey, s.id), scan_step=step)
         rows.append(
             {
@@ -141,61 +180,79 @@ def validate_dataset(name: str, detector: str, field_px: int = 64) -> dict:
                 "measured": {k: v.value for k, v in m.items()},
             }
         )
-    det = get_detector(detector, None, name)
-    pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
-    gold = [s.labels for s in test]
+    det_name, labels = detect_and_score(detector, train_dataset or name, arrays, [s.labels for s in samples])
     return {
-        "source": f"{name} test split (images)",
-        "detector": det.name if hasattr(det, "name") else detector,
-        "labels": label_scores(gold, pred),
+        "source": f"{ds.name} {split} split (images)",
+        "split": split,
+        "detector": det_name,
+        "labels": labels,
         "correlations": correlations([r for r in rows if r["metrics"]]),
     }
 
 
-def validate_build(build: Path, detector: str, dataset: str | None) -> dict:
-    """Every finished experiment of a build: the complex reconstruction over the labelled
-    field, diagnosed without the truth."""
-    from ptychobench.sim.build import BuildConfig, experiment_for
-    from ptychobench.sim.instruments import INSTRUMENTS
-    from ptychobench.sim.measure import (
-        centre_crop,
-        labels_from_metrics,
-        project,
-        upsample,
-    )
+def _build_config(build: Path):
+    from ptychobench.sim.build import BuildConfig
 
-    cfg_key = json.loads((build / ".work" / "config.json").read_text())
-    cfg = BuildConfig(**{k: v for k, v in cfg_key.items() if k != "scale"})
+    path = build / ".work" / "config.json"
+    try:
+        key = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: missing; is {build} a 'ptychobench generate' output folder?") from None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}: not valid JSON ({e.msg})") from None
+    return BuildConfig(**{k: v for k, v in key.items() if k != "scale"})
+
+
+def build_units(build: Path, units: list[str], split: str) -> tuple[list[str], str]:
+    """The image-task units of ``build`` in ``split`` and how that was decided: by the
+    assembled dataset's split files when there are some, else by unit kind (``ood`` units
+    are the held-out instrument; every ``exp`` unit stands in for ``test``)."""
+    jsonl = build / "artifacts" / f"{split}.jsonl"
+    if (build / "manifest.json").is_file() and jsonl.is_file():
+        ids = set()
+        for line in jsonl.read_text().splitlines():
+            if line.strip():
+                ids.add(json.loads(line)["id"])
+        return [u for u in units if u in ids], f"{split} split of the assembled dataset"
+    kind = "ood" if split == "test-ood" else "exp"
+    chosen = [u for u in units if u.rstrip("0123456789") == kind]
+    how = "held-out instrument units" if kind == "ood" else "all main-instrument units (build not assembled)"
+    return chosen, how
+
+
+def validate_build(build: Path, split: str, detector: str, train_dataset: str | None) -> dict:
+    """Every finished experiment of a build in ``split``: the complex reconstruction over
+    the viewer's field, diagnosed without the truth."""
+    from ptychobench.sim.build import experiment_for
+    from ptychobench.sim.defects import instrument_for
+    from ptychobench.sim.labels import artifact_labels
+    from ptychobench.sim.pipeline import field
+
+    cfg = _build_config(build)
+    units, how = build_units(build, cfg.units(), split)
     rows, crops, gold = [], [], []
-    for i in range(cfg.n_visual):
-        js = build / ".work" / f"exp-{i:04d}.json"
+    for unit in units:
+        js = build / ".work" / f"{unit}.json"
         npy = js.with_suffix(".npy")
         if not (js.is_file() and npy.is_file()):
             continue
         rec = json.loads(js.read_text())
-        exp = experiment_for(cfg, i)
-        obj = np.load(npy)
-        crop = centre_crop(upsample(project(obj), rec.get("bin_factor", 1)), exp.geometry.roi)
-        step = INSTRUMENTS[exp.instrument].step_px
-        m, _ = measure(to_recon(crop, f"exp{i:04d}"), scan_step=step)
+        exp = experiment_for(cfg, unit)
+        crop = field(np.load(npy), exp, rec.get("bin_factor", 1))
+        m, _ = measure(to_recon(crop, unit), scan_step=instrument_for(exp).step_px)
         rows.append(
-            {
-                "id": f"exp{i:04d}",
-                "scan": exp.scan,
-                "metrics": rec["metrics"],
-                "measured": {k: v.value for k, v in m.items()},
-            }
+            {"id": unit, "scan": exp.scan, "metrics": rec["metrics"], "measured": {k: v.value for k, v in m.items()}}
         )
         crops.append(crop)
-        gold.append(labels_from_metrics(rec["metrics"]))
+        gold.append(artifact_labels(rec["metrics"]))
     if not rows:
-        raise SystemExit(f"{build}: no finished experiments in .work/")
-    det = get_detector(detector, None, dataset)
-    pred = [frozenset(d.labels) for d in det.detect([render(c) for c in crops])]
+        raise SystemExit(f"{build}: no finished {split} experiments in .work/ ({how})")
+    det_name, labels = detect_and_score(detector, train_dataset, crops, gold)
     return {
-        "source": f"build {build.name} ({cfg.scale}, seed {cfg.seed}, {len(rows)} experiments, complex objects)",
-        "detector": det.name,
-        "labels": label_scores(gold, pred),
+        "source": f"build {build.name} {split}: {how} ({cfg.scale}, seed {cfg.seed}, {len(rows)} complex objects)",
+        "split": split,
+        "detector": det_name,
+        "labels": labels,
         "correlations": correlations(rows),
     }
 
@@ -217,26 +274,28 @@ def _truth_frc_resolution(recon: np.ndarray, truth: np.ndarray, roi: int) -> flo
 
 
 def validate_frc(build: Path, n: int) -> dict:
-    """Half-data FRC (diagnose) against the truth-based resolution, on ``n`` experiments of
-    a build: each scan is split into its even and odd positions, both halves are
-    reconstructed with the experiment's own parameters, and ``diagnose`` sees only them."""
-    from ptychobench.sim.build import BuildConfig, experiment_for
+    """Half-data FRC (diagnose) against the truth-based resolution, on the first ``n``
+    main-instrument experiments of a build: each scan is split into its even and odd
+    positions, both halves are reconstructed with the experiment's own parameters, and
+    ``diagnose`` sees only them."""
+    from ptychobench.diagnose.measure import frc
+    from ptychobench.sim.build import experiment_for
     from ptychobench.sim.defects import acquire, prepare
-    from ptychobench.sim.measure import centre_crop, project, upsample
+    from ptychobench.sim.measure import project, upsample
+    from ptychobench.sim.pipeline import field, recon_seed
     from ptychobench.sim.recon import reconstruct
 
-    cfg_key = json.loads((build / ".work" / "config.json").read_text())
-    cfg = BuildConfig(**{k: v for k, v in cfg_key.items() if k != "scale"})
+    cfg = _build_config(build)
     rows = []
-    for i in range(min(n, cfg.n_visual)):
-        npy = build / ".work" / f"exp-{i:04d}.npy"
-        js = npy.with_suffix(".json")
+    for unit in [u for u in cfg.units() if u.startswith("exp")][:n]:
+        npy = build / ".work" / f"{unit}.npy"
         if not npy.is_file():
             continue
-        rec = json.loads(js.read_text())
-        exp = experiment_for(cfg, i)
+        rec = json.loads(npy.with_suffix(".json").read_text())
+        exp = experiment_for(cfg, unit)
         acq = acquire(exp)
-        pats, pos, probe0, factor = prepare(acq, exp.params)
+        pats, pos, probe0, binning = prepare(acq, exp.params)
+        factor = int(binning)
         g = exp.geometry
         halves = []
         for part in (slice(0, None, 2), slice(1, None, 2)):
@@ -249,17 +308,15 @@ def validate_frc(build: Path, n: int) -> dict:
                 acq.wavelength_m,
                 acq.pixel_m * factor,
                 acq.slice_spacing_m,
-                seed=exp.seed % (2**31),
+                seed=recon_seed(exp),
             )
-            halves.append(centre_crop(upsample(project(res.obj), factor), g.roi))
-        from ptychobench.diagnose.measure import frc
-
+            halves.append(field(res.obj, exp, factor))
         half = frc(to_recon(halves[0], "half A"), to_recon(halves[1], "half B")).resolution_px
         full = upsample(project(np.load(npy)), rec.get("bin_factor", 1))
         truth = _truth_frc_resolution(full, project(acq.true_object), g.roi)
         rows.append(
             {
-                "id": f"exp{i:04d}",
+                "id": unit,
                 "frc_half_bit_px": round(half, 2),
                 "truth_frc_0.5_px": round(truth, 2),
                 "blur_px": rec["metrics"]["blur_px"],
@@ -267,56 +324,62 @@ def validate_frc(build: Path, n: int) -> dict:
             }
         )
     x = np.array([r["frc_half_bit_px"] for r in rows])
-    out = {"source": f"build {build.name}: half-data FRC on {len(rows)} experiments", "rows": rows}
+    out: dict = {"source": f"build {build.name}: half-data FRC on {len(rows)} experiments", "rows": rows}
     for key in ("truth_frc_0.5_px", "blur_px", "corr"):
         y = np.array([r[key] for r in rows])
-        rho = stats.spearmanr(x, y)[0] if np.ptp(x) and np.ptp(y) else None
+        rho = stats.spearmanr(x, y)[0] if len(rows) > 2 and np.ptp(x) and np.ptp(y) else None
         out[f"spearman_vs_{key}"] = None if rho is None else round(float(rho), 3)
     return out
 
 
+def _frc_markdown(r: dict) -> list[str]:
+    lines = [
+        f"#### {r['source']}",
+        "",
+        "| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px)"
+        " | correlation with truth |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {x['id']} | {x['frc_half_bit_px']} | {x['truth_frc_0.5_px']} | {x['blur_px']} | {x['corr']:.2f} |"
+        for x in r["rows"]
+    ]
+    lines += [
+        "",
+        (
+            "Spearman of the half-data resolution with the truth-based resolution: "
+            f"{r['spearman_vs_truth_frc_0.5_px']}; with the blur sigma: {r['spearman_vs_blur_px']}; "
+            f"with the correlation with the truth: {r['spearman_vs_corr']}."
+        ),
+        "",
+    ]
+    return lines
+
+
 def markdown(results: list[dict]) -> str:
-    lines = []
+    """The results as the Markdown tables of docs/diagnose.md."""
+    lines: list[str] = []
     for r in results:
         if "rows" in r:  # the FRC check
-            lines += [
-                f"#### {r['source']}",
-                "",
-                (
-                    "| experiment | half-data FRC, half-bit (px) | truth FRC 0.5 (px) | blur sigma vs truth (px) |"
-                    " correlation with truth |"
-                ),
-                "|---|---|---|---|---|",
-            ]
-            lines += [
-                f"| {x['id']} | {x['frc_half_bit_px']} | {x['truth_frc_0.5_px']} | {x['blur_px']} | {x['corr']:.2f} |"
-                for x in r["rows"]
-            ]
-            lines += [
-                "",
-                (
-                    "Spearman of the half-data resolution with the truth-based resolution: "
-                    f"{r['spearman_vs_truth_frc_0.5_px']}; with the blur sigma: {r['spearman_vs_blur_px']}; "
-                    f"with the correlation with the truth: {r['spearman_vs_corr']}."
-                ),
-                "",
-            ]
+            lines += _frc_markdown(r)
             continue
         lab = r["labels"]
-        lines += [
-            f"#### {r['source']}",
-            "",
-            (
-                f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
-                f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
-                f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
-            ),
-            "",
-            "| label | F1 | true | predicted |",
-            "|---|---|---|---|",
-        ]
-        for name, v in lab["per_label"].items():
-            lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
+        lines += [f"#### {r['source']}", ""]
+        if lab is None:
+            lines.append("Labels not scored (detector none): measurements only.")
+        else:
+            lines += [
+                (
+                    f"Detector: {r['detector']}. Micro-F1 {lab['micro_f1']} "
+                    f"(95% CI {lab['micro_f1_ci'][0]}-{lab['micro_f1_ci'][1]}), macro-F1 {lab['macro_f1']}, "
+                    f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
+                ),
+                "",
+                "| label | F1 | true | predicted |",
+                "|---|---|---|---|",
+            ]
+            for name, v in lab["per_label"].items():
+                lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
         lines += ["", "| diagnose measurement | truth-based metric | n | Spearman | Pearson |", "|---|---|---|---|---|"]
         for c in r["correlations"]:
             sp = "n/a" if c["spearman"] is None else f"{c['spearman']:+.2f}"
@@ -326,30 +389,61 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="sim-v1", help="dataset whose test split to check ('' to skip)")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--dataset", default="sim-v2", help="dataset (name or folder) whose splits to check ('' to skip)")
+    ap.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        choices=SPLITS,
+        help="split to check, repeatable (default: test); test-ood is the held-out instrument",
+    )
     ap.add_argument("--build", action="append", default=[], type=Path, help="simulation build folder(s)")
-    ap.add_argument("--detector", default="vision-probe")
+    ap.add_argument(
+        "--detector", default="vision-probe", help="detector to score ('none': measurements only, no labels)"
+    )
     ap.add_argument(
         "--field-px",
         type=int,
-        default=64,
-        help="reconstructed field shown by the dataset's images, object px (sim-v1: 64)",
+        default=128,
+        help="field shown by the dataset's images, object px, where the metadata lacks the experiment",
     )
-    ap.add_argument("--train-dataset", default=None, help="dataset the detector is fitted on (default one)")
+    ap.add_argument(
+        "--train-dataset",
+        default=None,
+        help="dataset whose TRAIN split the detector is fitted on (default: --dataset, else the default one)",
+    )
     ap.add_argument("--frc-build", type=Path, default=None, help="build whose experiments get half-data FRC")
     ap.add_argument("--frc-n", type=int, default=12, help="experiments for the FRC check")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = ap.parse_args()
-    t0 = time.perf_counter()
+    args = ap.parse_args(argv)
+    args.split = check_splits(args.split)
+    return args
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    train = args.train_dataset or args.dataset or None
     results = []
-    if args.dataset:
-        results.append(validate_dataset(args.dataset, args.detector, args.field_px))
-    for b in args.build:
-        results.append(validate_build(b, args.detector, args.train_dataset))
+    for split in args.split:
+        if args.dataset:
+            results.append(validate_dataset(args.dataset, split, args.detector, train, args.field_px))
+        for b in args.build:
+            results.append(validate_build(b, split, args.detector, train))
     if args.frc_build:
         results.append(validate_frc(args.frc_build, args.frc_n))
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ptychobench.errors import PtychoBenchError
+
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        results = run(args)
+    except PtychoBenchError as e:
+        sys.exit(f"error: {e}")
     print(markdown(results))
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
