@@ -55,13 +55,17 @@ def _all_params(ds):
 def test_best_option_reproduces_and_harmful_is_harmed(quick, tmp_path):
     ds, scale = quick
     cache = ReconCache(tmp_path / "c")
-    s = max(_all_params(ds), key=lambda s: max(g for g in s.metadata["option_gains"].values() if g is not None))
-    gains = {k: g for k, g in s.metadata["option_gains"].items() if g is not None}
+
+    def gains_of(x):
+        return {k: g for k, g in x.metadata["option_gains"].items() if g is not None}
+
+    s = max(_all_params(ds), key=lambda x: max(gains_of(x).values()))
+    h = min(_all_params(ds), key=lambda x: min(gains_of(x).values()))
+    gains, hg = gains_of(s), gains_of(h)
     best = max(gains, key=gains.get)
-    worst = min(gains, key=gains.get)
-    assert gains[worst] <= -GAIN_MARGIN  # the quick build has a clearly harmful option
-    exp = experiment_of(s, scale)
-    plans = [plan("x", s, exp, [best]), plan("x", s, exp, [worst])]
+    worst = min(hg, key=hg.get)
+    assert hg[worst] <= -GAIN_MARGIN  # the quick build has a clearly harmful option
+    plans = [plan("x", s, experiment_of(s, scale), [best]), plan("x", h, experiment_of(h, scale), [worst])]
     cache.ensure([j for p in plans for j in p.jobs(1)])
     good, bad = (outcome(p, cache, 1) for p in plans)
     assert -good["change"] >= gains[best] - GAIN_MARGIN
