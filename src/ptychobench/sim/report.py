@@ -71,6 +71,20 @@ def _rules_section() -> list[str]:
     return lines
 
 
+def _defect_table(samples: list, labels: list[str], headers: list[str]) -> list[str]:
+    """Percentage of the samples with each injected defect that carry each label."""
+    lines = ["| defect | n | " + " | ".join(headers) + " |", "|---" * (len(headers) + 2) + "|"]
+    by_def: dict[str, list] = defaultdict(list)
+    for s in samples:
+        for d in list(s.metadata["defects"]) or ["(none)"]:
+            by_def[d].append(s.labels)
+    for d in sorted(by_def):
+        ls = by_def[d]
+        cells = [f"{100 * sum(lab in x for x in ls) / len(ls):.0f}" for lab in labels]
+        lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _defect_label_table(vis: list) -> list[str]:
     short = [
         lab.replace(" artifacts", "")
@@ -79,30 +93,11 @@ def _defect_label_table(vis: list) -> list[str]:
         .replace("No clear structure", "No structure")
         for lab in ARTIFACT_LABELS
     ]
-    lines = ["| defect | n | " + " | ".join(short) + " |", "|---" * (len(short) + 2) + "|"]
-    by_def: dict[str, list] = defaultdict(list)
-    for s in vis:
-        for d in list(s.metadata["defects"]) or ["(none)"]:
-            by_def[d].append(s.labels)
-    for d in sorted(by_def):
-        ls = by_def[d]
-        cells = [f"{100 * sum(lab in x for x in ls) / len(ls):.0f}" for lab in ARTIFACT_LABELS]
-        lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
-    return lines
+    return _defect_table(vis, list(ARTIFACT_LABELS), short)
 
 
 def _defect_option_table(txt: list) -> list[str]:
-    letters = list(PARAM_OPTIONS)
-    lines = ["| defect | n | " + " | ".join(letters) + " |", "|---" * (len(letters) + 2) + "|"]
-    by_def: dict[str, list] = defaultdict(list)
-    for s in txt:
-        for d in list(s.metadata["defects"]) or ["(none)"]:
-            by_def[d].append(s.labels)
-    for d in sorted(by_def):
-        ls = by_def[d]
-        cells = [f"{100 * sum(k in x for x in ls) / len(ls):.0f}" for k in letters]
-        lines.append(f"| {d} | {len(ls)} | " + " | ".join(cells) + " |")
-    return lines
+    return _defect_table(txt, list(PARAM_OPTIONS), list(PARAM_OPTIONS))
 
 
 def _physics_checks(txt: list) -> list[str]:
