@@ -191,16 +191,12 @@ def metrics(
 
     rc = r1 - r1.mean()
     corr = float(np.abs(np.vdot(tc, rc)) / (np.linalg.norm(tc) * np.linalg.norm(rc) + 1e-12))
-    _, blur, res, tb, coef = _fit_blur(r1, t)
+    _, blur, _, tb, coef = _fit_blur(r1, t)
     fitted = r1.mean() + coef * tb
     corr_fit = float(np.abs(np.vdot(tb, rc)) / (np.linalg.norm(tb) * np.linalg.norm(rc) + 1e-12))
     contrast = float(abs(coef))  # the specimen's strength at its own (blurred) resolution
     # fine detail the truth carries (a smooth cell cannot look blurred)
     fine = float(np.sqrt((np.abs(tc - _gauss(tc, 1.5)) ** 2).mean()) / tn)
-
-    def vis(z: np.ndarray) -> float:
-        """rms of a residual component, in radians, over the displayed grey range."""
-        return float(np.sqrt((np.abs(z) ** 2).mean()) / amp / display0)
 
     # noise: fine-scale power beyond what the (blurred, scaled) specimen carries there;
     # power does not depend on where edges sit, so warps and sub-pixel slips are not noise
