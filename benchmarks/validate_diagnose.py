@@ -223,13 +223,13 @@ def build_units(build: Path, units: list[str], split: str) -> tuple[list[str], s
 def validate_build(build: Path, split: str, detector: str, train_dataset: str | None) -> dict:
     """Every finished experiment of a build in ``split``: the complex reconstruction over
     the viewer's field, diagnosed without the truth."""
-    from ptychobench.sim.build import experiment_for
+    from ptychobench.sim.build import experiment_for, image_units
     from ptychobench.sim.defects import instrument_for
     from ptychobench.sim.labels import artifact_labels
     from ptychobench.sim.pipeline import field
 
     cfg = _build_config(build)
-    units, how = build_units(build, cfg.units(), split)
+    units, how = build_units(build, image_units(cfg, build / ".work"), split)
     rows, crops, gold = [], [], []
     for unit in units:
         js = build / ".work" / f"{unit}.json"
@@ -237,6 +237,8 @@ def validate_build(build: Path, split: str, detector: str, train_dataset: str | 
         if not (js.is_file() and npy.is_file()):
             continue
         rec = json.loads(js.read_text())
+        if rec.get("failed"):  # the reconstruction diverged: no image, no labels (counted by the build)
+            continue
         exp = experiment_for(cfg, unit)
         crop = field(np.load(npy), exp, rec.get("bin_factor", 1))
         m, _ = measure(to_recon(crop, unit), scan_step=instrument_for(exp).step_px)
@@ -279,7 +281,7 @@ def validate_frc(build: Path, n: int) -> dict:
     positions, both halves are reconstructed with the experiment's own parameters, and
     ``diagnose`` sees only them."""
     from ptychobench.diagnose.measure import frc
-    from ptychobench.sim.build import experiment_for
+    from ptychobench.sim.build import experiment_for, image_units
     from ptychobench.sim.defects import acquire, prepare
     from ptychobench.sim.measure import project, upsample
     from ptychobench.sim.pipeline import field, recon_seed
@@ -287,7 +289,7 @@ def validate_frc(build: Path, n: int) -> dict:
 
     cfg = _build_config(build)
     rows = []
-    for unit in [u for u in cfg.units() if u.startswith("exp")][:n]:
+    for unit in [u for u in image_units(cfg, build / ".work") if u.startswith("exp")][:n]:
         npy = build / ".work" / f"{unit}.npy"
         if not npy.is_file():
             continue

@@ -1,7 +1,7 @@
 """The objects a user reaches for in a notebook, in one import.
 
 import ptychobench as pb
-ds = pb.load_dataset("sim-v1")            # a validated Dataset
+ds = pb.load_dataset("sim-v2")            # a validated Dataset
 df = pb.run_frame("runs/default")         # one row per stored prediction (pandas)
 scores = pb.score_frame("runs/default")   # one row per cell: micro/macro F1 with CIs
 backend = pb.load_backend("smollm2-135m") # any model the runner knows

@@ -48,7 +48,7 @@ def export_cmd(
 ) -> None:
     """Write a Label Studio project: labeling config, tasks, images, optional pre-annotations.
 
-    Example: ptychobench annotate export sim-v1 --split test --sample 40 --blind --out ~/ls/sim-v1-blind
+    Example: ptychobench annotate export sim-v2 --split test --sample 40 --blind --out ~/ls/sim-v2-blind
     """
     from .export import export_project
 
@@ -129,7 +129,7 @@ def agreement_cmd(
 ) -> None:
     """Agreement between annotators (kappa, Krippendorff's alpha, micro-F1) and with a dataset.
 
-    Example: ptychobench annotate agreement ~/Downloads/project-3.json --against sim-v1 --out ~/ls/agreement
+    Example: ptychobench annotate agreement ~/Downloads/project-3.json --against sim-v2 --out ~/ls/agreement
     """
     from ..data import load_dataset
     from .agreement import measure, tables, write
@@ -172,7 +172,7 @@ def review_sheets_cmd(
     Fill review.csv's labels column with ';'-separated labels while looking only at the sheets,
     then run review-score.
 
-    Example: ptychobench annotate review-sheets sim-v1 --n 60 --seed 1 --out ~/review
+    Example: ptychobench annotate review-sheets sim-v2 --n 60 --seed 1 --out ~/review
     """
     from ..data import load_dataset
     from .config import task_named
@@ -207,7 +207,7 @@ def review_score_cmd(
     Per label: both / only dataset / only rater and Cohen's kappa; micro-F1; the share of
     the dataset's labels the rater also chose ("visibly right").
 
-    Example: ptychobench annotate review-score sim-v1 ~/review/review.csv --out ~/review/validation-review.md
+    Example: ptychobench annotate review-score sim-v2 ~/review/review.csv --out ~/review/validation-review.md
     """
     from ..data import load_dataset
     from .config import task_named

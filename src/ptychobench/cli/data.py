@@ -37,7 +37,7 @@ def export_cmd(
 ) -> None:
     """Export a dataset to the released chat-JSON format.
 
-    Example: ptychobench export sim-v1 --out /tmp/sim-v1-released
+    Example: ptychobench export sim-v2 --out /tmp/sim-v2-released
     """
     from ..data.released import export_released
 

@@ -142,7 +142,7 @@ def loop_cmd(
 ) -> None:
     """Advise, apply, reconstruct, rewrite the text, advise again: error after each round.
 
-    Example: ptychobench loop --dataset sim-v1 --baseline knn-vote --rounds 3 --out runs/loop-knn
+    Example: ptychobench loop --dataset sim-v2 --baseline knn-vote --rounds 3 --out runs/loop-knn
     """
     from ..data import load_dataset, resolve_dataset
     from ..files import write_atomic

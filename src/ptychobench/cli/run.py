@@ -47,7 +47,7 @@ def run_command(
 ) -> None:
     """Run a grid of experiments into a prediction store, then write the report.
 
-    Without a config: the embedded default (shipped sim-v1, offline models, both tasks).
+    Without a config: the embedded default (shipped sim-v2, offline models, both tasks).
     Killed or interrupted, the same command picks up where it stopped.
 
     Example: ptychobench run                       # embedded default -> runs/default/report.html

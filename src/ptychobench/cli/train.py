@@ -60,7 +60,7 @@ def train_command(
 ) -> None:
     """Fine-tune a model with LoRA (TRL SFTTrainer) on a task's train split.
 
-    Example: ptychobench train --task params --model smollm2-135m --dataset sim-v1 --out adapters/smollm2-params
+    Example: ptychobench train --task params --model smollm2-135m --dataset sim-v2 --out adapters/smollm2-params
     Example: ptychobench train --task params --model llama-3.1-8b --profile gpu --out adapters/l8b --processes 4
     """
 

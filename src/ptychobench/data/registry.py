@@ -16,7 +16,7 @@ from ..errors import DatasetError
 from ..paths import user_datasets_dir
 
 SHIPPED_DIR = Path(__file__).parent.parent / "datasets"
-DEFAULT_DATASET = "sim-v1"
+DEFAULT_DATASET = "sim-v2"
 
 
 @dataclass(frozen=True)

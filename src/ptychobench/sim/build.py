@@ -63,11 +63,6 @@ class BuildConfig:
         d["scale"] = self.scale
         return d
 
-    def units(self) -> list[str]:
-        """The image-task experiments by key: ``expNNNN`` (main instruments) then
-        ``oodNNNN`` (the held-out instrument)."""
-        return [f"exp{i:04d}" for i in range(self.n_visual)] + [f"ood{i:04d}" for i in range(self.n_ood_visual)]
-
     def text_units(self, n_main: int, n_ood: int) -> list[str]:
         """The first text-task experiments: ``txtNNNN`` and ``oodtNNNN``. They are
         experiments of their own (no image-task experiment is also a text one), on the
@@ -136,15 +131,29 @@ def _unit_paths(work: Path, unit: str) -> tuple[Path, Path]:
     return work / f"{unit}.json", work / f"{unit}.png"
 
 
+def _read(js: Path) -> dict | None:
+    try:
+        return json.loads(js.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def unit_failed(work: Path, unit: str) -> bool:
+    """Whether the unit ran and its reconstruction failed (recorded, never retried: the
+    same seed fails the same way)."""
+    rec = _read(_unit_paths(work, unit)[0])
+    return bool(rec and rec.get("failed"))
+
+
 def unit_done(work: Path, unit: str, trials: bool) -> bool:
     js, png = _unit_paths(work, unit)
+    if unit_failed(work, unit):
+        return True
     if not (js.is_file() and png.is_file() and js.with_suffix(".npy").is_file()):
         return False
     if trials:
-        try:
-            return "trials" in json.loads(js.read_text())
-        except json.JSONDecodeError:
-            return False
+        rec = _read(js)
+        return rec is not None and "trials" in rec
     return True
 
 
@@ -162,8 +171,18 @@ def run_unit(cfg_key: dict, unit: str, trials: bool, work: str) -> tuple[str, fl
     cfg = BuildConfig(**{k: v for k, v in cfg_key.items() if k != "scale"})
     exp = experiment_for(cfg, unit)
     t0 = time.perf_counter()
-    rec, img, obj = run_experiment(exp, trials)
     js, png = _unit_paths(Path(work), unit)
+    try:
+        rec, img, obj = run_experiment(exp, trials)
+        if not np.isfinite(obj).all():
+            raise FloatingPointError("the reconstructed object is not finite")
+    except (RuntimeError, ValueError, FloatingPointError) as e:
+        # pty-chi diverged on this experiment (e.g. position correction ran away):
+        # a finding to count in the report, not a reason to stop the build
+        failed = {"experiment": exp.to_dict(), "failed": f"{type(e).__name__}: {str(e)[:300]}"}
+        failed["labelling_version"] = LABELLING_VERSION
+        write_atomic(js, json.dumps(failed, sort_keys=True, indent=0).encode())
+        return unit, time.perf_counter() - t0
     # the reconstruction itself, so metrics and labels can be re-measured without redoing it
     buf = io.BytesIO()
     np.save(buf, obj)
@@ -193,7 +212,7 @@ def _labelled(work: Path, units: list[str]) -> list[str]:
     out = []
     for u in units:
         js, _ = _unit_paths(work, u)
-        if not unit_done(work, u, True):
+        if not unit_done(work, u, True) or unit_failed(work, u):
             continue
         rec = json.loads(js.read_text())
         if option_labels(rec, frozenset(rec["artifact_labels"]))[0]:
@@ -220,8 +239,27 @@ def _text_units(cfg: BuildConfig, work: Path) -> list[str]:
     return cfg.text_units(*counts)
 
 
+def image_units(cfg: BuildConfig, work: Path) -> list[str]:
+    """Image-task experiments to run, by key: ``expNNNN`` (main instruments) then
+    ``oodNNNN`` (the held-out instrument); the first ones of each pool, extended past any
+    whose reconstruction failed, so the build has the number of images asked for."""
+    out = []
+    for kind, need in (("exp", cfg.n_visual), ("ood", cfg.n_ood_visual)):
+        n = need
+        while True:
+            units = [f"{kind}{i:04d}" for i in range(n)]
+            if not all(unit_done(work, u, False) for u in units):
+                break
+            failed = sum(unit_failed(work, u) for u in units)
+            if n - failed >= need:
+                break
+            n = need + failed
+        out += [f"{kind}{i:04d}" for i in range(n)]
+    return out
+
+
 def all_units(cfg: BuildConfig, work: Path) -> list[str]:
-    return cfg.units() + _text_units(cfg, work)
+    return image_units(cfg, work) + _text_units(cfg, work)
 
 
 def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int, int], None] | None = None) -> None:
@@ -238,16 +276,16 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
     else:
         write_atomic(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
     while True:
-        text = _text_units(cfg, work)
+        images, text = image_units(cfg, work), _text_units(cfg, work)
         # the images first (they can be reviewed while the long option trials run)
-        todo = [(u, False) for u in cfg.units()] + [(u, True) for u in text]
+        todo = [(u, False) for u in images] + [(u, True) for u in text]
         pending = [(u, tr) for u, tr in todo if not unit_done(work, u, tr)]
         total = len(todo)
         done = total - len(pending)
         if progress:
             progress(done, total)
         if not pending:
-            if _text_units(cfg, work) == text:
+            if (image_units(cfg, work), _text_units(cfg, work)) == (images, text):
                 return
             continue
         _run_pending(cfg, work, pending, workers, done, total, progress)
@@ -275,18 +313,27 @@ def _run_pending(cfg, work: Path, pending, workers: int, done: int, total: int, 
 # --------------------------------------------------------------------------- assembly
 
 
-def load_records(cfg: BuildConfig, out: Path) -> list[dict]:
+MAX_FAILED_FRACTION = 0.05  # more failed reconstructions than this (and 2) is a broken build
+
+
+def load_records(cfg: BuildConfig, out: Path) -> tuple[list[dict], list[dict]]:
+    """(records of the units that reconstructed, records of those that failed)."""
     work = out / ".work"
-    recs = []
+    recs, failed = [], []
     for unit in all_units(cfg, work):
         js, png = _unit_paths(work, unit)
-        if not js.is_file():
-            raise BuildError(f"{js}: work unit missing; rerun the build to finish it")
-        r = json.loads(js.read_text())
+        r = _read(js)
+        if r is None:
+            raise BuildError(f"{js}: work unit missing or unreadable; rerun the build to finish it")
         r["image_path"] = str(png)
         r["unit"] = unit
-        recs.append(r)
-    return recs
+        (failed if r.get("failed") else recs).append(r)
+    if len(failed) > max(2, MAX_FAILED_FRACTION * (len(recs) + len(failed))):
+        raise BuildError(
+            f"{out}: {len(failed)} of {len(recs) + len(failed)} reconstructions failed "
+            f"(first: {failed[0]['unit']}: {failed[0]['failed']}); the simulation or pty-chi is broken"
+        )
+    return recs, failed
 
 
 def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], dict[str, float | None]]:
@@ -408,7 +455,7 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
     from .report import write_report
     from .text import params_text
 
-    recs = load_records(cfg, out)
+    recs, failed = load_records(cfg, out)
     for r in recs:
         r["sample_id"] = r["unit"]
         r["artifact_labels"] = sorted(artifact_labels(r["metrics"]))
@@ -504,7 +551,7 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
     )
     extra = {"generator": {"config": cfg.key(), "rules": rules()}}
     write_dataset(out, cfg.name, VERSION, samples, description=description, extra=extra)
-    write_report(out, cfg, recs, samples, build_seconds)
+    write_report(out, cfg, recs, samples, build_seconds, failed)
     export_released(out, out / "released")
     return out
 

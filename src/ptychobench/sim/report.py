@@ -130,7 +130,26 @@ def _physics_checks(txt: list) -> list[str]:
     return lines
 
 
-def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None) -> None:
+def _failed_section(failed: list[dict], n_ok: int) -> list[str]:
+    """Experiments whose reconstruction failed: counted and named, replaced by the next
+    experiment of their pool, never silently dropped."""
+    out = ["## Failed reconstructions", ""]
+    if not failed:
+        return out + [f"None: all {n_ok} experiments reconstructed.", ""]
+    out.append(
+        f"{len(failed)} of {n_ok + len(failed)} experiments failed to reconstruct and were replaced "
+        "by the next experiment of their pool:"
+    )
+    out.append("")
+    for r in failed:
+        d = ", ".join(r["experiment"].get("defects", [])) or "none"
+        out.append(f"- {r['unit']} (defects: {d}): {r['failed']}")
+    return out + [""]
+
+
+def write_report(
+    out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None, failed: list[dict] | None = None
+) -> None:
     from .labels import GAIN_MARGIN, MAX_P, MIN_ABS_GAIN, N_SEEDS, SPREAD_FACTOR
 
     vis = [s for s in samples if s.task == "artifacts"]
@@ -155,6 +174,7 @@ def write_report(out: Path, cfg, recs: list[dict], samples: list, build_seconds:
         "",
     ]
 
+    lines += _failed_section(failed or [], len(recs))
     if not cfg.quick:  # numpy only, but two minutes: not for the test-sized build
         from .perturb import markdown, matrix
 
