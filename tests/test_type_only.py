@@ -200,3 +200,23 @@ def test_best_constant_set_is_the_optimum_over_every_set():
             for c in itertools.combinations(labels, m)
         )
         assert f1 == pytest.approx(brute) and micro_f1(gold, [best] * len(gold), labels) == pytest.approx(brute)
+
+
+def test_validation_report_flags_labels_that_follow_the_type():
+    """The build's confound table: where each type has its own label, type-only beats the
+    best constant set by far more than the 0.03 allowed, and the table says so."""
+    from ptychobench.data import Sample
+    from ptychobench.sim.report import _confounds
+
+    def s(i, split, kind, label):
+        return Sample(f"s{i}", split, "artifacts", kind, "", None, frozenset({label}), {})
+
+    kinds = {"foam": "Phase ramp", "cell": "Blurring", "star": "Noisy artifacts"}
+    samples = [
+        s(i, "train" if i < 30 else "test", k, lab) for i in range(45) for k, lab in [list(kinds.items())[i % 3]]
+    ]
+    table = "\n".join(_confounds(samples))
+    row = next(line for line in table.splitlines() if line.startswith("| artifacts | test |"))
+    cells = [c.strip() for c in row.split("|")]
+    assert float(cells[6]) == 1.0 and float(cells[5]) < 0.6
+    assert cells[8] == "**no**"
