@@ -275,3 +275,14 @@ def test_each_measured_defect_gives_its_label(specimen):
     assert "No clear structure" in _labels(garbage, specimen)[1]
     grid = specimen * np.exp(1j * 0.25 * np.cos(2 * np.pi * x / 9.8) * np.cos(2 * np.pi * y / 9.8))
     assert "Grid artifacts" in _labels(grid, specimen)[1]
+
+
+def test_stratified_split_gives_a_rare_label_three_test_positives():
+    """A label on 6 of 100 samples would get 1 of a 20-sample test split by its share; the
+    split gives it 3 (half its positives), so its test score rests on more than one image."""
+    from ptychobench.sim.build import stratified_split
+
+    labs = [frozenset({"rare"})] * 6 + [frozenset({"common"})] * 94
+    split = stratified_split(labs, 20, seed=0, space=("rare", "common"))
+    assert sum(sp == "test" for sp, s in zip(split, labs) if "rare" in s) == 3
+    assert split.count("test") == 20

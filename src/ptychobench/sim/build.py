@@ -357,6 +357,9 @@ def option_labels(rec: dict, visible: frozenset[str]) -> tuple[frozenset[str], d
     return frozenset(labels), gains
 
 
+MIN_TEST_POSITIVES = 3  # issue 11: every label with at least 3 test positives where it can
+
+
 def stratified_split(
     label_sets: list[frozenset[str]],
     n_test: int,
@@ -374,7 +377,12 @@ def stratified_split(
     split: list[str | None] = [None] * n
     fixed = fixed or {}
     counts = {lab: sum(lab in s for s in label_sets) for lab in space}
-    want = {lab: (max(1, round(c * n_test / n)) if c >= 2 else 0) for lab, c in counts.items()}
+    # each label's share of the test split, but at least MIN_TEST_POSITIVES (or half of its
+    # positives, if fewer) so a rare label's test score is not one sample's luck
+    want = {
+        lab: (max(1, round(c * n_test / n), min(MIN_TEST_POSITIVES, c // 2)) if c >= 2 else 0)
+        for lab, c in counts.items()
+    }
     have = {lab: 0 for lab in space}
     n_in_test = 0
     for i, sp in fixed.items():

@@ -334,6 +334,7 @@ def write_report(
         contact_sheet([s.image for s in ex], caps, dest, size=192)
         lines.append(f"- {lab}: [validation/{dest.name}](validation/{dest.name})")
     review = out / "review" / "validation-review.md"
-    if review.is_file():
-        lines += ["", "## Blind review", "", "See [review/validation-review.md](review/validation-review.md)."]
+    if review.is_file():  # inlined, headings one level down: the review is part of the validation
+        text = review.read_text(encoding="utf-8").replace("\n## ", "\n### ").removeprefix("# ")
+        lines += ["", "## " + text.strip(), "", "Source: [review/validation-review.md](review/validation-review.md)."]
     (out / "validation.md").write_text("\n".join(lines) + "\n")
