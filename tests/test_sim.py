@@ -224,6 +224,33 @@ def test_shipped_sim_v1_loads_with_sizes_and_labels():
     assert (root / "released" / "artifacts" / "test.json").is_file()
 
 
+def test_shipped_sim_v2_is_the_default_with_its_sizes_and_disjoint_experiments():
+    """The shipped sim-v2: the registry's default, paper-sized splits plus test-ood, labels
+    under the current labelling version, no experiment in two splits or two tasks (the
+    experiment recipe's seed identifies it), and under 30 MB."""
+    from ptychobench.data import load_dataset
+    from ptychobench.data.registry import DEFAULT_DATASET, SHIPPED_DIR
+    from ptychobench.sim.labels import LABELLING_VERSION
+
+    assert DEFAULT_DATASET == "sim-v2"
+    root = SHIPPED_DIR / "sim-v2"
+    ds = load_dataset(root)
+    assert ds.manifest["splits"]["artifacts"] == {"train": 312, "test": 79, "test-ood": 79}
+    assert ds.manifest["splits"]["params"] == {"train": 91, "test": 44, "test-ood": 44}
+    where: dict[int, set[tuple[str, str]]] = {}
+    for (task, split), samples in ds.splits.items():
+        for s in samples:
+            assert s.metadata["labelling_version"] == LABELLING_VERSION
+            where.setdefault(s.metadata["experiment"]["seed"], set()).add((task, split))
+    assert all(len(v) == 1 for v in where.values())
+    ood = {s.metadata["instrument"]["name"] for s in ds.samples("artifacts", "test-ood")}
+    main = {s.metadata["instrument"]["name"] for s in ds.samples("artifacts", "train")}
+    assert ood and not ood & main
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert total < 30 * 1024 * 1024
+    assert "## Blind reviews" in (root / "validation.md").read_text()
+
+
 # --------------------------------------------------------------------------- measurement
 
 
