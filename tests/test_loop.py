@@ -187,6 +187,22 @@ def test_loop_cli_with_baseline(quick_build, tmp_path):
         assert len(steps) == 4 or "stopped" in steps[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("advisor", [["--model", "smollm2-135m"], ["--baseline", "text-probe"]])
+def test_loop_cli_three_rounds_with_the_offline_model_and_the_text_probe(quick_build, tmp_path, advisor):
+    """Issue 12: the loop runs 3 rounds for the offline model and the baselines on the quick
+    dataset; every sample has its round-0 error and either 3 rounds or a stated stop."""
+    out = tmp_path / "loop"
+    args = ["loop", "--dataset", str(quick_build), *advisor, "--rounds", "3", "--out", str(out), "--policies", "none"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    d = json.loads((out / "loop.json").read_text())
+    assert len(d["mean_error"]["advisor"]) == 4
+    for t in d["samples"].values():
+        steps = t["advisor"]
+        assert steps[0]["round"] == 0 and (len(steps) == 4 or "stopped" in steps[-1])
+
+
 def test_report_shows_payoff(payoff_run):
     from ptychobench.report import write_report
 
