@@ -206,7 +206,7 @@ def test_validation_report_flags_labels_that_follow_the_type():
     """The build's confound table: where each type has its own label, type-only beats the
     best constant set by far more than the 0.03 allowed, and the table says so."""
     from ptychobench.data import Sample
-    from ptychobench.sim.report import _confounds
+    from ptychobench.eval.confounds import confound_section
 
     def s(i, split, kind, label):
         return Sample(f"s{i}", split, "artifacts", kind, "", None, frozenset({label}), {})
@@ -215,7 +215,7 @@ def test_validation_report_flags_labels_that_follow_the_type():
     samples = [
         s(i, "train" if i < 30 else "test", k, lab) for i in range(45) for k, lab in [list(kinds.items())[i % 3]]
     ]
-    table = "\n".join(_confounds(samples))
+    table = "\n".join(confound_section(samples))
     row = next(line for line in table.splitlines() if line.startswith("| artifacts | test |"))
     cells = [c.strip() for c in row.split("|")]
     assert float(cells[6]) == 1.0 and float(cells[5]) < 0.6

@@ -127,6 +127,7 @@ def generate_command(
         TimeElapsedColumn,
     )
 
+    from ..eval.confounds import confound_section
     from ..sim.build import QUICK, BuildConfig, BuildError, build
 
     nv = n_visual if n_visual is not None else (QUICK["n_visual"] if quick else 391)
@@ -152,7 +153,7 @@ def generate_command(
             bar.update(task, completed=done, total=total)
 
         try:
-            path = build(cfg, out, workers=workers, progress=progress)
+            path = build(cfg, out, workers=workers, progress=progress, sections=[confound_section])
         except BuildError as e:
             raise DatasetError(str(e)) from None
     typer.echo(f"wrote {path} (manifest, artifacts/, params/, validation.md, released/)")

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -454,7 +454,9 @@ def _text_split(cands: list[tuple], n_test: int, seed: int, ood: bool) -> list[s
     return stratified_split([c[2] for c in cands], n_test, seed, tuple(PARAM_OPTIONS))
 
 
-def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) -> Path:
+def assemble(
+    cfg: BuildConfig, out: Path, build_seconds: float | None = None, sections: Sequence[Callable] = ()
+) -> Path:
     """Measure labels, split by experiment, write the dataset, the validation report
     and the export."""
     from ..data import Sample, write_dataset
@@ -559,17 +561,25 @@ def assemble(cfg: BuildConfig, out: Path, build_seconds: float | None = None) ->
     )
     extra = {"generator": {"config": cfg.key(), "rules": rules()}}
     write_dataset(out, cfg.name, VERSION, samples, description=description, extra=extra)
-    write_report(out, cfg, recs, samples, build_seconds, failed)
+    write_report(out, cfg, recs, samples, build_seconds, failed, sections)
     export_released(out, out / "released")
     return out
 
 
 def build(
-    cfg: BuildConfig, out: Path | str, workers: int = 1, progress: Callable[[int, int], None] | None = None
+    cfg: BuildConfig,
+    out: Path | str,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    sections: Sequence[Callable[[list], list[str]]] = (),
 ) -> Path:
+    """Run (or resume) every unit, re-measure stale ones, assemble. ``sections``: functions
+    of the samples that return markdown lines for ``validation.md`` (checks that need the
+    baselines or the scoring, which live above the simulator: the CLI passes the confound
+    check, ``eval.confounds.confound_section``)."""
     out = Path(out)
     t0 = time.perf_counter()
     run_units(cfg, out, workers, progress)
     # units measured before the rules last changed are measured again (no reconstruction)
     remeasure_units(cfg, out, stale_only=True)
-    return assemble(cfg, out, time.perf_counter() - t0)
+    return assemble(cfg, out, time.perf_counter() - t0, sections)

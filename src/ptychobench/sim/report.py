@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -147,53 +148,14 @@ def _failed_section(failed: list[dict], n_ok: int) -> list[str]:
     return out + [""]
 
 
-CONFOUND_MARGIN = 0.03  # issue 11: type-only may beat the best constant set by at most this
-
-
-def _confounds(samples: list) -> list[str]:
-    """Does the sample type alone predict the labels? The ``type-only`` baseline against
-    the best constant label set, both fit on train, micro-F1 on each test split (scored
-    as the runner scores: over the task's label space, "No obvious artifacts" unscored)."""
-    from sklearn.metrics import f1_score
-
-    from ..eval.metrics import binarize
-    from ..strategies.type_only import best_constant_set, fit_predict_type_only
-    from ..tasks import get_task
-
-    out = [
-        "## Confounds: what the sample type alone predicts",
-        "",
-        f"Micro-F1 on each test split of the `type-only` baseline and of the best constant label set, "
-        f"both fit on train. Target: type-only at most {CONFOUND_MARGIN:g} above the constant.",
-        "",
-        "| task | split | n | best constant set (fit on train) | constant | type-only | difference | within target |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task in ("artifacts", "params"):
-        spec = get_task(task)
-        scored = list(spec.scored_labels)
-        train = [x for x in samples if x.task == task and x.split == "train"]
-        const, _ = best_constant_set([x.labels for x in train], scored)
-        for split in sorted({x.split for x in samples if x.task == task} - {"train"}):
-            test = [x for x in samples if x.task == task and x.split == split]
-            if not train or not test:
-                continue
-            gold = binarize([x.labels for x in test], scored)
-
-            def f1(pred: list, gold=gold) -> float:
-                return float(f1_score(gold, binarize(pred, scored), average="micro", zero_division=0))
-
-            c = f1([const] * len(test))
-            t = f1(fit_predict_type_only(task, train, test))
-            out.append(
-                f"| {task} | {split} | {len(test)} | {', '.join(sorted(const)) or '(none)'} | {c:.3f} | {t:.3f} "
-                f"| {t - c:+.3f} | {'yes' if t - c <= CONFOUND_MARGIN else '**no**'} |"
-            )
-    return out + [""]
-
-
 def write_report(
-    out: Path, cfg, recs: list[dict], samples: list, build_seconds: float | None, failed: list[dict] | None = None
+    out: Path,
+    cfg,
+    recs: list[dict],
+    samples: list,
+    build_seconds: float | None,
+    failed: list[dict] | None = None,
+    sections: Sequence[Callable[[list], list[str]]] = (),
 ) -> None:
     from .labels import GAIN_MARGIN, MAX_P, MIN_ABS_GAIN, N_SEEDS, SPREAD_FACTOR
 
@@ -220,7 +182,8 @@ def write_report(
     ]
 
     lines += _failed_section(failed or [], len(recs))
-    lines += _confounds(samples)
+    for section in sections:  # from higher layers (baselines, scoring): see sim.build.build
+        lines += section(samples)
     lines += [
         "## Perturbation matrix",
         "",
