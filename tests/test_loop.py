@@ -242,3 +242,30 @@ def test_run_computes_payoff_on_a_simulated_dataset(quick_build, tmp_path):
     off = tmp_path / "off"
     assert runner.invoke(app, ["run", str(cfg), "--out", str(off)]).exit_code == 0
     assert not (off / "payoff.json").exists()
+
+
+def test_a_failed_reconstruction_stops_a_trajectory_and_is_counted(monkeypatch, tmp_path):
+    """The fixed policy once averaged an inf into its round means when K diverged (txt0143
+    on sim-v2): a failed reconstruction now keeps the last good error, stops that sample
+    and is counted, for the advisor and the policies alike."""
+    from types import SimpleNamespace
+
+    from ptychobench.loop import rounds as rd
+
+    exps = {sid: SimpleNamespace(params=SimpleNamespace(n_epochs=10), sid=sid) for sid in ("a", "b")}
+    calls = {"n": 0}
+
+    def fake_mean_error(cache, e, variants, seeds):
+        calls["n"] += 1
+        return (float("inf") if e.sid == "b" and calls["n"] > 2 else 0.5), variants[0]
+
+    monkeypatch.setattr(rd, "mean_error", fake_mean_error)
+    monkeypatch.setattr(rd, "candidates", lambda letter, params, n: [params])
+    monkeypatch.setattr(rd, "_with_params", lambda e, p: e)
+    cache = SimpleNamespace(ensure=lambda jobs, workers=1: None)
+    traj = {sid: {k: [{"round": 0, "error": 0.5}] for k in ("advisor", "oracle", "fixed")} for sid in exps}
+    rd._fixed({sid: (None, e) for sid, e in exps.items()}, traj, cache, rounds=3, seeds=1, workers=1)
+    assert [x["error"] for x in traj["b"]["fixed"]] == [0.5, 0.5, 0.5]  # round 2 failed: round 1 stands
+    assert traj["b"]["fixed"][-1]["stopped"] == rd.FAILED
+    assert len(traj["a"]["fixed"]) == 4
+    assert rd._means(traj, 3)["fixed"] == [0.5, 0.5, 0.5, 0.5]  # finite: the inf never reaches a mean

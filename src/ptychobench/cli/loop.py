@@ -174,4 +174,10 @@ def loop_cmd(
     for key, rows in result["mean_error"].items():
         t.add_row(model or baseline if key == "advisor" else key, *[f"{v:.4f}" for v in rows])
     console.print(t)
+    for key, n in result["failed"].items():
+        if n:
+            who = model or baseline if key == "advisor" else key
+            console.print(
+                f"{who}: {n} sample(s) stopped because the next parameters failed to reconstruct (last good error kept)"
+            )
     console.print(f"wrote {out / 'loop.json'}")

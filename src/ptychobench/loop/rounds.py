@@ -27,6 +27,9 @@ from .advice import NO_CHANGE, apply_advice
 from .cache import ReconCache, scan_facts
 
 Advisor = Callable[[Sequence[Sample]], list[frozenset[str]]]
+#: why a trajectory stopped when its next parameters did not reconstruct (pty-chi refused or
+#: diverged): the scientist keeps the last good reconstruction, and the stop is counted
+FAILED = "failed to reconstruct"
 
 
 def mean_error(
@@ -131,7 +134,7 @@ def run_loop(
             err, p = mean_error(cache, e, adv.variants, seeds)
             if not np.isfinite(err):  # pty-chi refused the advised params: nothing changes
                 step["error"] = traj[sid]["advisor"][-1]["error"]
-                step["stopped"] = "advised params failed to reconstruct"
+                step["stopped"] = FAILED
                 traj[sid]["advisor"].append(step)
                 del active[sid]
                 continue
@@ -144,7 +147,13 @@ def run_loop(
         _oracle(cur, traj, cache, rounds, seeds, workers)
     if "fixed" in policies:
         _fixed(cur, traj, cache, rounds, seeds, workers)
-    return {"rounds": rounds, "seeds": seeds, "samples": traj, "mean_error": _means(traj, rounds)}
+    failed = {k: sum(any(x.get("stopped") == FAILED for x in t[k]) for t in traj.values()) for k in traj_keys(traj)}
+    return {"rounds": rounds, "seeds": seeds, "samples": traj, "mean_error": _means(traj, rounds), "failed": failed}
+
+
+def traj_keys(traj: dict[str, dict[str, list]]) -> list[str]:
+    """The policies that ran (the advisor always; a policy only when it made a step)."""
+    return [k for k in ("advisor", "oracle", "fixed") if k == "advisor" or any(len(t[k]) > 1 for t in traj.values())]
 
 
 def _oracle(cur, traj, cache: ReconCache, rounds: int, seeds: int, workers: int) -> None:
@@ -186,6 +195,12 @@ def _fixed(cur, traj, cache: ReconCache, rounds: int, seeds: int, workers: int) 
         cache.ensure([(state[sid], p, k) for sid, p in ps.items() for k in range(seeds)], workers=workers)
         for sid, e in list(state.items()):
             err, p = mean_error(cache, e, [ps[sid]], seeds)
+            if not np.isfinite(err):  # as for the advisor: the last good result stands, counted
+                prev = traj[sid]["fixed"][-1]["error"]
+                step = {"round": r, "error": prev, "letters": ["K"], "applied": [], "stopped": FAILED}
+                traj[sid]["fixed"].append(step)
+                del state[sid]
+                continue
             traj[sid]["fixed"].append({"round": r, "error": err, "letters": ["K"], "applied": ["K"]})
             state[sid] = _with_params(e, p)
 
@@ -193,9 +208,7 @@ def _fixed(cur, traj, cache: ReconCache, rounds: int, seeds: int, workers: int) 
 def _means(traj: dict[str, dict[str, list]], rounds: int) -> dict[str, list[float]]:
     """Mean error after each round per policy that ran; a stopped sample keeps its last error."""
     out: dict[str, list[float]] = {}
-    for key in ("advisor", "oracle", "fixed"):
-        if key != "advisor" and not any(len(t[key]) > 1 for t in traj.values()):
-            continue
+    for key in traj_keys(traj):
         rows = []
         for r in range(rounds + 1):
             vals = [[x for x in t[key] if x["round"] <= r][-1]["error"] for t in traj.values()]
