@@ -319,7 +319,8 @@ MAX_FAILED_FRACTION = 0.05  # more failed reconstructions than this (and 2) is a
 def load_records(cfg: BuildConfig, out: Path) -> tuple[list[dict], list[dict]]:
     """(records of the units that reconstructed, records of those that failed)."""
     work = out / ".work"
-    recs, failed = [], []
+    recs: list[dict] = []
+    failed: list[dict] = []
     for unit in all_units(cfg, work):
         js, png = _unit_paths(work, unit)
         r = _read(js)
