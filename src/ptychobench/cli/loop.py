@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -98,9 +99,17 @@ def payoff_cmd(
     )
 
 
-def make_advisor(task_name: str, ds: Any, model: str | None, baseline: str | None, adapter: Optional[Path]):
+def make_advisor(
+    task_name: str,
+    ds: Any,
+    model: str | None,
+    baseline: str | None,
+    adapter: Optional[Path],
+    max_new_tokens: int | None = None,
+):
     """A function from samples to predicted letter sets: a model backend (zero-shot
-    prompt, the task's parser) or a baseline fitted on the dataset's train split."""
+    prompt, the task's parser, greedy decoding that stops at the answer's closing tag) or
+    a baseline fitted on the dataset's train split."""
     from ..names import BASELINES
     from ..tasks import get_task
 
@@ -117,10 +126,13 @@ def make_advisor(task_name: str, ds: Any, model: str | None, baseline: str | Non
     from ..models import load_backend
 
     assert model is not None  # exactly one of model/baseline was checked above
+    from ..models.base import GREEDY
+
     backend = load_backend(model, adapter)
+    gen = replace(GREEDY, max_new_tokens=max_new_tokens) if max_new_tokens else GREEDY
 
     def ask(ss):
-        gens = backend.generate([task.render(s) for s in ss])
+        gens = backend.generate([task.render(s) for s in ss], gen)
         return [task.parse(g.text).labels if g.text else frozenset() for g in gens]
 
     return ask
@@ -139,6 +151,9 @@ def loop_cmd(
     split: str = typer.Option("test", help="Which params split to run on."),
     limit: Optional[int] = typer.Option(None, help="Only the first N samples."),
     policies: str = typer.Option("oracle,fixed", help="Reference policies beside the advisor (comma list or 'none')."),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, help="Cap on a model's generated tokens (default: the greedy preset's 500; the default config uses 40)."
+    ),
 ) -> None:
     """Advise, apply, reconstruct, rewrite the text, advise again: error after each round.
 
@@ -162,7 +177,7 @@ def loop_cmd(
     if not samples:
         raise NotSimulated(f"{ds.root}: dataset {ds.name!r} is not simulated; the loop needs experiment recipes")
     samples = samples[:limit] if limit else samples
-    advisor = make_advisor("params", ds, model, baseline, adapter)
+    advisor = make_advisor("params", ds, model, baseline, adapter, max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     result = run_loop(samples, advisor, ReconCache(out / "payoff-cache"), rounds, seeds, workers, pol)
     result.update({"dataset": ds.name, "advisor": model or baseline, "split": split})
