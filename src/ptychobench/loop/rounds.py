@@ -147,11 +147,12 @@ def run_loop(
         _oracle(cur, traj, cache, rounds, seeds, workers)
     if "fixed" in policies:
         _fixed(cur, traj, cache, rounds, seeds, workers)
-    failed = {k: sum(any(x.get("stopped") == FAILED for x in t[k]) for t in traj.values()) for k in traj_keys(traj)}
+    ran = _policies_that_ran(traj)
+    failed = {k: sum(any(x.get("stopped") == FAILED for x in t[k]) for t in traj.values()) for k in ran}
     return {"rounds": rounds, "seeds": seeds, "samples": traj, "mean_error": _means(traj, rounds), "failed": failed}
 
 
-def traj_keys(traj: dict[str, dict[str, list]]) -> list[str]:
+def _policies_that_ran(traj: dict[str, dict[str, list]]) -> list[str]:
     """The policies that ran (the advisor always; a policy only when it made a step)."""
     return [k for k in ("advisor", "oracle", "fixed") if k == "advisor" or any(len(t[k]) > 1 for t in traj.values())]
 
@@ -208,7 +209,7 @@ def _fixed(cur, traj, cache: ReconCache, rounds: int, seeds: int, workers: int) 
 def _means(traj: dict[str, dict[str, list]], rounds: int) -> dict[str, list[float]]:
     """Mean error after each round per policy that ran; a stopped sample keeps its last error."""
     out: dict[str, list[float]] = {}
-    for key in traj_keys(traj):
+    for key in _policies_that_ran(traj):
         rows = []
         for r in range(rounds + 1):
             vals = [[x for x in t[key] if x["round"] <= r][-1]["error"] for t in traj.values()]

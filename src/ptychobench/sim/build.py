@@ -141,7 +141,10 @@ def _read(js: Path) -> dict | None:
 def unit_failed(work: Path, unit: str) -> bool:
     """Whether the unit ran and its reconstruction failed (recorded, never retried: the
     same seed fails the same way)."""
-    rec = _read(_unit_paths(work, unit)[0])
+    js, png = _unit_paths(work, unit)
+    if png.is_file() or not js.is_file():  # a failed unit writes its record only: no read needed
+        return False
+    rec = _read(js)
     return bool(rec and rec.get("failed"))
 
 
