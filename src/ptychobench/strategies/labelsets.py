@@ -35,3 +35,15 @@ def finalize(
                 pred = {labels[int(np.argmax(scores[i]))]}
         out.append(frozenset(pred))
     return out
+
+
+def check_disjoint(train: Sequence[Sample], test: Sequence[Sample], task: Task, who: str) -> None:
+    """Every sample is of ``task`` and no sample is in both train and test: the guard each
+    fitted baseline (``who``: "probe", "type-only") runs before it fits, so a test sample
+    can never teach the predictor that scores it."""
+    for s in (*train, *test):
+        if s.task != task.name:
+            raise ValueError(f"{who} for {task.name!r} got sample {s.id!r} of task {s.task!r}")
+    both = {s.id for s in train} & {s.id for s in test}
+    if both:
+        raise ValueError(f"{who}: sample(s) {sorted(both)[:5]} are in both train and test")

@@ -32,7 +32,7 @@ from ..data.dataset import require_train
 from ..names import BASELINES
 from ..tasks import Task, get_task
 from .embeddings import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_MODEL, Embedder, embedder_for, normalize
-from .labelsets import finalize, label_matrix, none_label
+from .labelsets import check_disjoint, finalize, label_matrix, none_label
 
 PROBES = tuple(BASELINES)
 
@@ -160,12 +160,7 @@ def _check_splits(train: Sequence[Sample], test: Sequence[Sample], task: Task) -
     if not train:
         raise ValueError("probe: the train split is empty")
     require_train(train, "probe fit")
-    for s in (*train, *test):
-        if s.task != task.name:
-            raise ValueError(f"probe for {task.name!r} got sample {s.id!r} of task {s.task!r}")
-    both = {s.id for s in train} & {s.id for s in test}
-    if both:
-        raise ValueError(f"probe: sample(s) {sorted(both)[:5]} are in both train and test")
+    check_disjoint(train, test, task, "probe")
 
 
 def probe_embedder(

@@ -42,7 +42,7 @@ from ..data import Sample
 from ..data.dataset import require_train
 from ..names import TYPE_ONLY_RULES
 from ..tasks import NO_ARTIFACTS, get_task
-from .labelsets import finalize, label_matrix
+from .labelsets import check_disjoint, finalize, label_matrix
 
 #: ``majority``: a label is predicted for a type when at least this share of its train samples carry it
 SHARE = 0.5
@@ -103,12 +103,7 @@ def fit_predict_type_only(
 ) -> list[frozenset[str]]:
     """A label set for each of ``test``, in order, from its sample type alone (module doc)."""
     spec = get_task(task)
-    for s in (*train, *test):
-        if s.task != spec.name:
-            raise ValueError(f"type-only for {spec.name!r} got sample {s.id!r} of task {s.task!r}")
-    both = {s.id for s in train} & {s.id for s in test}
-    if both:
-        raise ValueError(f"type-only: sample(s) {sorted(both)[:5]} are in both train and test")
+    check_disjoint(train, test, spec, "type-only")
     model = fit_type_only(task, train, rule)
     chosen, freqs = model.sets_for(test)
     return finalize(spec, chosen, freqs, model.labels, at_least_one)
