@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
@@ -69,12 +71,29 @@ def compute_run_payoff(run: Path, dataset: str | None, seeds: int, workers: int)
         console.print(f"payoff skipped: {run} has no parameter-task predictions")
         return None
     try:
-        result = compute_payoff(records, ds, cache_root(run), seeds=seeds, workers=workers)
+        with _recon_progress() as progress:
+            result = compute_payoff(records, ds, cache_root(run), seeds=seeds, workers=workers, progress=progress)
     except NotSimulated as e:
         console.print(f"payoff skipped: {e}")
         return None
     write_payoff(run, result)
+    rc = result["reconstructions"]
+    console.print(
+        f"payoff: {rc['computed']} reconstructions new, {rc['cache_hits']} from the cache ({rc['seconds']:.0f} s)"
+    )
     return result
+
+
+@contextmanager
+def _recon_progress() -> Iterator[Callable[[int, int], None]]:
+    """A bar for the reconstructions still to compute (minutes on a first run; cached
+    ones are not counted), as ``(done, total)`` callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("payoff reconstructions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("payoff", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @command("payoff")
@@ -92,11 +111,7 @@ def payoff_cmd(
     if result is None:
         return
     console.print(payoff_table(result))
-    rc = result["reconstructions"]
-    console.print(
-        f"reconstructions: {rc['computed']} new, {rc['cache_hits']} from the cache ({rc['seconds']:.0f} s); "
-        f"wrote {run / 'payoff.json'} and {run / 'payoff.csv'}"
-    )
+    console.print(f"wrote {run / 'payoff.json'} and {run / 'payoff.csv'}")
 
 
 def make_advisor(
