@@ -437,3 +437,26 @@ def test_collator_puts_the_loss_where_the_recipe_says(imported):
     assert ((answer["labels"] != -100).sum(1) < labelled / 10).all()  # the answer is a sliver of it
     first = tok.decode(answer["labels"][0][answer["labels"][0] != -100])
     assert first.startswith("<answer>K, G, J</answer>")
+
+
+def test_embedded_default_shows_each_strategy_with_fixed_training_steps():
+    """The default is cut to fit its time target (issue 12); what it must keep: the shipped
+    dataset, payoff on, every paper strategy on the parameter task, both fine-tuned
+    strategies on the artifact task, the baselines, and LoRA runs sized by epochs (not by
+    the wall clock alone, which would make the result depend on the machine)."""
+    from ptychobench.run import expand, load_config
+
+    cfg = load_config(None)
+    assert cfg.name == "default" and cfg.dataset == "sim-v2" and cfg.payoff
+    cells = expand(cfg)
+    by_task: dict[str, set[str]] = {}
+    for c in cells:
+        by_task.setdefault(c.task, set()).add(c.strategy)
+    assert {"zero-shot", "icl", "sft", "sft+icl"} <= by_task["params"]
+    assert {"sft", "sft+icl"} <= by_task["artifacts"]
+    assert {"text-probe", "knn-vote", "type-only"} <= by_task["params"]
+    assert {"vision-probe", "knn-vote", "type-only"} <= by_task["artifacts"]
+    assert all(c.selector in (None, "knn") for c in cells)
+    for e in cfg.experiments:
+        if "sft" in e.strategies:
+            assert isinstance(e.sft.get("epochs"), float) and e.sft["epochs"] > 0

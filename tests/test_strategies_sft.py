@@ -64,6 +64,31 @@ def test_gpu_profile_is_the_paper_recipe():
         recipe_for("tpu", vision=False)
 
 
+def test_config_reads_yaml_numbers_written_as_exponents_and_refuses_words():
+    """PyYAML reads ``3e-3`` as a string; the optimiser used to reject it with a traceback
+    deep inside the trainer. The config now turns it into a number, and names a bad value."""
+    import yaml
+
+    from ptychobench.errors import ConfigError
+    from ptychobench.run.config import parse_config
+
+    def cfg(sft: str) -> dict:
+        return yaml.safe_load(
+            "name: x\ndataset: d\nexperiments:\n  - task: params\n    model: smollm2-135m\n"
+            f"    strategies: [sft]\n    sft: {sft}\n"
+        )
+
+    raw = cfg("{learning_rate: 3e-3, epochs: 1, lora_r: 8}")
+    assert raw["experiments"][0]["sft"]["learning_rate"] == "3e-3"  # what PyYAML gives
+    exp = parse_config(raw, "x.yaml").experiments[0]
+    assert exp.sft == {"learning_rate": 0.003, "epochs": 1.0, "lora_r": 8}
+    assert recipe_for("cpu", vision=False, **exp.sft).learning_rate == 0.003
+    with pytest.raises(ConfigError, match=r"x.yaml: experiments\[0\]: sft: training option learning_rate: 'fast'"):
+        parse_config(cfg("{learning_rate: fast}"), "x.yaml")
+    with pytest.raises(ConfigError, match="lora_r: 2.5 is not a whole number"):
+        parse_config(cfg("{lora_r: 2.5}"), "x.yaml")
+
+
 def test_lora_targets_top_layers_only():
     model = tiny_llama()
     every = lora_targets(model, Recipe())

@@ -30,7 +30,7 @@ from ..names import (
     TYPE_ONLY_RULES,
     canonical_selector,
 )
-from ..strategies.sft.recipe import Recipe
+from ..strategies.sft.recipe import Recipe, coerce_option
 from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
@@ -254,6 +254,10 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
                 "ptychobench train (peft save_pretrained)?",
             )
     _options(where, "sft", exp.sft, SFT_KEYS | {f.name for f in fields(Recipe)}, "fine-tuning")
+    try:
+        exp.sft = {k: coerce_option(k, v) for k, v in exp.sft.items()}
+    except ConfigError as e:
+        raise ConfigError(f"{where}: sft: {e}") from None
     _options(
         where,
         "probe_options",

@@ -127,12 +127,35 @@ def recipe_for(profile: str, vision: bool, **overrides: Any) -> Recipe:
     if "target_modules" in overrides and isinstance(overrides["target_modules"], (list, str)):
         tm = overrides["target_modules"]
         overrides["target_modules"] = tuple(tm.split(",")) if isinstance(tm, str) else tuple(tm)
-    recipe = replace(base, **overrides)
+    recipe = replace(base, **{k: coerce_option(k, v) for k, v in overrides.items()})
     if recipe.loss_on not in LOSS_ON:
         raise ConfigError(f"loss_on {recipe.loss_on!r}: choose one of {', '.join(LOSS_ON)}")
     if recipe.quantize not in QUANTIZE:
         raise ConfigError(f"quantize {recipe.quantize!r}: choose 4bit or leave it out")
     return recipe
+
+
+_NUMBER_FIELDS = {f.name: f.type.split(" |")[0] for f in fields(Recipe) if f.type.split(" |")[0] in ("int", "float")}
+
+
+def coerce_option(name: str, value: Any) -> Any:
+    """A numeric recipe field as its number. YAML 1.1 (PyYAML) reads ``3e-3`` as a string,
+    which the optimiser would only reject deep inside the trainer, so config values are
+    converted here, and anything that is not a number is one clear error."""
+    kind = _NUMBER_FIELDS.get(name)
+    if kind is None or value is None or isinstance(value, bool):
+        if kind is not None and isinstance(value, bool):
+            raise ConfigError(f"training option {name}: {value!r} is not a number")
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"training option {name}: {value!r} is not a number") from None
+    if kind == "int":
+        if number != int(number):
+            raise ConfigError(f"training option {name}: {value!r} is not a whole number")
+        return int(number)
+    return number
 
 
 def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str] = ()) -> list[str]:
