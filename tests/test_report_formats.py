@@ -54,3 +54,14 @@ def test_dataset_repr_is_one_short_line(tiny_dataset: Path):
     text = repr(load_dataset(tiny_dataset))
     assert "\n" not in text and len(text) < 300
     assert "'tiny'" in text and "artifacts 12/6" in text and "params 12/6" in text
+
+
+def test_cell_label_names_model_strategy_and_demos_not_the_key_tail():
+    """The payoff scatter labelled every point 'nall' (the key's last part)."""
+    from ptychobench.report.format import cell_label
+
+    assert cell_label("params/smollm2-135m/sft+icl/knn/k1/seed0/nall") == "smollm2-135m sft+icl knn k1"
+    assert cell_label("params/text-probe/text-probe/-/k0/seed0/nall") == "text-probe"
+    assert cell_label("params/smollm2-135m/zero-shot/-/k0/seed1/n32/split-test-ood") == (
+        "smollm2-135m zero-shot seed1 n32 split-test-ood"
+    )

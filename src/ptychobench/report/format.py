@@ -15,3 +15,17 @@ def safe_name(s: str) -> str:
 
 def short_config(config: str) -> str:
     return config.split("/", 1)[1] if "/" in config else config
+
+
+def cell_label(config: str) -> str:
+    """A few words for a cell where its full key (``run.grid.Cell.config``) does not fit,
+    such as a point in a scatter plot: model, strategy, demos; the seed, the training size
+    and the modes only where they are not the defaults (seed0, nall)."""
+    parts = config.split("/")
+    if len(parts) < 7:
+        return short_config(config)
+    _, model, strategy, selector, k, seed, size, *modes = parts
+    words = [model] if strategy == model else [model, strategy]
+    if selector != "-":
+        words.append(f"{selector} {k}")
+    return " ".join(words + [p for p in (seed, size) if p not in ("seed0", "nall")] + modes)

@@ -95,12 +95,13 @@ def payoff_plot(result: dict[str, Any], out: Path) -> tuple[str, Path] | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .format import cell_label
     from .plots import _save
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for f1, pay, name in pts:
         ax.scatter(f1, pay)
-        ax.annotate(name.split("/")[-1][:28], (f1, pay), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(cell_label(name), (f1, pay), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for ref in result["references"]:
         if ref["payoff"] is not None:
             ax.axhline(ref["payoff"], ls=":", lw=1, color="grey")
