@@ -459,4 +459,4 @@ def test_embedded_default_shows_each_strategy_with_fixed_training_steps():
     assert all(c.selector in (None, "knn") for c in cells)
     for e in cfg.experiments:
         if "sft" in e.strategies:
-            assert isinstance(e.sft.get("epochs"), float) and e.sft["epochs"] > 0
+            assert isinstance(e.sft.get("epochs"), (int, float)) and e.sft["epochs"] > 0

@@ -81,7 +81,8 @@ def test_config_reads_yaml_numbers_written_as_exponents_and_refuses_words():
     raw = cfg("{learning_rate: 3e-3, epochs: 1, lora_r: 8}")
     assert raw["experiments"][0]["sft"]["learning_rate"] == "3e-3"  # what PyYAML gives
     exp = parse_config(raw, "x.yaml").experiments[0]
-    assert exp.sft == {"learning_rate": 0.003, "epochs": 1.0, "lora_r": 8}
+    assert exp.sft == {"learning_rate": 0.003, "epochs": 1, "lora_r": 8}
+    assert isinstance(exp.sft["epochs"], int)  # numbers stay as written: adapter keys unchanged
     assert recipe_for("cpu", vision=False, **exp.sft).learning_rate == 0.003
     with pytest.raises(ConfigError, match=r"x.yaml: experiments\[0\]: sft: training option learning_rate: 'fast'"):
         parse_config(cfg("{learning_rate: fast}"), "x.yaml")

@@ -139,23 +139,24 @@ _NUMBER_FIELDS = {f.name: f.type.split(" |")[0] for f in fields(Recipe) if f.typ
 
 
 def coerce_option(name: str, value: Any) -> Any:
-    """A numeric recipe field as its number. YAML 1.1 (PyYAML) reads ``3e-3`` as a string,
-    which the optimiser would only reject deep inside the trainer, so config values are
-    converted here, and anything that is not a number is one clear error."""
+    """A numeric recipe field as a number. YAML 1.1 (PyYAML) reads ``3e-3`` as a string,
+    which the optimiser would only reject deep inside the trainer, so such strings are
+    converted here and anything else that is not a number is one clear error. Numbers stay
+    as given (``epochs: 1`` stays 1), so adapter settings keep their keys."""
     kind = _NUMBER_FIELDS.get(name)
-    if kind is None or value is None or isinstance(value, bool):
-        if kind is not None and isinstance(value, bool):
-            raise ConfigError(f"training option {name}: {value!r} is not a number")
+    if kind is None or value is None:
         return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"training option {name}: {value!r} is not a number")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ConfigError(f"training option {name}: {value!r} is not a number") from None
     if kind == "int":
         if number != int(number):
             raise ConfigError(f"training option {name}: {value!r} is not a whole number")
         return int(number)
-    return number
+    return value if isinstance(value, (int, float)) else number
 
 
 def lora_targets(model: Any, recipe: Recipe, vision_tower_prefixes: Sequence[str] = ()) -> list[str]:
