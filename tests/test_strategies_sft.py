@@ -88,6 +88,8 @@ def test_config_reads_yaml_numbers_written_as_exponents_and_refuses_words():
         parse_config(cfg("{learning_rate: fast}"), "x.yaml")
     with pytest.raises(ConfigError, match="lora_r: 2.5 is not a whole number"):
         parse_config(cfg("{lora_r: 2.5}"), "x.yaml")
+    with pytest.raises(ConfigError, match="lora_r: 'inf' is not a whole number"):  # was an OverflowError
+        parse_config(cfg("{lora_r: inf}"), "x.yaml")
 
 
 def test_lora_targets_top_layers_only():

@@ -3,6 +3,7 @@ and which linear layers get adapters."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
@@ -153,7 +154,7 @@ def coerce_option(name: str, value: Any) -> Any:
     except ValueError:
         raise ConfigError(f"training option {name}: {value!r} is not a number") from None
     if kind == "int":
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             raise ConfigError(f"training option {name}: {value!r} is not a whole number")
         return int(number)
     return value if isinstance(value, (int, float)) else number
