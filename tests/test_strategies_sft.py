@@ -252,6 +252,19 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
     assert json.loads((out / MANIFEST).read_text())["created"] == manifest["created"]
 
 
+def test_a_time_guard_that_cuts_training_short_saves_no_adapter(tiny_dataset: Path, tmp_path: Path):
+    """Issue 23: a shorter adapter's score would depend on the machine's speed, so the guard
+    fails the run (one clear error) and leaves no adapter behind, not a partly trained one."""
+    from ptychobench.errors import TrainingCutShort
+    from ptychobench.strategies import train_adapter
+
+    out = tmp_path / "adapter"
+    opts = dict(max_train_samples=8, epochs=50, batch_size=4, warmup_steps=1, time_budget_s=0.01)
+    with pytest.raises(TrainingCutShort, match=r"stopped training after 1 of 100 steps"):
+        train_adapter("params", "smollm2-135m", tiny_dataset, out, profile="cpu", **opts)
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
 @pytest.mark.slow
 def test_tiny_vlm_adapter_learns_and_loads(tiny_dataset: Path, tmp_path: Path, timed_threads):
     from ptychobench.models import GenerationConfig, load_backend

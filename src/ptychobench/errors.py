@@ -27,3 +27,8 @@ class StoreError(PtychoBenchError, ValueError):
 
 class ModelError(PtychoBenchError, ValueError):
     """A model, adapter or endpoint that cannot be loaded or used for the task."""
+
+
+class TrainingCutShort(ModelError):
+    """A fine-tuning run that its wall-clock guard stopped before its planned steps: the
+    adapter would depend on the machine's speed, so none is saved and its cells fail."""

@@ -14,17 +14,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU does bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 autocast
-    is emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_threads(repeats: int = 3) -> int:

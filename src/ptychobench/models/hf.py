@@ -2,7 +2,7 @@
 
 Any hub id or local folder: ``AutoModelForImageTextToText`` + ``AutoProcessor`` when the
 config is a vision-language one, ``AutoModelForCausalLM`` + ``AutoTokenizer`` otherwise;
-a peft (LoRA) adapter on top. bf16 on a GPU, float32 on the CPU. Batched generation with
+a peft (LoRA) adapter on top. ``dtype: auto`` is chosen by measurement (``precision``). Batched generation with
 left padding: conversations are sorted by length and cut into batches of ``batch_size``
 so little padding is computed; replies come back in the caller's order.
 """
@@ -39,13 +39,10 @@ def pick_device(device: str = "auto") -> str:
 
 
 def pick_dtype(dtype: Any, device: str):
-    """bf16 on a GPU; float32 on the CPU (bf16 matmuls there are slower on most CPUs and
-    change greedy outputs). ``dtype`` may be a torch dtype or its name."""
-    import torch
+    """The torch dtype for ``dtype`` on ``device``: ``auto`` is measured (``precision``)."""
+    from .precision import resolve_dtype
 
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    return resolve_dtype(dtype, device)
 
 
 def is_vision_config(config: Any) -> bool:

@@ -75,8 +75,11 @@ class LlamaCppBackend:
             )
         else:
             kwargs.update(temperature=0.0)  # llama.cpp's greedy sampler
-        # llama-cpp's typed dicts describe the same role/content messages
-        return self.llama.create_chat_completion(messages=to_text_messages(messages), **kwargs)  # type: ignore[arg-type,return-value]
+        # llama-cpp's typed dicts describe the same role/content messages; typed as Any so mypy
+        # passes with llama-cpp-python installed (CI) or not (the default install)
+        chat: Any = to_text_messages(messages)
+        reply: Any = self.llama.create_chat_completion(messages=chat, **kwargs)
+        return reply
 
     def generate(self, batch: list[Conversation], config: GenerationConfig = GREEDY) -> list[Generation]:
         out = []

@@ -49,6 +49,19 @@ def machine() -> str:
     return ", ".join(parts)
 
 
+def run_machine_words(m: dict[str, Any]) -> str:
+    """The last run's model machine in words: its CPU capability and what ``dtype: auto``
+    chose there, with the probe's times (``models.precision``)."""
+    if m.get("device") != "cpu":
+        return f"{m.get('device')}"
+    p = m.get("probe") or {}
+    return (
+        f"CPU ({p.get('cpu', '?')}), torch CPU capability {m.get('cpu_capability', '?')}; dtype auto chose "
+        f"{m.get('dtype_auto', '?')} (probe: bfloat16 {p.get('bfloat16_ms', '?')} ms vs float32 "
+        f"{p.get('float32_ms', '?')} ms)"
+    )
+
+
 def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's identity for the headline: dataset(s), limit, config text(s), versions, dates."""
     datasets: dict[tuple, int] = {}
@@ -62,11 +75,14 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         if p.is_file()
     }
     finished = []
+    run_machine = None
     runs = run_dir / "runs.jsonl"
     if runs.is_file():
         for line in runs.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                finished.append(json.loads(line).get("finished"))
+                entry = json.loads(line)
+                finished.append(entry.get("finished"))
+                run_machine = entry.get("machine") or run_machine
             except (json.JSONDecodeError, AttributeError):
                 continue
     return {
@@ -76,6 +92,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "configs": configs,
         "versions": versions(),
         "machine": machine(),
+        "run_machine": run_machine if isinstance(run_machine, dict) else None,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "finished": [f for f in finished if f],
     }
@@ -112,6 +129,9 @@ def fact_lines(f: dict[str, Any]) -> list[tuple[str, str]]:
                 + (f" ({len(f['finished'])} runs into this folder)" if len(f["finished"]) > 1 else ""),
             )
         )
+    rm = f.get("run_machine")
+    if rm:
+        out.append(("models ran on", run_machine_words(rm)))
     out.append(("report written", f"{f['written']} on {f['machine']}"))
     return out
 

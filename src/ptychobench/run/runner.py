@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import Dataset, Sample, load_dataset
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, TrainingCutShort
 from ..eval.predict import make_record, predict
 from ..eval.score import ConfigScores, score_records
 from ..eval.store import PredictionStore
@@ -157,6 +157,9 @@ class Runner:
         todo = self.pending()
         for label, why in self.cfg.skipped:
             self.console.print(f"[yellow]left out[/] experiment {label}: {why}")
+        machine = self._local_model_machine(todo)
+        if machine:
+            self.console.print(machine["line"], highlight=False, soft_wrap=True)
         self.console.print(
             f"[bold]{len(self.cells)}[/] cells, {len(self.cells) - len(todo)} already in the store, "
             f"{len(todo)} to run -> {self.store.path}"
@@ -193,10 +196,34 @@ class Runner:
             "config": str(kept.relative_to(self.run_dir)),
             "failed": [r.config for r in failed],
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"machine": {k: v for k, v in machine.items() if k != "line"}} if machine else {}),
         }
         with (self.run_dir / "runs.jsonl").open("a") as f:
             f.write(json.dumps(summary) + "\n")
         return summary
+
+    def _local_model_machine(self, todo: list[Cell]) -> dict[str, Any] | None:
+        """Where a cell to run loads a model here with ``dtype: auto``: the CPU capability and
+        the measured choice (``models.precision``), for the log and ``runs.jsonl`` (the report's
+        machine line). None when no such cell runs (baselines, API models, an explicit dtype)."""
+        auto = False
+        for c in todo:
+            exp = self.cfg.experiments[c.exp]
+            if c.strategy in BASELINES or exp.model is None or not resolve_model(exp.model).takes_adapter:
+                continue
+            auto = auto or exp.backend_options.get("dtype", "auto") in (None, "auto")
+        if not auto:
+            return None
+        from ..models.hf import pick_device
+        from ..models.precision import cpu_capability, cpu_dtype_probe, describe_choice
+
+        device = str(self.cfg.experiments[todo[0].exp].backend_options.get("device", "auto"))
+        device = pick_device(device)
+        facts: dict[str, Any] = {"device": device, "line": describe_choice(device)}
+        if device == "cpu":
+            probe = cpu_dtype_probe()
+            facts.update(cpu_capability=cpu_capability(), dtype_auto=probe["dtype"], probe=probe)
+        return facts
 
     def failed_cells(self) -> list[ConfigScores]:
         """This run's cells whose errors + unparseable replies pass ``max_failure_rate``."""
@@ -222,7 +249,11 @@ class Runner:
         subset = train_subset(self.ds.samples(first.task, "train"), first.train_size, first.seed)
         adapter = None
         if first.uses_adapter:
-            adapter = exp.adapter or self._train(first, exp, subset, progress)
+            try:
+                adapter = exp.adapter or self._train(first, exp, subset, progress)
+            except TrainingCutShort as e:
+                self._fail_untrained(cells, str(e), progress, grid)
+                return
         from ..strategies.sft import training_summary
 
         trained = training_summary(adapter) if adapter else None  # one adapter for the group's cells
@@ -241,6 +272,27 @@ class Runner:
                     self._run_model_cell(c, exp, backend, subset, adapter, trained, progress, grid)
         finally:
             del backend
+
+    def _fail_untrained(self, cells: list[Cell], why: str, progress, grid) -> None:
+        """The cells of an adapter whose training was cut short: an error record per test sample,
+        so each cell fails loudly (and reruns once its settings change) and the run goes on."""
+        progress.console.print(f"[bold red]adapter not trained[/] {why}", highlight=False)
+        for c in cells:
+            task = get_task(c.task)
+            meta = {**c.meta(), "model_spec": self.cfg.experiments[c.exp].model, **self._run_meta()}
+            for s in self.test_samples(c.task):
+                self.store.append(
+                    make_record(
+                        task,
+                        s,
+                        c.config,
+                        meta,
+                        error=why,
+                        components={**self._dataset_component()},
+                        settings=self.settings[c.config],
+                    )
+                )
+            progress.advance(grid)
 
     def _train(self, cell: Cell, exp: Experiment, subset: list[Sample], progress) -> Path:
         from ..strategies import train_adapter

@@ -26,7 +26,8 @@ def step_clock() -> Any:
 
 def time_budget(seconds: float) -> Any:
     """A callback that stops training after ``seconds`` of wall time (checked after each
-    optimizer step); ``.hit`` says whether it did."""
+    optimizer step); ``.hit`` says whether it did, and ``train_adapter`` then fails the run
+    (``TrainingCutShort``) rather than save an adapter whose steps depend on the machine."""
     from transformers import TrainerCallback
 
     class TimeBudget(TrainerCallback):

@@ -41,7 +41,8 @@ class Recipe:
     bf16: bool | None = None  # None: bf16 on a GPU that has it; on the CPU, bf16 autocast
     gradient_checkpointing: bool = False
     max_train_samples: int | None = None  # a seeded subset of the train split
-    time_budget_s: float | None = None  # stop (and say so in the manifest) after this long
+    #: a wall-clock guard: past it the run fails (no adapter is saved), never a shorter adapter
+    time_budget_s: float | None = None
     logging_steps: int = 1
     #: Run the batch's shared prompt prefix once per batch (CPU speed; off with
     #: gradient checkpointing, which cannot keep a cache).
@@ -70,10 +71,11 @@ def _paper(vision: bool) -> Recipe:
 
 
 def _cpu(vision: bool) -> Recipe:
-    # Measured on this project's 2-core AVX512-BF16 CPU (docs/strategies.md): bf16 autocast,
-    # the shared system prompt run once per batch with the LM head at answer positions
-    # only, LoRA on the top 6 of 30 layers, few epochs at a high rate, and a wall-clock cap
-    # so the default job stays in minutes even on a busy machine. tiny-vlm back-propagates
+    # Measured on this project's 2-core AVX512-BF16 CPU (docs/strategies.md): bf16 autocast
+    # where the CPU probe finds it faster (models/precision.py), the shared system prompt run
+    # once per batch with the LM head at answer positions only, LoRA on the top 6 of 30
+    # layers, few epochs at a high rate, and no wall-clock cap: a run goes to its last step, so
+    # the adapter does not depend on the machine's speed. tiny-vlm back-propagates
     # through every layer anyway (its trained projector sits below them), so LoRA on every
     # layer costs it little more.
     if vision:
@@ -84,7 +86,6 @@ def _cpu(vision: bool) -> Recipe:
             batch_size=8,
             grad_accum=1,
             warmup_steps=2,
-            time_budget_s=240,
             share_prefix=True,
         )
     return Recipe(
@@ -94,7 +95,6 @@ def _cpu(vision: bool) -> Recipe:
         batch_size=8,
         grad_accum=1,
         warmup_steps=2,
-        time_budget_s=240,
         share_prefix=True,
     )
 

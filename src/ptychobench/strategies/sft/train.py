@@ -23,15 +23,30 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...models.cpu import cpu_has_bf16, torch_threads
+from ...errors import TrainingCutShort
+from ...models.cpu import torch_threads
+from ...models.precision import cpu_dtype_probe
 from .callbacks import step_clock, time_budget
 from .examples import Collator, HubVLMCollator, as_dataset, training_conversations
 from .manifest import MANIFEST, library_versions, read_manifest, settings_of
 from .prefix import shared_prefix_trainer
-from .recipe import lora_config, recipe_for, resolve_profile
+from .recipe import Recipe, lora_config, recipe_for, resolve_profile
+
+
+def training_bf16(recipe: Recipe) -> bool:
+    """bf16 autocast for this run: the recipe's choice, else on a GPU that supports it, else
+    where the CPU probe measured bf16 faster than float32 (``models.precision``)."""
+    if recipe.bf16 is not None:
+        return recipe.bf16
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_dtype_probe()["dtype"] == "bfloat16"
 
 
 def qlora_quantization() -> Any:
@@ -100,6 +115,8 @@ def train_adapter(
     if k and not demo_selector:
         raise ValueError("k > 0 needs a demo selector (random, sample-type, knn, knn-diverse)")
     recipe = recipe_for(profile, vision=spec.modality == "image", **overrides)
+    # bf16 autocast or not is part of what made the adapter: resolved here, it is in the settings
+    recipe = replace(recipe, bf16=training_bf16(recipe))
 
     ds = load_dataset(dataset)
     dataset_hash = ds.manifest.get("content_hash") or content_hash(ds.root)
@@ -155,9 +172,7 @@ def train_adapter(
         load_s = time.perf_counter() - t_load
 
         on_gpu = torch.cuda.is_available()
-        bf16 = (
-            recipe.bf16 if recipe.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16())
-        )
+        bf16 = bool(recipe.bf16)
         optim = recipe.optim
         if optim == "auto":
             try:
@@ -227,6 +242,14 @@ def train_adapter(
         t0 = time.perf_counter()
         result = trainer.train()
         train_s = time.perf_counter() - t0
+        if any(getattr(c, "hit", False) for c in callbacks):
+            shutil.rmtree(work, ignore_errors=True)
+            raise TrainingCutShort(
+                f"adapter {out.name}: its time guard (sft time_budget_s={recipe.time_budget_s:g}) stopped "
+                f"training after {trainer.state.global_step} of {trainer.state.max_steps} steps ({train_s:.0f} s); "
+                "an adapter cut short depends on the machine's speed, so none was saved. Raise or remove "
+                "time_budget_s."
+            )
 
         if not trainer.is_world_process_zero():
             return out
@@ -249,7 +272,6 @@ def train_adapter(
             for h in trainer.state.log_history
             if "loss" in h
         ]
-        budget_hit = any(getattr(c, "hit", False) for c in callbacks)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         manifest = {
             "settings": settings,
@@ -259,7 +281,6 @@ def train_adapter(
             "train_loss": round(float(result.training_loss), 5),
             "steps": trainer.state.global_step,
             "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
-            "stopped_by_time_budget": budget_hit,
             "wall_time_s": round(train_s, 2),
             "load_time_s": round(load_s, 2),
             "train_tokens": collator.tokens,
