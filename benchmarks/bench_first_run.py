@@ -47,6 +47,7 @@ def main() -> None:
     exe = Path(sys.executable).with_name("ptychobench")
     cmd = [str(exe), "run", args.config, "--out", str(args.out)]
     log_path = args.out.with_name(args.out.name + ".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log_path.open("w") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True).returncode

@@ -121,3 +121,40 @@ def test_a_training_cut_short_fails_its_cells_loudly_and_the_run_goes_on(tiny_da
     sft = [r for r in recs if r["config"] == summary["failed"][0]]
     assert sft and all("time guard" in r["error"] for r in sft)
     assert any(r["config"] != summary["failed"][0] and not r.get("error") for r in recs), "the baseline still ran"
+
+
+@pytest.mark.parametrize("chosen, base_cells", [("bfloat16", True), ("float32", False)])
+def test_the_default_is_smaller_where_the_cpu_runs_float32(monkeypatch, chosen, base_cells):
+    """On an AVX2-only CPU (float32) the default leaves out the base model's cells and says
+    why; the fine-tuned cells and the baselines stay, with the same keys."""
+    monkeypatch.setattr("ptychobench.models.hf.pick_device", lambda device="auto": "cpu")
+    monkeypatch.setattr(precision, "cpu_dtype_probe", lambda: {**_FAKE_PROBE, "dtype": chosen})
+    cfg = load_config("default")
+    strategies = {s for e in cfg.experiments if e.model == "smollm2-135m" for s in e.strategies}
+    assert {"sft", "sft+icl"} <= strategies
+    assert ("zero-shot" in strategies) is base_cells and ("icl" in strategies) is base_cells
+    if base_cells:
+        assert cfg.skipped == []
+    else:
+        assert len(cfg.skipped) == 1 and "needs bf16" in cfg.skipped[0][1] and "float32" in cfg.skipped[0][1]
+
+
+def test_requires_names_a_known_capability(tmp_path):
+    from ptychobench.errors import ConfigError
+
+    data = {"name": "t", "dataset": "sim-v2", "experiments": [{"task": "params", "model": "smollm2-135m"}]}
+    data["experiments"][0]["requires"] = ["gpu"]
+    with pytest.raises(ConfigError, match="requires: choose from"):
+        parse_config(data, "t.yaml")
+
+
+_FAKE_PROBE = {
+    "format": 1,
+    "capability": "AVX2",
+    "cpu": "test",
+    "torch": "x",
+    "float32_ms": 1.0,
+    "bfloat16_ms": 5.0,
+    "ratio": 5.0,
+    "measured": "now",
+}

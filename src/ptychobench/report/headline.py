@@ -76,6 +76,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     }
     finished = []
     run_machine = None
+    left_out: list[str] = []
     runs = run_dir / "runs.jsonl"
     if runs.is_file():
         for line in runs.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -83,6 +84,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
                 entry = json.loads(line)
                 finished.append(entry.get("finished"))
                 run_machine = entry.get("machine") or run_machine
+                left_out = [str(x) for x in entry.get("left_out") or []]  # the last run's
             except (json.JSONDecodeError, AttributeError):
                 continue
     return {
@@ -93,6 +95,7 @@ def facts(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "versions": versions(),
         "machine": machine(),
         "run_machine": run_machine if isinstance(run_machine, dict) else None,
+        "left_out": left_out,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "finished": [f for f in finished if f],
     }
@@ -132,6 +135,8 @@ def fact_lines(f: dict[str, Any]) -> list[tuple[str, str]]:
     rm = f.get("run_machine")
     if rm:
         out.append(("models ran on", run_machine_words(rm)))
+    for why in f.get("left_out") or []:
+        out.append(("left out on this machine", why))
     out.append(("report written", f"{f['written']} on {f['machine']}"))
     return out
 

@@ -61,6 +61,9 @@ class Experiment:
     #: environment variables the experiment needs (an API key); when one is unset the
     #: experiment is left out of the grid and the run says so, rather than failing
     requires_env: list[str] = field(default_factory=list)
+    #: what the machine must offer (``REQUIREMENTS``); elsewhere the experiment is left out and
+    #: the run says so: a config can be smaller where it would be slow, never different per cell
+    requires: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -184,7 +187,7 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     for key in ("model", "name", "adapter"):
         _check(e.get(key) is None or isinstance(e[key], str), where, f"{key} must be a string")
     e = dict(e)
-    for key in ("strategies", "selectors", "k", "baselines", "requires_env"):
+    for key in ("strategies", "selectors", "k", "baselines", "requires_env", "requires"):
         if key in e:
             e[key] = _list(e[key])
     exp = Experiment(**e)
@@ -194,6 +197,11 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         all(isinstance(v, str) and v for v in exp.requires_env),
         where,
         "requires_env must be a list of environment variable names",
+    )
+    _check(
+        all(v in REQUIREMENTS for v in exp.requires),
+        where,
+        f"requires: choose from {sorted(REQUIREMENTS)}, got {exp.requires!r}",
     )
     modality = TASKS[exp.task].modality
     if not exp.model:
@@ -281,6 +289,35 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     return exp
 
 
+#: ``requires`` names: what each means, and how it is checked on this machine
+REQUIREMENTS = {
+    "bf16": "local models run in a 16-bit format here: a GPU, or a CPU where dtype auto measures bf16 faster",
+}
+
+
+def _has(requirement: str) -> bool:
+    if requirement == "bf16":
+        from ..models.hf import pick_device
+        from ..models.precision import auto_dtype
+
+        return str(auto_dtype(pick_device("auto"))) != "torch.float32"
+    return False
+
+
+def _unmet(e: Experiment) -> str:
+    """Why ``e`` is left out on this machine ('' when it runs): an unset environment
+    variable it needs, or a ``requires`` the machine does not meet."""
+    unset = [v for v in e.requires_env if not os.environ.get(v)]
+    if unset:
+        return f"needs {', '.join(unset)}"
+    unmet = [r for r in e.requires if not _has(r)]
+    if unmet:
+        from ..models.precision import describe_choice
+
+        return f"needs {', '.join(unmet)} ({'; '.join(REQUIREMENTS[r] for r in unmet)}); {describe_choice()}"
+    return ""
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
     try:
         return _parse_config(data, source)
@@ -307,13 +344,9 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
         data.get("decoding", "greedy") in DECODING_PRESETS, source, f"decoding must be one of {list(DECODING_PRESETS)}"
     )
     exps = [_parse_experiment(e, f"{source}: experiments[{i}]") for i, e in enumerate(_list(data["experiments"]))]
-    skipped = [
-        (e.label, f"needs {', '.join(v for v in e.requires_env if not os.environ.get(v))}")
-        for e in exps
-        if any(not os.environ.get(v) for v in e.requires_env)
-    ]
-    exps = [e for e in exps if all(os.environ.get(v) for v in e.requires_env)]
-    _check(bool(exps), source, f"every experiment needs an unset environment variable: {skipped}")
+    skipped = [(e.label, why) for e in exps if (why := _unmet(e))]
+    exps = [e for e in exps if not _unmet(e)]
+    _check(bool(exps), source, f"every experiment is left out on this machine: {skipped}")
     cfg = RunConfig(
         **{
             **{k: v for k, v in data.items() if k != "experiments"},

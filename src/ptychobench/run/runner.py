@@ -197,6 +197,7 @@ class Runner:
             "failed": [r.config for r in failed],
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **({"machine": {k: v for k, v in machine.items() if k != "line"}} if machine else {}),
+            **({"left_out": [f"{label}: {why}" for label, why in self.cfg.skipped]} if self.cfg.skipped else {}),
         }
         with (self.run_dir / "runs.jsonl").open("a") as f:
             f.write(json.dumps(summary) + "\n")
