@@ -252,6 +252,20 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
     assert json.loads((out / MANIFEST).read_text())["created"] == manifest["created"]
 
 
+def test_training_twice_gives_the_same_adapter(tiny_dataset: Path, tmp_path: Path, monkeypatch):
+    """Issue 23: same config, same dtype -> the same adapter, whatever else the machine runs
+    (the thread count, which changes the reduction order, no longer depends on its load)."""
+    from ptychobench.strategies import train_adapter
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    opts = dict(max_train_samples=4, epochs=2, batch_size=2, learning_rate=3e-3, warmup_steps=1, bf16=False)
+    curves = []
+    for name in ("a", "b"):
+        train_adapter("params", "smollm2-135m", tiny_dataset, tmp_path / name, profile="cpu", **opts)
+        curves.append([c["loss"] for c in json.loads((tmp_path / name / MANIFEST).read_text())["train_loss_curve"]])
+    assert len(curves[0]) == 4 and curves[0] == curves[1]
+
+
 def test_a_time_guard_that_cuts_training_short_saves_no_adapter(tiny_dataset: Path, tmp_path: Path):
     """Issue 23: a shorter adapter's score would depend on the machine's speed, so the guard
     fails the run (one clear error) and leaves no adapter behind, not a partly trained one."""
