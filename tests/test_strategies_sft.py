@@ -254,16 +254,20 @@ def test_smollm2_adapter_learns_loads_and_is_reused(tiny_dataset: Path, tmp_path
 
 def test_training_twice_gives_the_same_adapter(tiny_dataset: Path, tmp_path: Path, monkeypatch):
     """Issue 23: same config, same dtype -> the same adapter, whatever else the machine runs
-    (the thread count, which changes the reduction order, no longer depends on its load)."""
+    (the thread count, which changes the reduction order, no longer depends on its load) and
+    whether the offline model was converted in this process (first run) or loaded (later)."""
+    from ptychobench.models.assets import smollm2_transformers_dir
     from ptychobench.strategies import train_adapter
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PTYCHOBENCH_CACHE", str(tmp_path / "cache"))  # the first training converts the GGUF
     opts = dict(max_train_samples=4, epochs=2, batch_size=2, learning_rate=3e-3, warmup_steps=1, bf16=False)
     curves = []
     for name in ("a", "b"):
         train_adapter("params", "smollm2-135m", tiny_dataset, tmp_path / name, profile="cpu", **opts)
         curves.append([c["loss"] for c in json.loads((tmp_path / name / MANIFEST).read_text())["train_loss_curve"]])
     assert len(curves[0]) == 4 and curves[0] == curves[1]
+    assert smollm2_transformers_dir().is_relative_to(tmp_path / "cache")  # converted here, then reused
 
 
 def test_a_time_guard_that_cuts_training_short_saves_no_adapter(tiny_dataset: Path, tmp_path: Path):

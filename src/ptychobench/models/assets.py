@@ -99,25 +99,30 @@ def smollm2_transformers_dir() -> Path:
     with _lock(models_dir() / ".smollm2.lock"):
         if (target / "config.json").is_file():
             return target
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=models_dir()))
-        try:
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            # Transformers marks GGUF-loaded models as quantized and refuses to save them;
-            # the weights are plain float32 by now, so move them into an unmarked model.
-            config = gguf_model.config
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            model = AutoModelForCausalLM.from_config(config)
-            model.load_state_dict(gguf_model.state_dict())
-            model.generation_config = gguf_model.generation_config
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            (tmp / "SOURCE").write_text(f"converted by ptychobench from {gguf} (sha256 {file_sha256(gguf)})\n")
-            tmp.chmod(0o755)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # ``from_config`` initialises weights at random before they are overwritten: on the
+        # global generator, that would make a seeded LoRA start differ between a first run
+        # (converting) and later ones (loading), so it draws from a forked one (issue 23)
+        with torch.random.fork_rng(devices=[]):
+            try:
+                tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                # Transformers marks GGUF-loaded models as quantized and refuses to save them;
+                # the weights are plain float32 by now, so move them into an unmarked model.
+                config = gguf_model.config
+                if hasattr(config, "quantization_config"):
+                    del config.quantization_config
+                model = AutoModelForCausalLM.from_config(config)
+                model.load_state_dict(gguf_model.state_dict())
+                model.generation_config = gguf_model.generation_config
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                (tmp / "SOURCE").write_text(f"converted by ptychobench from {gguf} (sha256 {file_sha256(gguf)})\n")
+                tmp.chmod(0o755)
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
