@@ -21,11 +21,12 @@ from typing import Any
 from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
 from ..data.dataset import SPLIT_NAME
 from ..data.dataset import check_image as _check_image
+from ..data.images import ImageIndex
 from ..tasks import get_task
 from .config import DATA_FIELD
 from .errors import AnnotateError
 from .export import unique_safe_names
-from .load import _UPLOAD_PREFIX, CONSENSUS_RULE, ExportContents, LabelledTask, image_name, read_export
+from .load import CONSENSUS_RULE, ExportContents, LabelledTask, image_ref, read_export
 
 
 @dataclass
@@ -39,19 +40,9 @@ class ImportResult:
         return [it for it in self.contents.labelled if it.ties]
 
 
-def _image_index(images: Path) -> dict[str, Path]:
-    if not images.is_dir():
-        raise AnnotateError(f"{images}: the images folder does not exist")
-    index: dict[str, Path] = {}
-    for p in sorted(images.rglob("*")):
-        if p.is_file():
-            index.setdefault(p.name, p)
-            index.setdefault(_UPLOAD_PREFIX.sub("", p.name), p)
-    return index
-
-
-def _find_image(it: LabelledTask, index: dict[str, Path] | None, path: Path) -> Path:
-    names = [n for n in (it.data.get("image_file"), image_name(it.data.get(DATA_FIELD["artifacts"]))) if n]
+def _find_image(it: LabelledTask, index: ImageIndex | None, path: Path) -> Path:
+    given = (image_ref(it.data.get(DATA_FIELD["artifacts"])), it.data.get("image_file"))
+    names = [n for n in given if isinstance(n, str) and n]
     if not names:
         raise AnnotateError(f"{path}: task {it.task_id} (sample {it.sample_id!r}) has no image in its data")
     if index is None:
@@ -59,9 +50,9 @@ def _find_image(it: LabelledTask, index: dict[str, Path] | None, path: Path) -> 
             f"{path}: the tasks show images; pass --images DIR (the folder holding "
             f"{names[0]!r}, e.g. the images/ folder annotate export wrote)"
         )
-    for n in names:
-        if n in index:
-            return index[n]
+    found = index.find(names, f"{path}: task {it.task_id} (sample {it.sample_id!r})", AnnotateError)
+    if found is not None:
+        return found
     raise AnnotateError(
         f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {names[0]!r} not found under the images folder"
     )
@@ -137,7 +128,7 @@ def import_export(
             f"{len(contents.unannotated)} unannotated); nothing to import"
         )
     spec = get_task(contents.task)
-    index = _image_index(Path(images)) if images is not None else None
+    index = ImageIndex.of(images, AnnotateError) if images is not None else None
     splits, split_rule = _assign_splits(items, test_fraction, seed, export)
     safe = unique_safe_names([it.sample_id for it in items])
     samples = []

@@ -136,16 +136,24 @@ def sample_id_of(record: dict[str, Any]) -> str:
     return f"task-{record.get('id')}"
 
 
+def image_ref(url: Any) -> str | None:
+    """The file path an image reference points at: ``/data/local-files/?d=a/b.png`` gives
+    ``a/b.png``, ``https://host/x/b.png`` gives ``/x/b.png``."""
+    if not url or not isinstance(url, str) or url.startswith("data:"):
+        return None
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return None
+    return unquote(parse_qs(parsed.query).get("d", [parsed.path])[0]) or None
+
+
 def image_name(url: Any) -> str | None:
     """The file name an image reference points at: ``/data/local-files/?d=a/b.png``,
     ``/data/upload/3/1a2b3c4d-b.png`` and ``https://host/x/b.png`` all give ``b.png``
     (the upload prefix is removed)."""
-    if not url or not isinstance(url, str) or url.startswith("data:"):
-        return None
-    parsed = urlparse(url)
-    path = parse_qs(parsed.query).get("d", [parsed.path])[0]
-    name = Path(unquote(path)).name
-    return _UPLOAD_PREFIX.sub("", name) or None
+    ref = image_ref(url)
+    return (_UPLOAD_PREFIX.sub("", Path(ref).name) or None) if ref else None
 
 
 def read_export(path: Path | str, task: str | None = None) -> ExportContents:

@@ -3,13 +3,18 @@ models, per-label and per-sample-type heatmaps, the learning curve."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, ParamSpec, TypeVar
 
 from ..eval.score import ConfigScores
 from ..tasks import PARAM_OPTIONS, get_task
 from .format import safe_name, short_config
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _label_name(task: str, label: str, width: int = 38) -> str:
@@ -20,6 +25,21 @@ def _label_name(task: str, label: str, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def plain_text(fn: Callable[P, R]) -> Callable[P, R]:
+    """Draw every string as written: a config name or sample type such as
+    ``$\\undefinedmacro{$`` is text, not mathtext (it crashed the report)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@plain_text
 def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
     import matplotlib
 
@@ -169,6 +189,7 @@ def _baseline_lines(axes, baselines: list[ConfigScores]) -> None:
         ax.legend(fontsize=7)
 
 
+@plain_text
 def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | None:
     """Every cell's micro-F1 with its 95% CI, one panel per task, best first; the best
     baseline as a dashed reference line. The one picture of a run."""

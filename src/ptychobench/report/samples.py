@@ -16,10 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..data.dataset import Dataset, Sample, load_dataset
+from ..data.dataset import Dataset, Sample, content_hash, load_dataset
 from ..errors import DatasetError
+from ..safeio import check_image_header, read_yaml
 from ..tasks import get_task
 from .format import short_config
 
@@ -45,6 +44,7 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     from PIL import Image
 
     try:
+        check_image_header(path, "thumbnail", DatasetError)
         with Image.open(path) as opened:
             im: Image.Image = opened
             if im.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float: scaled to 8 bits, not clipped
@@ -55,7 +55,7 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
             im.thumbnail((px, px))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
-    except OSError:
+    except (OSError, DatasetError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
@@ -77,8 +77,8 @@ def find_dataset(
     cfg = run_dir / "config.yaml"
     if cfg.is_file():
         try:
-            given = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("dataset")
-        except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            given = (read_yaml(cfg, DatasetError) or {}).get("dataset")
+        except (DatasetError, AttributeError):
             given = None
         if isinstance(given, str):
             tries += [given] if Path(given).is_absolute() else [given, run_dir.parent / given]
@@ -90,7 +90,7 @@ def find_dataset(
             ds = load_dataset(t, check_images=False)
         except (DatasetError, OSError, ValueError):
             continue
-        if want_hash and ds.manifest.get("content_hash") != want_hash:
+        if want_hash and want_hash not in (ds.manifest.get("content_hash"), content_hash(ds.root)):
             mismatch = ds.root
             continue
         return ds, f"Images and texts from the dataset at {ds.root}."

@@ -1,0 +1,470 @@
+"""Trust, third round (issue 26): each test reproduces one numbered defect of the audit and
+shows it fixed. The test names carry the defect's number."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+import ptychobench.models as models
+from ptychobench.cli import app
+from ptychobench.data import load_dataset
+from ptychobench.data.released import export_released, import_released
+from ptychobench.errors import ConfigError, DatasetError, StoreError
+from ptychobench.eval.store import read_run
+from ptychobench.models.base import Generation
+from ptychobench.run import Runner, load_config, parse_config
+
+
+def _clear_failure(res, *where) -> None:
+    assert isinstance(res.exception, SystemExit), f"{res.exception!r} for {where}\n{res.output}"
+    assert res.exit_code == 2, (res.exit_code, res.output, where)
+    assert "Traceback" not in res.output and res.output.count("error:") == 1, (res.output, where)
+
+
+def _baseline_cfg(dataset: Path, **top) -> dict:
+    return {
+        "name": "t",
+        "dataset": str(dataset),
+        "experiments": [{"task": "params", "baselines": ["type-only"]}],
+        **top,
+    }
+
+
+# ------------------------------------------------------------------ 1. YAML alias bomb
+
+
+def _alias_bomb(indent: str, levels: int = 9) -> str:
+    """Nine levels of nine aliases each: 651 bytes that expand to 9**9 strings."""
+    lines = [f'{indent}a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"{indent}a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("key", ["probe_options", "backend_options"])
+def test_01_yaml_alias_bomb_is_refused_at_parse(tiny_dataset, tmp_path, key):
+    exp = (
+        "  - task: params\n    baselines: [type-only]\n    probe_options:\n      rule:\n"
+        if key == "probe_options"
+        else "  - task: params\n    model: openai:m\n    backend_options:\n      kind:\n"
+    )
+    text = f"name: t\ndataset: {tiny_dataset}\nexperiments:\n" + exp + _alias_bomb(" " * 8)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    assert len(text) < 2000
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(path)
+    assert time.perf_counter() - t0 < 5
+    _clear_failure(CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")]))
+    assert not (tmp_path / "o").exists()
+
+
+def test_01_yaml_small_aliases_still_work(tiny_dataset, tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        f"name: t\ndataset: {tiny_dataset}\nexperiments:\n"
+        "  - &e {task: params, baselines: [type-only], probe_options: &o {rule: majority}}\n"
+        "  - {task: artifacts, baselines: [type-only], probe_options: *o}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.experiments[1].probe_options == {"rule": "majority"}
+
+
+# ------------------------------------------------------------------ 2. same-named images
+
+
+def _released_with_twins(tmp_path: Path, tiny_dataset: Path) -> Path:
+    released = export_released(tiny_dataset, tmp_path / "released")
+    f = released / "artifacts" / "train.json"
+    recs = json.loads(f.read_text())
+    a, b = recs[0], recs[1]
+    img_a = released / "images" / a["messages"][0]["content"][1]["image_path"].split("/")[-1]
+    img_b = released / "images" / b["messages"][0]["content"][1]["image_path"].split("/")[-1]
+    (released / "images" / "a").mkdir()
+    (released / "images" / "b").mkdir()
+    for i, (old, sub) in enumerate(((img_a, "a"), (img_b, "b"))):
+        old.unlink()
+        Image.fromarray(np.full((16, 16), 40 + 100 * i, np.uint8)).save(released / "images" / sub / "x.png")
+    a["messages"][0]["content"][1]["image_path"] = "/data/upload/a/x.png"
+    b["messages"][0]["content"][1]["image_path"] = "/data/upload/b/x.png"
+    f.write_text(json.dumps(recs))
+    return released
+
+
+def test_02_same_named_images_in_sub_folders_get_their_own_picture(tiny_dataset, tmp_path):
+    released = _released_with_twins(tmp_path, tiny_dataset)
+    ds = import_released(released, tmp_path / "out", images=released / "images")
+    a, b = ds.samples("artifacts", "train")[:2]
+    assert a.image.read_bytes() == (released / "images" / "a" / "x.png").read_bytes()
+    assert b.image.read_bytes() == (released / "images" / "b" / "x.png").read_bytes()
+    assert a.image.read_bytes() != b.image.read_bytes()
+
+
+def test_02_same_named_images_that_cannot_be_told_apart_are_an_error(tiny_dataset, tmp_path):
+    released = _released_with_twins(tmp_path, tiny_dataset)
+    f = released / "artifacts" / "train.json"
+    recs = json.loads(f.read_text())
+    for r in recs[:2]:
+        r["messages"][0]["content"][1]["image_path"] = "x.png"
+    f.write_text(json.dumps(recs))
+    res = CliRunner().invoke(
+        app, ["import", str(released), "--images", str(released / "images"), "--out", str(tmp_path / "o")]
+    )
+    _clear_failure(res)
+    assert "several files" in res.output
+
+
+def test_02_annotate_import_uses_the_same_lookup(tiny_dataset, tmp_path):
+    from ptychobench.annotate.importer import import_export
+
+    ds = load_dataset(tiny_dataset)
+    imgs = tmp_path / "imgs"
+    (imgs / "a").mkdir(parents=True)
+    (imgs / "b").mkdir()
+    s0, s1 = ds.samples("artifacts", "train")[:2]
+    (imgs / "a" / "x.png").write_bytes(s0.image.read_bytes())
+    (imgs / "b" / "x.png").write_bytes(s1.image.read_bytes())
+    tasks = [
+        {
+            "id": i,
+            "data": {"image": "/data/local-files/?d=x.png", "ptychobench_id": f"s{i}"},
+            "annotations": [{"completed_by": 1, "result": [_choice("Blurring")]}],
+        }
+        for i in range(2)
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    with pytest.raises(DatasetError, match="several files"):
+        import_export(export, tmp_path / "out", images=imgs, task="artifacts")
+
+
+def _choice(*labels: str) -> dict:
+    return {"type": "choices", "from_name": "artifacts", "to_name": "image", "value": {"choices": list(labels)}}
+
+
+# ------------------------------------------------------------------ 3. stale predictions after an edit
+
+
+def test_03_editing_the_dataset_files_redoes_the_cells(tiny_dataset, tmp_path):
+    cfg = parse_config(_baseline_cfg(tiny_dataset), "c.yaml")
+    out = tmp_path / "run"
+    first = Runner(cfg, out).run()
+    assert first["ran"] == 1
+    test = tiny_dataset / "params" / "test.jsonl"
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    for r in rows:  # every gold label edited; manifest.json left as it was
+        r["labels"] = ["L"]
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    again = Runner(cfg, out).run()
+    assert again["ran"] == 1, "the cell was reused after the dataset's files changed"
+    golds = {tuple(r["gold"]) for r in read_run(out)}
+    assert golds == {("L",)}
+
+
+# ------------------------------------------------------------------ 4. secrets
+
+TOKEN = "tok3nAsUserName9"
+KEY = "sk-proj-echoedKey12345"
+USER, PASS = "alice", "p4ssw0rd-basic"
+
+
+class EchoingBackend:
+    """A server that echoes the key and the Basic credentials in its error text."""
+
+    def __init__(self, **options):
+        self.options = options
+
+    def fingerprint(self):
+        return {"backend": "openai", "model": "m", "base_url": f"http://{TOKEN}@localhost:9/v1"}
+
+    def generate(self, batch, config):
+        basic = base64.b64encode(f"{USER}:{PASS}".encode()).decode()
+        return [
+            Generation(error=f"Incorrect API key provided: {KEY}. proxy said: Authorization {basic} refused")
+            for _ in batch
+        ]
+
+
+def test_04_every_known_secret_value_is_scrubbed_everywhere(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "load_backend", lambda model, adapter=None, **o: EchoingBackend(**o))
+    monkeypatch.setenv("MY_PROXY_PASSWORD", PASS)
+    monkeypatch.setenv("PROXY_USER", USER)
+    cfg = {
+        "name": "t",
+        "dataset": str(tiny_dataset),
+        "experiments": [
+            {
+                "task": "params",
+                "model": "openai:m",
+                "backend_options": {"base_url": f"http://{TOKEN}@localhost:9/v1", "api_key": KEY},
+            }
+        ],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--allow-failures"])
+    assert res.exit_code == 0, res.output
+    written = "\n".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+    basic = base64.b64encode(f"{USER}:{PASS}".encode()).decode()
+    for secret in (TOKEN, KEY, PASS, basic):
+        assert secret not in written, f"{secret} written"
+        assert secret not in res.output, f"{secret} shown"
+    assert "Incorrect API key provided" in (out / "predictions.jsonl").read_text()
+
+
+def test_04_scrubber_knows_values_not_only_shapes():
+    from ptychobench.secrets import remember, remember_url, scrub
+
+    remember_url("https://userX123:pw-abc-999@host/v1")
+    remember("plain-key-without-shape-42")
+    b64 = base64.b64encode(b"userX123:pw-abc-999").decode()
+    text = f"denied plain-key-without-shape-42 for userX123 ({b64}) at http://other@host"
+    clean = scrub(text)
+    for s in ("plain-key-without-shape-42", "userX123", b64, "pw-abc-999", "other@"):
+        assert s not in clean, clean
+
+
+# ------------------------------------------------------------------ 5. symlink escape
+
+
+def test_05_a_symlink_out_of_the_dataset_is_refused(tiny_dataset, tmp_path):
+    outside = tmp_path / "secret.png"
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(outside)
+    split = tiny_dataset / "artifacts" / "train.jsonl"
+    first = json.loads(split.read_text().splitlines()[0])
+    image = tiny_dataset / "artifacts" / first["image"]
+    image.unlink()
+    image.symlink_to(outside)
+    _clear_failure(CliRunner().invoke(app, ["validate", str(tiny_dataset)]))
+    res = CliRunner().invoke(app, ["export", str(tiny_dataset), "--out", str(tmp_path / "x")])
+    _clear_failure(res)
+    copied = [p for p in (tmp_path / "x").rglob("*.png")] if (tmp_path / "x").exists() else []
+    assert all(p.read_bytes() != outside.read_bytes() for p in copied)
+
+
+# ------------------------------------------------------------------ 7. option values at parse
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        {"task": "params", "baselines": ["knn-vote"], "probe_options": {"n_neighbors": -4}},
+        {"task": "params", "model": "openai:m", "backend_options": {"concurrency": "abc"}},
+        {"task": "params", "model": "openai:m", "backend_options": {"base_url": 12345}},
+        {"task": "params", "model": "tiny-lm", "strategies": ["sft"], "sft": {"learning_rate": "nan"}},
+        {"task": "params", "model": "tiny-lm", "strategies": ["sft"], "sft": {"learning_rate": float("nan")}},
+        {
+            "task": "params",
+            "model": "tiny-lm",
+            "strategies": ["icl"],
+            "k": [1],
+            "selectors": ["knn-diverse"],
+            "selector_options": {"lam": 7},
+        },
+    ],
+)
+def test_07_option_values_are_checked_when_the_config_is_parsed(tiny_dataset, exp):
+    with pytest.raises(ConfigError):
+        parse_config({"name": "t", "dataset": str(tiny_dataset), "experiments": [exp]}, "c.yaml")
+
+
+@pytest.mark.parametrize("seeds", [[-1], [2**40], []])
+def test_07_seeds_out_of_range_are_refused(tiny_dataset, seeds):
+    with pytest.raises(ConfigError, match="seeds"):
+        parse_config(_baseline_cfg(tiny_dataset, seeds=seeds), "c.yaml")
+
+
+# ------------------------------------------------------------------ 12. re-import keeps stale files
+
+
+def test_12_reimport_leaves_no_stale_split_file(tiny_dataset, tmp_path):
+    released = export_released(tiny_dataset, tmp_path / "released")
+    out = tmp_path / "out"
+    import_released(released, out, images=released / "images")
+    stale = out / "params" / "test-old.jsonl"
+    stale.write_text((out / "params" / "test.jsonl").read_text().replace('"id": "p', '"id": "old-p'))
+    ghost = out / "artifacts" / "images" / "ghost.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(ghost)
+    ds = import_released(released, out, images=released / "images")
+    assert not stale.exists() and not ghost.exists()
+    assert ds.split_names("params") == ["train", "test"]
+
+
+# ------------------------------------------------------------------ 13. one lock per run folder
+
+
+def test_13_a_shard_and_an_unsharded_run_exclude_each_other(tiny_dataset, tmp_path, monkeypatch):
+    import threading
+
+    import ptychobench.strategies as strategies
+
+    out = tmp_path / "run"
+    cfg = parse_config(_baseline_cfg(tiny_dataset), "c.yaml")
+    started, release = threading.Event(), threading.Event()
+    real = strategies.fit_predict_probe
+
+    def slow(*a, **k):
+        started.set()
+        release.wait(60)
+        return real(*a, **k)
+
+    monkeypatch.setattr(strategies, "fit_predict_probe", slow)
+    owner = threading.Thread(target=lambda: Runner(cfg, out).run())
+    owner.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(ConfigError, match="another ptychobench run"):
+            Runner(cfg, out, shard=(0, 1)).run()
+        with pytest.raises(ConfigError, match="another ptychobench run"):
+            Runner(cfg, out).run()
+    finally:
+        release.set()
+        owner.join()
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len(load_dataset(tiny_dataset).samples("params", "test"))
+
+
+def test_13_shards_of_one_run_share_the_folder_and_other_counts_wait(tmp_path):
+    from ptychobench.run.lock import FolderLock
+
+    out = tmp_path / "run"
+    with FolderLock(out, (0, 2)), FolderLock(out, (1, 2)):  # shards of one run: side by side
+        with pytest.raises(ConfigError, match="another ptychobench run"):
+            FolderLock(out).acquire()
+        with pytest.raises(ConfigError, match="another shard count"):
+            FolderLock(out, (0, 3)).acquire()
+        with pytest.raises(ConfigError, match="another ptychobench run"):
+            FolderLock(out, (1, 2)).acquire()
+    with FolderLock(out):
+        pass
+
+
+# ------------------------------------------------------------------ 14. limits and empty grids
+
+
+@pytest.mark.parametrize("shard", ["0/100000", "0/10000000000"])
+def test_14_shard_counts_are_bounded(tiny_dataset, tmp_path, shard):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_baseline_cfg(tiny_dataset)))
+    _clear_failure(CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o"), "--shard", shard]))
+
+
+@pytest.mark.parametrize("args", [["--cluster", "bogus"], ["--hours", "nan"], ["--hours", "-1"]])
+def test_14_submit_options_are_checked(tiny_dataset, tmp_path, args):
+    pytest.importorskip("submitit")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_baseline_cfg(tiny_dataset)))
+    res = CliRunner().invoke(app, ["submit", str(path), "--shards", "1", "--out", str(tmp_path / "o"), *args])
+    _clear_failure(res, args)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seeds": []},
+        {"experiments": [{"task": "params", "model": "tiny-lm", "strategies": []}]},
+        {"experiments": [{"task": "params", "model": "tiny-lm", "strategies": ["icl"], "k": []}]},
+        {"train_sizes": []},
+    ],
+)
+def test_14_empty_grids_are_refused(tiny_dataset, change):
+    with pytest.raises(ConfigError):
+        parse_config(_baseline_cfg(tiny_dataset, **change), "c.yaml")
+
+
+def test_14_store_labels_outside_the_label_space_are_refused(tmp_path):
+    rec = {"config": "c", "sample_id": "s", "task": "params", "gold": ["A"], "labels": ["Z9"], "version": 3}
+    (tmp_path / "predictions.jsonl").write_text(json.dumps(rec) + "\n")
+    with pytest.raises(StoreError, match="label space"):
+        read_run(tmp_path)
+
+
+# ------------------------------------------------------------------ 6, 10, 15. the report
+
+HOSTILE = "$\\undefinedmacro{$<b onmouseover=alert(1)>"
+
+
+class AnswerA:
+    def __init__(self, **options):
+        pass
+
+    def fingerprint(self):
+        return {"backend": "fake", "model": "fake"}
+
+    def generate(self, batch, config):
+        return [Generation(text="<answer>A</answer>") for _ in batch]
+
+
+def _hostile_run(tiny_dataset: Path, tmp_path: Path, monkeypatch, name: str = HOSTILE) -> Path:
+    """A run whose experiment name and sample types are ``name`` (mathtext, raw HTML)."""
+    for split in ("train", "test"):
+        f = tiny_dataset / "params" / f"{split}.jsonl"
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        for i, r in enumerate(rows):
+            r["sample_type"] = name if i % 2 else name.replace("$", "")
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(models, "load_backend", lambda model, adapter=None, **o: AnswerA(**o))
+    cfg = {
+        "name": "t",
+        "dataset": str(tiny_dataset),
+        "experiments": [
+            {"task": "params", "model": "openai:m", "name": name, "backend_options": {"base_url": "http://h:1/v1"}},
+            {"task": "params", "baselines": ["type-only"]},
+        ],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_06_mathtext_in_names_and_sample_types_does_not_crash_the_report(tiny_dataset, tmp_path, monkeypatch):
+    out = _hostile_run(tiny_dataset, tmp_path, monkeypatch)
+    assert (out / "report.html").is_file() and (out / "report_files" / "forest.png").is_file()
+
+
+def test_15_report_md_has_no_raw_html_from_names(tiny_dataset, tmp_path, monkeypatch):
+    out = _hostile_run(tiny_dataset, tmp_path, monkeypatch, name="<b onmouseover=alert(1)>")
+    md = (out / "report.md").read_text()
+    outside_code = "".join(part for i, part in enumerate(md.split("`")) if i % 2 == 0)
+    assert "<b onmouseover" not in outside_code and "&lt;b onmouseover" in outside_code
+    assert "<b onmouseover" not in (out / "report.html").read_text()
+
+
+def test_10_a_report_killed_midway_leaves_the_previous_set_whole(tiny_dataset, tmp_path, monkeypatch):
+    import ptychobench.report.write as write
+
+    cfg = parse_config(_baseline_cfg(tiny_dataset), "c.yaml")
+    out = tmp_path / "run"
+    Runner(cfg, out).run()
+    write.write_report(out)
+    before = {n: (out / n).read_bytes() for n in ("report.md", "report.html", "scores.json")}
+    store = out / "predictions.jsonl"
+    rec = json.loads(store.read_text().splitlines()[0])
+    store.write_text(store.read_text() + json.dumps({**rec, "labels": ["B"], "sample_id": rec["sample_id"]}) + "\n")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # a kill after scores.json is written, before the pages
+
+    monkeypatch.setattr(write, "browser_html", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write.write_report(out)
+    after = {n: (out / n).read_bytes() for n in before}
+    assert after == before, "a killed report left a mixed set"
+    assert not [p for p in out.iterdir() if p.name.startswith(".report-")]
+    monkeypatch.undo()
+    write.write_report(out)
+    assert (out / "scores.json").read_bytes() != before["scores.json"]
