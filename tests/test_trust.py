@@ -468,3 +468,146 @@ def test_10_a_report_killed_midway_leaves_the_previous_set_whole(tiny_dataset, t
     monkeypatch.undo()
     write.write_report(out)
     assert (out / "scores.json").read_bytes() != before["scores.json"]
+
+
+# ------------------------------------------------------------------ 8. malformed Label Studio JSON
+
+BAD_LS = [
+    [{"data": "x", "annotations": []}],
+    [{"data": {"image": 5}, "annotations": [5]}],
+    [{"data": {}, "annotations": [{"result": "x"}]}],
+    [{"data": {}, "annotations": [{"result": [{"type": "choices", "value": "Blurring"}]}]}],
+    [{"data": {}, "annotations": [{"result": [{"type": "choices", "value": {"choices": [5, None]}}]}]}],
+    [{"data": {}, "annotations": [{"completed_by": [1], "result": []}]}],
+    [{"data": {}, "annotations": {"a": 1}}],
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_LS) + 2))
+@pytest.mark.parametrize("command", ["import", "agreement"])
+def test_08_malformed_label_studio_exports_are_one_clear_error(tmp_path, case, command):
+    export = tmp_path / "export.json"
+    if case < len(BAD_LS):
+        export.write_text(json.dumps(BAD_LS[case]))
+    elif case == len(BAD_LS):
+        export.write_bytes(b"\xff\xfe[{]")
+    else:
+        export.mkdir()  # a folder given as the export
+    args = ["annotate", command, str(export)] + (["--out", str(tmp_path / "o")] if command == "import" else [])
+    _clear_failure(CliRunner().invoke(app, args), case, command)
+
+
+def test_08_agreement_out_on_a_file_is_one_clear_error(tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "data": {"text": "t", "ptychobench_task": "params"},
+                    "annotations": [
+                        {
+                            "completed_by": 1,
+                            "result": [{"type": "choices", "from_name": "options", "value": {"choices": ["A"]}}],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    _clear_failure(CliRunner().invoke(app, ["annotate", "agreement", str(export), "--out", str(blocker)]))
+
+
+# ------------------------------------------------------------------ 9. hostile files
+
+
+def _png_bomb(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header claims side x side pixels (a few dozen bytes on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_09_png_bomb_in_a_dataset_is_refused(tiny_dataset):
+    first = json.loads((tiny_dataset / "artifacts" / "test.jsonl").read_text().splitlines()[0])
+    _png_bomb(tiny_dataset / "artifacts" / first["image"])
+    res = CliRunner().invoke(app, ["validate", str(tiny_dataset)])
+    _clear_failure(res)
+    assert "pixels" in res.output
+
+
+def test_09_png_bomb_on_import_and_in_diagnose_is_refused(tiny_dataset, tmp_path):
+    released = export_released(tiny_dataset, tmp_path / "released")
+    name = json.loads((released / "artifacts" / "train.json").read_text())[0]["messages"][0]["content"][1]["image_path"]
+    _png_bomb(released / "images" / name.split("/")[-1])
+    res = CliRunner().invoke(
+        app, ["import", str(released), "--images", str(released / "images"), "--out", str(tmp_path / "o")]
+    )
+    _clear_failure(res)
+    _clear_failure(CliRunner().invoke(app, ["diagnose", str(_png_bomb(tmp_path / "bomb.png"))]))
+
+
+def test_09_deeply_nested_json_is_refused(tiny_dataset, tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    split = tiny_dataset / "params" / "test.jsonl"
+    split.write_text(split.read_text() + '{"id": "deep", "labels": ["A"], "metadata": ' + deep + "}\n")
+    _clear_failure(CliRunner().invoke(app, ["validate", str(tiny_dataset)]))
+    export = tmp_path / "ls.json"
+    export.write_text(deep)
+    _clear_failure(CliRunner().invoke(app, ["annotate", "agreement", str(export)]))
+
+
+@pytest.mark.parametrize("kind", ["huge-npy", "huge-npz", "bool", "scan-step-nan"])
+def test_09_hostile_diagnose_inputs_are_one_clear_error(tmp_path, kind):
+    path = tmp_path / "x.npy"
+    args: list[str] = []
+    if kind == "huge-npy":
+        with path.open("wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<c16", "fortran_order": False, "shape": (70000, 70000)})
+            f.write(b"\0" * 64)
+    elif kind == "huge-npz":
+        import zipfile
+
+        path = tmp_path / "x.npz"
+        with zipfile.ZipFile(path, "w") as z, z.open("object.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    elif kind == "bool":
+        np.save(path, np.eye(64, dtype=bool))
+    else:
+        np.save(path, np.exp(1j * np.random.default_rng(0).normal(size=(64, 64))))
+        args = ["--scan-step", "nan"]
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, ["diagnose", str(path), "--advisor", "none", *args])
+    _clear_failure(res, kind)
+    assert time.perf_counter() - t0 < 20
+
+
+# ------------------------------------------------------------------ 11. diagnose --html index collision
+
+
+def test_11_an_input_named_index_keeps_its_card(tmp_path, tiny_dataset, monkeypatch):
+    monkeypatch.setenv("PTYCHOBENCH_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("index", "other"):
+        np.save(folder / f"{name}.npy", np.exp(1j * rng.normal(size=(64, 64))).astype(np.complex64))
+    cards = tmp_path / "cards"
+    res = CliRunner().invoke(
+        app, ["diagnose", str(folder), "--dataset", str(tiny_dataset), "--advisor", "none", "--html", str(cards)]
+    )
+    assert res.exit_code == 0, res.output
+    index = (cards / "index.html").read_text()
+    assert "<ul>" in index and "index.npy" in index
+    linked = [p for p in cards.iterdir() if p.name not in ("index.html", "other.html")]
+    assert len(linked) == 1 and "index.npy" in linked[0].read_text()

@@ -33,6 +33,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from ..data import Dataset
 from ..eval.metrics import binarize, score
+from ..files import write_atomic
 from ..tasks import get_task
 from .errors import AnnotateError
 from .export import safe_name
@@ -308,8 +309,10 @@ def to_markdown(a: Agreement, source: str) -> str:
 def write(a: Agreement, out: Path, source: str) -> list[Path]:
     import json
 
+    if out.exists() and not out.is_dir():
+        raise AnnotateError(f"{out}: --out is a file; give a folder for agreement.md and agreement.json")
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "agreement.md", out / "agreement.json"
-    md.write_text(to_markdown(a, source), encoding="utf-8")
-    js.write_text(json.dumps({"source": source, **a.as_dict()}, indent=1) + "\n", encoding="utf-8")
+    write_atomic(md, to_markdown(a, source))
+    write_atomic(js, json.dumps({"source": source, **a.as_dict()}, indent=1) + "\n")
     return [md, js]

@@ -6,13 +6,18 @@ Mounted on the main command as ``app.add_typer(annotate_app, name="annotate")``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..data import DatasetError
+from ..errors import PtychoBenchError
+from ..secrets import scrub
 
 app = typer.Typer(
     help="Experts in the loop: a Label Studio round trip (export tasks, import labels, measure agreement).",
@@ -24,11 +29,28 @@ console = Console()
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(scrub(str(e)))}", soft_wrap=True)
     raise typer.Exit(2)
 
 
+def guarded(fn: Callable) -> Callable:
+    """A command whose foreseeable errors (bad input, a file where a folder belongs, an
+    unreadable path) end in one line and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PtychoBenchError as e:
+            _fail(e)
+        except OSError as e:
+            _fail(Exception(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
+
+    return wrapper
+
+
 @app.command("export")
+@guarded
 def export_cmd(
     source: str = typer.Argument(..., help="Dataset (folder or name), run folder (with --cell), or image folder."),
     out: Path = typer.Option(..., "--out", help="Folder for the Label Studio project files (nothing goes elsewhere)."),
@@ -85,6 +107,7 @@ def export_cmd(
 
 
 @app.command("import")
+@guarded
 def import_cmd(
     export: Path = typer.Argument(..., help="Label Studio JSON export (Export > JSON)."),
     out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
@@ -120,6 +143,7 @@ def import_cmd(
 
 
 @app.command("agreement")
+@guarded
 def agreement_cmd(
     export: Path = typer.Argument(..., help="Label Studio JSON export with one or more annotators per task."),
     against: str | None = typer.Option(None, "--against", help="Dataset (folder or name) whose labels to compare."),
@@ -157,6 +181,7 @@ def agreement_cmd(
 
 
 @app.command("review-sheets")
+@guarded
 def review_sheets_cmd(
     dataset: str = typer.Argument(..., help="Dataset (folder or name) whose labels to review."),
     out: Path = typer.Option(
@@ -193,6 +218,7 @@ def review_sheets_cmd(
 
 
 @app.command("review-score")
+@guarded
 def review_score_cmd(
     dataset: str = typer.Argument(..., help="Dataset (folder or name) the review was drawn from."),
     review: Path = typer.Argument(..., help="The filled review.csv (number,sample_id,labels)."),

@@ -21,7 +21,6 @@ dropped silently.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from ..safeio import read_json
 from ..tasks import NO_ARTIFACTS, Task
 from .config import CONTROL, canonical_label, results_choices, task_named
 from .errors import AnnotateError
@@ -159,20 +159,13 @@ def image_name(url: Any) -> str | None:
 def read_export(path: Path | str, task: str | None = None) -> ExportContents:
     """Parse and validate a Label Studio JSON export (see the module doc)."""
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnnotateError(f"{path}: no such file; export the project as JSON from Label Studio") from None
-    except json.JSONDecodeError as e:
-        raise AnnotateError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); export as JSON") from None
+    if not path.exists():
+        raise AnnotateError(f"{path}: no such file; export the project as JSON from Label Studio")
+    records = read_json(path, AnnotateError, "Label Studio JSON export")
     if not isinstance(records, list) or not records:
         raise AnnotateError(f"{path}: expected a non-empty JSON list of tasks (Label Studio's JSON export)")
     for i, r in enumerate(records):
-        if not isinstance(r, dict) or "data" not in r or not isinstance(r.get("annotations", []), list):
-            raise AnnotateError(
-                f"{path}: item {i} is not a task with 'data' and 'annotations'; "
-                "export with the JSON format (not JSON-MIN or CSV)"
-            )
+        _check_task(r, f"{path}: item {i}")
     spec = _detect_task(records, path, task)
     items: list[LabelledTask] = []
     seen: dict[str, Any] = {}
@@ -198,6 +191,33 @@ def read_export(path: Path | str, task: str | None = None) -> ExportContents:
             LabelledTask(r.get("id"), sid, r.get("data") or {}, labels_by, sorted(skipped, key=_natural), cons, ties)
         )
     return ExportContents(path, spec.name, items)
+
+
+def _check_task(r: Any, where: str) -> None:
+    """The shape of one task of Label Studio's JSON export, before any field is used."""
+    hint = "export with the JSON format (not JSON-MIN or CSV)"
+    if not isinstance(r, dict) or not isinstance(r.get("data"), dict):
+        raise AnnotateError(f"{where} is not a task with a 'data' object and 'annotations'; {hint}")
+    anns = r.get("annotations")
+    if anns is not None and not isinstance(anns, list):
+        raise AnnotateError(f"{where}: 'annotations' must be a list; {hint}")
+    for j, ann in enumerate(anns or []):
+        at = f"{where} annotation {j}"
+        if not isinstance(ann, dict):
+            raise AnnotateError(f"{at}: must be an object; {hint}")
+        who = ann.get("completed_by")
+        if who is not None and not isinstance(who, (str, int, dict)) or isinstance(who, bool):
+            raise AnnotateError(f"{at}: 'completed_by' must be a user id or object")
+        result = ann.get("result")
+        if result is not None and not isinstance(result, list):
+            raise AnnotateError(f"{at}: 'result' must be a list")
+        for item in result or []:
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or (value is not None and not isinstance(value, dict)):
+                raise AnnotateError(f"{at}: each 'result' item must be an object with a 'value' object")
+            choices = (value or {}).get("choices")
+            if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+                raise AnnotateError(f"{at}: 'choices' must be a list of label strings")
 
 
 def _labels(spec: Task, ann: dict, path: Path, task_id: Any, sid: str, who: str) -> list[str]:
