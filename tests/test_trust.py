@@ -611,3 +611,77 @@ def test_11_an_input_named_index_keeps_its_card(tmp_path, tiny_dataset, monkeypa
     assert "<ul>" in index and "index.npy" in index
     linked = [p for p in cards.iterdir() if p.name not in ("index.html", "other.html")]
     assert len(linked) == 1 and "index.npy" in linked[0].read_text()
+
+
+# ------------------------------------------------------------------ Label Studio round trip
+
+
+def _ls_task(i: int, split: str | None, *anns: tuple) -> dict:
+    data = {"text": f"sample {i}", "ptychobench_id": f"p{i}", "ptychobench_task": "params"}
+    if split:
+        data["split"] = split
+    return {
+        "id": i,
+        "data": data,
+        "annotations": [
+            {
+                "id": 10 * i + j,
+                "completed_by": who,
+                "was_cancelled": labels is None,
+                "result": []
+                if labels is None
+                else [{"type": "choices", "from_name": "options", "value": {"choices": list(labels)}}],
+            }
+            for j, (who, labels) in enumerate(anns)
+        ],
+    }
+
+
+def test_ls_blind_export_drops_sample_type(tiny_dataset, tmp_path):
+    from ptychobench.annotate.export import export_project
+
+    export_project(str(tiny_dataset), tmp_path / "ls", blind=True)
+    for task in ("artifacts", "params"):
+        tasks = json.loads((tmp_path / "ls" / task / "tasks.json").read_text())
+        assert tasks and all("sample_type" not in t["data"] and "dataset_labels" not in t["data"] for t in tasks)
+
+
+def test_ls_total_disagreement_is_no_sample_and_validate_refuses_empty_labels(tmp_path):
+    from ptychobench.annotate.importer import import_export
+
+    tasks = [_ls_task(i, "train" if i < 4 else "test", (1, ["A"]), (2, ["A"])) for i in range(6)]
+    tasks.append(_ls_task(9, "test", (1, ["A"]), (2, ["B"])))  # total disagreement
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps(tasks))
+    r = import_export(export, tmp_path / "ds")
+    assert "p9" not in {s.id for s in r.dataset.samples("params", "test")}
+    assert [it.sample_id for it in r.no_consensus] == ["p9"]
+    assert r.dataset.manifest["annotate"]["no_consensus"][0]["sample_id"] == "p9"
+    f = tmp_path / "ds" / "params" / "test.jsonl"
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    rows[0]["labels"] = []
+    f.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    res = CliRunner().invoke(app, ["validate", str(tmp_path / "ds")])
+    _clear_failure(res)
+    assert "no labels" in res.output
+
+
+def test_ls_test_only_export_is_not_resplit(tmp_path):
+    from ptychobench.annotate.importer import import_export
+
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps([_ls_task(i, "test", (1, ["A"])) for i in range(6)]))
+    res = CliRunner().invoke(app, ["annotate", "import", str(export), "--out", str(tmp_path / "ds")])
+    _clear_failure(res)
+    assert "test" in res.output and "--test-fraction" in res.output
+    r = import_export(export, tmp_path / "ds2", test_fraction=0.5)
+    assert r.split_rule.startswith("random")
+
+
+def test_ls_agreement_counts_a_raters_skip(tmp_path):
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps([_ls_task(i, "test", (1, ["A"]), (2, ["A"] if i else None)) for i in range(4)]))
+    res = CliRunner().invoke(app, ["annotate", "agreement", str(export), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "a" / "agreement.md").read_text()
+    assert "1 skip(s) pressed" in md

@@ -136,22 +136,25 @@ def read_yaml(path: Path | str, error: type[PtychoBenchError], what: str = "YAML
     return loads_yaml(read_text(path, error, what), str(path), error)
 
 
-def check_image_header(path: Path | str, where: str, error: type[PtychoBenchError]) -> tuple[int, int]:
+def check_image_header(
+    path: Path | str, where: str, error: type[PtychoBenchError], what: str | None = None
+) -> tuple[int, int]:
     """The image's (width, height) from its header, refusing one over
     :data:`MAX_IMAGE_PIXELS` (a decompression bomb) before a pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
+    what = what or f"image {path}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise error(f"{where}: image {path} claims too many pixels (a decompression bomb?); refused") from None
+        raise error(f"{where}: {what} claims too many pixels (a decompression bomb?); refused: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise error(f"{where}: image {path} is unreadable: {e}") from None
+        raise error(f"{where}: {what} is unreadable ({path}): {e}") from None
     if width * height > MAX_IMAGE_PIXELS:
         raise error(
-            f"{where}: image {path} is {width} x {height} pixels; over {MAX_IMAGE_PIXELS // 2**20} Mpx is refused"
+            f"{where}: {what} is {width} x {height} pixels; over {MAX_IMAGE_PIXELS // 2**20} Mpx is refused: {path}"
         )
     return width, height

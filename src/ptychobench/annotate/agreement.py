@@ -80,6 +80,8 @@ class Agreement:
     unmatched: list[str] = field(default_factory=list)
     skipped: int = 0
     unannotated: int = 0
+    #: every skip a rater pressed, on tasks others labelled too (a missing rating each)
+    skips: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +178,7 @@ def measure(
         pairs,
         skipped=len(contents.skipped),
         unannotated=len(contents.unannotated),
+        skips=sum(len(it.skipped_by) for it in contents.items),
     )
     if against is not None:
         _against(result, items, annotators, against, labels, seed, n_resamples)
@@ -296,7 +299,8 @@ def to_markdown(a: Agreement, source: str) -> str:
         f"# Annotator agreement: {source}",
         "",
         f"Task {a.task}; {a.n_samples} labelled samples; annotators: {', '.join(a.annotators)}; "
-        f"{a.skipped} skipped and {a.unannotated} unannotated tasks not counted. "
+        f"{a.skips} skip(s) pressed by raters (each a missing rating); {a.skipped} task(s) skipped by "
+        f"everyone and {a.unannotated} unannotated not counted. "
         'Scored labels only ("No obvious artifacts" is left out).',
     ]
     if a.unmatched:

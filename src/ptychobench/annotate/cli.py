@@ -114,7 +114,11 @@ def import_cmd(
     images: Path | None = typer.Option(None, "--images", help="Folder with the tasks' images (matched by name)."),
     name: str | None = typer.Option(None, "--name", help="Dataset name (default: the export's file name)."),
     task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share when the tasks carry no splits."),
+    test_fraction: float | None = typer.Option(
+        None,
+        "--test-fraction",
+        help="Split the samples anew with this test share (default 0.2 when the tasks carry no splits).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of that split."),
 ) -> None:
     """Turn a Label Studio JSON export into a dataset: consensus labels, every annotator's in metadata.
@@ -138,6 +142,11 @@ def import_cmd(
         )
     for it in c.unannotated:
         console.print(f"[yellow]unannotated[/] task {it.task_id} (sample {it.sample_id}): not in the dataset")
+    for it in r.no_consensus:
+        console.print(
+            f"[yellow]no consensus[/] task {it.task_id} (sample {it.sample_id}): its annotators agreed on no "
+            "label; not in the dataset"
+        )
     for it in r.ties:
         console.print(f"tie on sample {it.sample_id}: {', '.join(it.ties)} (left out of its labels)")
 

@@ -21,7 +21,7 @@ from typing import Any
 from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
 from ..data.dataset import SPLIT_NAME
 from ..data.dataset import check_image as _check_image
-from ..data.images import ImageIndex
+from ..data.images import UPLOAD_PREFIX, ImageIndex
 from ..tasks import get_task
 from .config import DATA_FIELD
 from .errors import AnnotateError
@@ -39,6 +39,12 @@ class ImportResult:
     def ties(self) -> list[LabelledTask]:
         return [it for it in self.contents.labelled if it.ties]
 
+    @property
+    def no_consensus(self) -> list[LabelledTask]:
+        """Labelled tasks whose annotators agreed on no label: not samples (an empty label
+        set would read as "nothing there"), listed in the manifest and the summary."""
+        return [it for it in self.contents.labelled if not it.consensus]
+
 
 def _find_image(it: LabelledTask, index: ImageIndex | None, path: Path) -> Path:
     given = (image_ref(it.data.get(DATA_FIELD["artifacts"])), it.data.get("image_file"))
@@ -54,16 +60,25 @@ def _find_image(it: LabelledTask, index: ImageIndex | None, path: Path) -> Path:
     if found is not None:
         return found
     raise AnnotateError(
-        f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {names[0]!r} not found under the images folder"
+        f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {UPLOAD_PREFIX.sub('', Path(names[0]).name)!r} "
+        "not found under the images folder"
     )
 
 
 def _assign_splits(
-    items: list[LabelledTask], test_fraction: float, seed: int, path: Path
+    items: list[LabelledTask], test_fraction: float | None, seed: int, path: Path
 ) -> tuple[dict[str, str], str]:
     given = {it.sample_id: it.data.get("split") for it in items}
-    if all(isinstance(s, str) and SPLIT_NAME.match(s) for s in given.values()) and set(SPLITS) <= set(given.values()):
-        return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
+    if all(isinstance(s, str) and SPLIT_NAME.match(s) for s in given.values()):
+        if set(SPLITS) <= set(given.values()):
+            return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
+    if any(isinstance(s, str) for s in given.values()) and test_fraction is None:
+        raise AnnotateError(
+            f"{path}: the tasks carry the split(s) {sorted({str(s) for s in given.values() if s})} only; "
+            "re-splitting would put test samples into train. Export train and test together, compare "
+            "them with annotate agreement --against, or pass --test-fraction F to split them anew"
+        )
+    test_fraction = 0.2 if test_fraction is None else test_fraction
     if len(items) < 2:
         raise AnnotateError(
             f"{path}: {len(items)} labelled task(s); a dataset needs a train and a test sample, so at least 2"
@@ -115,13 +130,14 @@ def import_export(
     images: Path | str | None = None,
     name: str | None = None,
     task: str | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     seed: int = 0,
 ) -> ImportResult:
     """Read ``export`` and write the dataset folder ``out`` (see the module doc)."""
     export = Path(export)
     contents = read_export(export, task)
-    items = contents.labelled
+    items = [it for it in contents.labelled if it.consensus]
+    no_consensus = [it for it in contents.labelled if not it.consensus]
     if not items:
         raise AnnotateError(
             f"{export}: no task has a submitted annotation ({len(contents.skipped)} skipped, "
@@ -149,6 +165,10 @@ def import_export(
         ],
         "unannotated": [{"task_id": it.task_id, "sample_id": it.sample_id} for it in contents.unannotated],
         "ties": [{"sample_id": safe[it.sample_id], "labels": it.ties} for it in items if it.ties],
+        "no_consensus": [
+            {"task_id": it.task_id, "sample_id": it.sample_id, "annotators": sorted(it.labels_by)}
+            for it in no_consensus
+        ],
     }
     out = Path(out)
     write_dataset(

@@ -274,6 +274,11 @@ def _read_split(path: Path, task: str, split: str, check_images: bool, root: Pat
         labels = rec["labels"]
         if not isinstance(labels, list):
             raise DatasetError(f"{where}: 'labels' must be a list")
+        if not labels:
+            raise DatasetError(
+                f"{where}: sample {sid!r} has no labels; every sample has at least one "
+                "(an image without artifacts is 'No obvious artifacts', advice without changes is 'L')"
+            )
         unknown = [x for x in labels if not isinstance(x, str) or x not in allowed]
         if unknown:
             raise DatasetError(
@@ -326,7 +331,7 @@ def check_image(image: Path, where: str, sid: str) -> None:
     """The image exists, its header claims a sane size (no decompression bomb) and it verifies."""
     if not image.is_file():
         raise DatasetError(f"{where}: image of sample {sid!r} not found: {image}")
-    check_image_header(image, f"{where}: sample {sid!r}", DatasetError)
+    check_image_header(image, where, DatasetError, f"image of sample {sid!r}")
     try:
         with Image.open(image) as im:
             im.verify()
