@@ -685,3 +685,18 @@ def test_ls_agreement_counts_a_raters_skip(tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "a" / "agreement.md").read_text()
     assert "1 skip(s) pressed" in md
+
+
+def test_ls_one_project_per_rater_merges_by_sample(tmp_path):
+    from ptychobench.annotate.importer import import_export
+
+    first, second, again = tmp_path / "r1.json", tmp_path / "r2.json", tmp_path / "r1b.json"
+    first.write_text(json.dumps([_ls_task(i, "train" if i < 4 else "test", (1, ["A"])) for i in range(6)]))
+    second.write_text(json.dumps([_ls_task(i, "train" if i < 4 else "test", (2, ["A", "B"])) for i in range(6)]))
+    again.write_text(json.dumps([_ls_task(0, "train", (1, ["C"]))]))
+    r = import_export([first, second], tmp_path / "ds")
+    s = r.dataset.samples("params", "train")[0]
+    assert set(s.metadata["annotate"]["annotators"]) == {"user-1", "user-2"} and s.labels == frozenset({"A"})
+    res = CliRunner().invoke(app, ["annotate", "agreement", str(first), str(second)])
+    assert res.exit_code == 0, res.output
+    _clear_failure(CliRunner().invoke(app, ["annotate", "agreement", str(first), str(again)]))

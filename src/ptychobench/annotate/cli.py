@@ -109,7 +109,9 @@ def export_cmd(
 @app.command("import")
 @guarded
 def import_cmd(
-    export: Path = typer.Argument(..., help="Label Studio JSON export (Export > JSON)."),
+    export: list[Path] = typer.Argument(
+        ..., help="Label Studio JSON export (Export > JSON); several: one project per rater, merged by sample."
+    ),
     out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
     images: Path | None = typer.Option(None, "--images", help="Folder with the tasks' images (matched by name)."),
     name: str | None = typer.Option(None, "--name", help="Dataset name (default: the export's file name)."),
@@ -154,7 +156,9 @@ def import_cmd(
 @app.command("agreement")
 @guarded
 def agreement_cmd(
-    export: Path = typer.Argument(..., help="Label Studio JSON export with one or more annotators per task."),
+    export: list[Path] = typer.Argument(
+        ..., help="Label Studio JSON export(s): one with several annotators, or one project per rater."
+    ),
     against: str | None = typer.Option(None, "--against", help="Dataset (folder or name) whose labels to compare."),
     out: Path | None = typer.Option(None, "--out", help="Also write agreement.md and agreement.json here."),
     task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
@@ -166,10 +170,10 @@ def agreement_cmd(
     """
     from ..data import load_dataset
     from .agreement import measure, tables, write
-    from .load import read_export
+    from .load import read_exports
 
     try:
-        contents = read_export(export, task)
+        contents = read_exports(export, task)
         result = measure(contents, load_dataset(against) if against else None, seed=seed)
     except DatasetError as e:
         _fail(e)
@@ -185,7 +189,7 @@ def agreement_cmd(
             f"{len(result.unmatched)} samples not in {result.against_dataset}: {', '.join(result.unmatched[:10])}"
         )
     if out:
-        for p in write(result, out, str(export)):
+        for p in write(result, out, ", ".join(map(str, export))):
             console.print(f"wrote {p}")
 
 

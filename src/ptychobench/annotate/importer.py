@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
 from ..data.dataset import SPLIT_NAME
@@ -26,7 +26,7 @@ from ..tasks import get_task
 from .config import DATA_FIELD
 from .errors import AnnotateError
 from .export import unique_safe_names
-from .load import CONSENSUS_RULE, ExportContents, LabelledTask, image_ref, read_export
+from .load import CONSENSUS_RULE, ExportContents, LabelledTask, image_ref, read_exports
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _sample(it: LabelledTask, task: str, sid: str, split: str, image: Path | Non
 
 
 def import_export(
-    export: Path | str,
+    export: Path | str | Sequence[Path | str],
     out: Path | str,
     images: Path | str | None = None,
     name: str | None = None,
@@ -133,9 +133,11 @@ def import_export(
     test_fraction: float | None = None,
     seed: int = 0,
 ) -> ImportResult:
-    """Read ``export`` and write the dataset folder ``out`` (see the module doc)."""
-    export = Path(export)
-    contents = read_export(export, task)
+    """Read ``export`` (or several, one project per rater: :func:`.load.read_exports`) and
+    write the dataset folder ``out`` (see the module doc)."""
+    exports = [Path(export)] if isinstance(export, (str, Path)) else [Path(e) for e in export]
+    export = exports[0]
+    contents = read_exports(exports, task)
     items = [it for it in contents.labelled if it.consensus]
     no_consensus = [it for it in contents.labelled if not it.consensus]
     if not items:
@@ -155,7 +157,7 @@ def import_export(
             _check_image(image, f"{export}: task {it.task_id}", it.sample_id)
         samples.append(_sample(it, spec.name, safe[it.sample_id], splits[it.sample_id], image))
     info = {
-        "export": str(export.resolve()),
+        "export": str(export.resolve()) if len(exports) == 1 else [str(e.resolve()) for e in exports],
         "task": spec.name,
         "consensus_rule": CONSENSUS_RULE,
         "split_rule": split_rule,

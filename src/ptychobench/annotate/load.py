@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
 from ..safeio import read_json
@@ -191,6 +191,37 @@ def read_export(path: Path | str, task: str | None = None) -> ExportContents:
             LabelledTask(r.get("id"), sid, r.get("data") or {}, labels_by, sorted(skipped, key=_natural), cons, ties)
         )
     return ExportContents(path, spec.name, items)
+
+
+def read_exports(paths: Sequence[Path | str], task: str | None = None) -> ExportContents:
+    """Several exports of one task set merged by sample: one project per rater, so no rater
+    sees another's annotations (Label Studio's community edition shows every member every
+    annotation of a task). The same rater in two exports is an error, not a second vote."""
+    parts = [read_export(p, task) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    if len({c.task for c in parts}) > 1:
+        raise AnnotateError(f"{', '.join(str(c.path) for c in parts)}: the exports are of different tasks")
+    merged: dict[str, LabelledTask] = {}
+    for c in parts:
+        for it in c.items:
+            m = merged.get(it.sample_id)
+            if m is None:
+                merged[it.sample_id] = LabelledTask(
+                    it.task_id, it.sample_id, it.data, dict(it.labels_by), list(it.skipped_by)
+                )
+                continue
+            twice = (set(m.labels_by) | set(m.skipped_by)) & (set(it.labels_by) | set(it.skipped_by))
+            if twice:
+                raise AnnotateError(
+                    f"{c.path}: {', '.join(sorted(twice))} also answered sample {it.sample_id!r} in another "
+                    "export; give each rater one project"
+                )
+            m.labels_by.update(it.labels_by)
+            m.skipped_by = sorted([*m.skipped_by, *it.skipped_by], key=_natural)
+    for m in merged.values():
+        m.consensus, m.ties = consensus(m.labels_by) if m.labels_by else (frozenset(), [])
+    return ExportContents(parts[0].path, parts[0].task, list(merged.values()))
 
 
 def _check_task(r: Any, where: str) -> None:
