@@ -23,6 +23,8 @@ from ..tasks import get_task
 from .format import short_config
 
 THUMB_PX = 96
+#: the largest side a sample's picture is embedded at (its full size for the datasets shipped)
+FULL_PX = 512
 #: replies longer than this are cut in the page (the store keeps them whole)
 MAX_REPLY = 600
 MAX_TEXT = 1500
@@ -147,7 +149,8 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
                 "task": task,
                 "type": recs[0].get("sample_type", "unknown"),
                 "gold": list(recs[0]["gold"]),
-                "img": thumbnail(s.image) if s is not None and s.image is not None else None,
+                # full size up to FULL_PX (shown at 96 px; a click enlarges it)
+                "img": thumbnail(s.image, FULL_PX) if s is not None and s.image is not None else None,
                 "text": _cut(s.text, MAX_TEXT) if s is not None else None,
                 "rows": rows,
             }

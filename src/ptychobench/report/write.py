@@ -66,6 +66,8 @@ nav a{margin-right:1em}
 @media (max-width:600px){body{margin:.5em auto;padding:0 .5em}h1{font-size:1.4em}h2{font-size:1.15em}
 table{font-size:11px}th,td{padding:2px 4px}.summary p,.summary li,.headline li{font-size:14px}
 figure{overflow-x:auto}figure img{max-width:none;width:640px}
+.main td:nth-child(9),.main th:nth-child(9){position:sticky;right:0;background:#fff;box-shadow:-2px 0 3px #0002}
+.main th:nth-child(9){background:#f0f0f0}.main tr.best td:nth-child(9){background:#fff4c2}
 .pb-filters label{flex:1 1 100%;display:flex;gap:.4em;align-items:center}.pb-filters select{flex:1;max-width:none}}"""
 
 
@@ -252,7 +254,7 @@ def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, 
         "</div>",
         "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
         "samples); the highlighted row is the best per task.</p>",
-        scroll(html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows])),
+        f"<div class='scroll main'>{html_table(HEAD, [row_cells(r) for r in rows], [r['best'] for r in rows])}</div>",
         "<h2>Paired comparisons</h2>",
         scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
         *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
@@ -261,7 +263,11 @@ def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, 
                 "<h2>Payoff of parameter advice</h2>",
                 f"<p>{html.escape(payoff_note(payoff))}</p>",
                 scroll(html_table(PAYOFF_HEAD, payoff_rows(payoff))),
-                scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff))),
+                # every pair of cells is many rows (28 for 8 cells): folded under a count
+                f"<details><summary>Paired comparisons on payoff: {len(payoff_comparisons(payoff))} pairs "
+                "(bootstrap over the samples both answered)</summary>"
+                + scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff)))
+                + "</details>",
             ]
             if payoff
             else []
