@@ -16,6 +16,8 @@ LAYERS: dict[str, int] = {
     "paths": 1,
     "names": 1,
     "files": 1,
+    "secrets": 0,
+    "safeio": 1,
     "tasks": 2,
     "data": 3,
     "sim": 4,

@@ -141,3 +141,43 @@ def test_page_loads_filters_work_no_console_errors(page_file: Path, width: int):
             assert problems == [], problems
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_report_reads_at_1400_and_400_px(page_file: Path, width: int):
+    """Issue 26: a thumbnail enlarges on a click; the headline and the main table's micro-F1
+    column are in view at 400 px; heatmap numbers are legible; no empty panel."""
+    sync_playwright, exe = need_browser()
+    shots = os.environ.get("PTYCHOBENCH_SCREENSHOTS")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(page_file.as_uri(), wait_until="load")
+            page.wait_for_selector(".pb-sample", timeout=10_000)
+            assert page.locator("h1").bounding_box()["x"] >= 0
+            # the micro-F1 column of the main table is on screen without scrolling sideways
+            th = page.locator(".main th", has_text="micro-F1").first
+            th.scroll_into_view_if_needed()
+            box = th.bounding_box()
+            assert box and 0 <= box["x"] and box["x"] + box["width"] <= width, box
+            cell = page.locator(".main tbody tr td:nth-child(9)").first.bounding_box()
+            assert cell and cell["x"] + cell["width"] <= width
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                page.locator("#main").scroll_into_view_if_needed()
+                page.screenshot(path=f"{shots}/main_{width}.png")
+            # a thumbnail enlarges on a click, and goes back on a second
+            img = page.locator(".pb-media img").first
+            img.scroll_into_view_if_needed()
+            small = img.bounding_box()["width"]
+            assert small <= 100
+            img.click()
+            big = img.bounding_box()["width"]
+            assert big > 1.5 * small and big <= width
+            if shots:
+                page.screenshot(path=f"{shots}/zoom_{width}.png")
+            img.click()
+            assert img.bounding_box()["width"] == small
+        finally:
+            browser.close()

@@ -65,3 +65,12 @@ def test_cell_label_names_model_strategy_and_demos_not_the_key_tail():
     assert cell_label("params/smollm2-135m/zero-shot/-/k0/seed1/n32/split-test-ood") == (
         "smollm2-135m zero-shot seed1 n32 split-test-ood"
     )
+
+
+def test_default_table_at_80_columns_names_each_cell_in_its_row(run: Path):
+    """Issue 26: the cells were numbered, their names in a legend below the numbers."""
+    out = score(run).output
+    rows = [line for line in out.splitlines() if "│" in line and "0." in line]
+    assert rows and all(len(line) <= 80 for line in out.splitlines())
+    assert any("fake-vlm sft+icl knn k1" in line for line in out.splitlines())
+    assert not any(line.strip().startswith("1  artifacts/") for line in out.splitlines()), "a numbered legend"

@@ -8,12 +8,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from .secrets import scrub
+
 
 def write_atomic(path: Path | str, data: str | bytes) -> Path:
     """Write a whole file or nothing: a temp file in the same folder, flushed, then
-    ``os.replace``d over ``path``, so a killed writer never leaves a 0-byte or half file."""
+    ``os.replace``d over ``path``, so a killed writer never leaves a 0-byte or half file.
+    Text is written with every known secret scrubbed (:func:`ptychobench.secrets.scrub`)."""
     path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    raw = scrub(data).encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; a report is for others to read too

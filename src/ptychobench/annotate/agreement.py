@@ -33,6 +33,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from ..data import Dataset
 from ..eval.metrics import binarize, score
+from ..files import write_atomic
 from ..tasks import get_task
 from .errors import AnnotateError
 from .export import safe_name
@@ -79,6 +80,8 @@ class Agreement:
     unmatched: list[str] = field(default_factory=list)
     skipped: int = 0
     unannotated: int = 0
+    #: every skip a rater pressed, on tasks others labelled too (a missing rating each)
+    skips: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +178,7 @@ def measure(
         pairs,
         skipped=len(contents.skipped),
         unannotated=len(contents.unannotated),
+        skips=sum(len(it.skipped_by) for it in contents.items),
     )
     if against is not None:
         _against(result, items, annotators, against, labels, seed, n_resamples)
@@ -295,7 +299,8 @@ def to_markdown(a: Agreement, source: str) -> str:
         f"# Annotator agreement: {source}",
         "",
         f"Task {a.task}; {a.n_samples} labelled samples; annotators: {', '.join(a.annotators)}; "
-        f"{a.skipped} skipped and {a.unannotated} unannotated tasks not counted. "
+        f"{a.skips} skip(s) pressed by raters (each a missing rating); {a.skipped} task(s) skipped by "
+        f"everyone and {a.unannotated} unannotated not counted. "
         'Scored labels only ("No obvious artifacts" is left out).',
     ]
     if a.unmatched:
@@ -308,8 +313,10 @@ def to_markdown(a: Agreement, source: str) -> str:
 def write(a: Agreement, out: Path, source: str) -> list[Path]:
     import json
 
+    if out.exists() and not out.is_dir():
+        raise AnnotateError(f"{out}: --out is a file; give a folder for agreement.md and agreement.json")
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "agreement.md", out / "agreement.json"
-    md.write_text(to_markdown(a, source), encoding="utf-8")
-    js.write_text(json.dumps({"source": source, **a.as_dict()}, indent=1) + "\n", encoding="utf-8")
+    write_atomic(md, to_markdown(a, source))
+    write_atomic(js, json.dumps({"source": source, **a.as_dict()}, indent=1) + "\n")
     return [md, js]

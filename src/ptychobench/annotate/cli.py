@@ -6,13 +6,18 @@ Mounted on the main command as ``app.add_typer(annotate_app, name="annotate")``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..data import DatasetError
+from ..errors import PtychoBenchError
+from ..secrets import scrub
 
 app = typer.Typer(
     help="Experts in the loop: a Label Studio round trip (export tasks, import labels, measure agreement).",
@@ -24,11 +29,28 @@ console = Console()
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(scrub(str(e)))}", soft_wrap=True)
     raise typer.Exit(2)
 
 
+def guarded(fn: Callable) -> Callable:
+    """A command whose foreseeable errors (bad input, a file where a folder belongs, an
+    unreadable path) end in one line and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PtychoBenchError as e:
+            _fail(e)
+        except OSError as e:
+            _fail(Exception(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
+
+    return wrapper
+
+
 @app.command("export")
+@guarded
 def export_cmd(
     source: str = typer.Argument(..., help="Dataset (folder or name), run folder (with --cell), or image folder."),
     out: Path = typer.Option(..., "--out", help="Folder for the Label Studio project files (nothing goes elsewhere)."),
@@ -85,13 +107,20 @@ def export_cmd(
 
 
 @app.command("import")
+@guarded
 def import_cmd(
-    export: Path = typer.Argument(..., help="Label Studio JSON export (Export > JSON)."),
+    export: list[Path] = typer.Argument(
+        ..., help="Label Studio JSON export (Export > JSON); several: one project per rater, merged by sample."
+    ),
     out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
     images: Path | None = typer.Option(None, "--images", help="Folder with the tasks' images (matched by name)."),
     name: str | None = typer.Option(None, "--name", help="Dataset name (default: the export's file name)."),
     task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share when the tasks carry no splits."),
+    test_fraction: float | None = typer.Option(
+        None,
+        "--test-fraction",
+        help="Split the samples anew with this test share (default 0.2 when the tasks carry no splits).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of that split."),
 ) -> None:
     """Turn a Label Studio JSON export into a dataset: consensus labels, every annotator's in metadata.
@@ -115,13 +144,21 @@ def import_cmd(
         )
     for it in c.unannotated:
         console.print(f"[yellow]unannotated[/] task {it.task_id} (sample {it.sample_id}): not in the dataset")
+    for it in r.no_consensus:
+        console.print(
+            f"[yellow]no consensus[/] task {it.task_id} (sample {it.sample_id}): its annotators agreed on no "
+            "label; not in the dataset"
+        )
     for it in r.ties:
         console.print(f"tie on sample {it.sample_id}: {', '.join(it.ties)} (left out of its labels)")
 
 
 @app.command("agreement")
+@guarded
 def agreement_cmd(
-    export: Path = typer.Argument(..., help="Label Studio JSON export with one or more annotators per task."),
+    export: list[Path] = typer.Argument(
+        ..., help="Label Studio JSON export(s): one with several annotators, or one project per rater."
+    ),
     against: str | None = typer.Option(None, "--against", help="Dataset (folder or name) whose labels to compare."),
     out: Path | None = typer.Option(None, "--out", help="Also write agreement.md and agreement.json here."),
     task: str | None = typer.Option(None, "--task", help="artifacts or params (default: read from the export)."),
@@ -133,10 +170,10 @@ def agreement_cmd(
     """
     from ..data import load_dataset
     from .agreement import measure, tables, write
-    from .load import read_export
+    from .load import read_exports
 
     try:
-        contents = read_export(export, task)
+        contents = read_exports(export, task)
         result = measure(contents, load_dataset(against) if against else None, seed=seed)
     except DatasetError as e:
         _fail(e)
@@ -152,11 +189,12 @@ def agreement_cmd(
             f"{len(result.unmatched)} samples not in {result.against_dataset}: {', '.join(result.unmatched[:10])}"
         )
     if out:
-        for p in write(result, out, str(export)):
+        for p in write(result, out, ", ".join(map(str, export))):
             console.print(f"wrote {p}")
 
 
 @app.command("review-sheets")
+@guarded
 def review_sheets_cmd(
     dataset: str = typer.Argument(..., help="Dataset (folder or name) whose labels to review."),
     out: Path = typer.Option(
@@ -193,6 +231,7 @@ def review_sheets_cmd(
 
 
 @app.command("review-score")
+@guarded
 def review_score_cmd(
     dataset: str = typer.Argument(..., help="Dataset (folder or name) the review was drawn from."),
     review: Path = typer.Argument(..., help="The filled review.csv (number,sample_id,labels)."),

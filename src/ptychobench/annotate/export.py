@@ -231,7 +231,9 @@ def export_project(
         names = unique_safe_names([s.id for s in by_task[task_name]])
         tasks = []
         for s in by_task[task_name]:
-            data: dict[str, Any] = {"ptychobench_id": s.id, "ptychobench_task": task_name, "sample_type": s.sample_type}
+            data: dict[str, Any] = {"ptychobench_id": s.id, "ptychobench_task": task_name}
+            if not blind:  # the type alone predicts labels (micro-F1 0.27 on sim-v2): a blind rater never sees it
+                data["sample_type"] = s.sample_type
             if s.split:
                 data["split"] = s.split
             if source.kind != "images":

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..data import SPLITS, Dataset, Sample, load_dataset, write_dataset
 from ..data.dataset import SPLIT_NAME
 from ..data.dataset import check_image as _check_image
+from ..data.images import UPLOAD_PREFIX, ImageIndex
 from ..tasks import get_task
 from .config import DATA_FIELD
 from .errors import AnnotateError
 from .export import unique_safe_names
-from .load import _UPLOAD_PREFIX, CONSENSUS_RULE, ExportContents, LabelledTask, image_name, read_export
+from .load import CONSENSUS_RULE, ExportContents, LabelledTask, image_ref, read_exports
 
 
 @dataclass
@@ -38,20 +39,16 @@ class ImportResult:
     def ties(self) -> list[LabelledTask]:
         return [it for it in self.contents.labelled if it.ties]
 
-
-def _image_index(images: Path) -> dict[str, Path]:
-    if not images.is_dir():
-        raise AnnotateError(f"{images}: the images folder does not exist")
-    index: dict[str, Path] = {}
-    for p in sorted(images.rglob("*")):
-        if p.is_file():
-            index.setdefault(p.name, p)
-            index.setdefault(_UPLOAD_PREFIX.sub("", p.name), p)
-    return index
+    @property
+    def no_consensus(self) -> list[LabelledTask]:
+        """Labelled tasks whose annotators agreed on no label: not samples (an empty label
+        set would read as "nothing there"), listed in the manifest and the summary."""
+        return [it for it in self.contents.labelled if not it.consensus]
 
 
-def _find_image(it: LabelledTask, index: dict[str, Path] | None, path: Path) -> Path:
-    names = [n for n in (it.data.get("image_file"), image_name(it.data.get(DATA_FIELD["artifacts"]))) if n]
+def _find_image(it: LabelledTask, index: ImageIndex | None, path: Path) -> Path:
+    given = (image_ref(it.data.get(DATA_FIELD["artifacts"])), it.data.get("image_file"))
+    names = [n for n in given if isinstance(n, str) and n]
     if not names:
         raise AnnotateError(f"{path}: task {it.task_id} (sample {it.sample_id!r}) has no image in its data")
     if index is None:
@@ -59,20 +56,29 @@ def _find_image(it: LabelledTask, index: dict[str, Path] | None, path: Path) -> 
             f"{path}: the tasks show images; pass --images DIR (the folder holding "
             f"{names[0]!r}, e.g. the images/ folder annotate export wrote)"
         )
-    for n in names:
-        if n in index:
-            return index[n]
+    found = index.find(names, f"{path}: task {it.task_id} (sample {it.sample_id!r})", AnnotateError)
+    if found is not None:
+        return found
     raise AnnotateError(
-        f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {names[0]!r} not found under the images folder"
+        f"{path}: task {it.task_id} (sample {it.sample_id!r}): image {UPLOAD_PREFIX.sub('', Path(names[0]).name)!r} "
+        "not found under the images folder"
     )
 
 
 def _assign_splits(
-    items: list[LabelledTask], test_fraction: float, seed: int, path: Path
+    items: list[LabelledTask], test_fraction: float | None, seed: int, path: Path
 ) -> tuple[dict[str, str], str]:
     given = {it.sample_id: it.data.get("split") for it in items}
-    if all(isinstance(s, str) and SPLIT_NAME.match(s) for s in given.values()) and set(SPLITS) <= set(given.values()):
-        return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
+    if all(isinstance(s, str) and SPLIT_NAME.match(s) for s in given.values()):
+        if set(SPLITS) <= set(given.values()):
+            return {k: str(v) for k, v in given.items()}, "the splits the tasks carry"
+    if any(isinstance(s, str) for s in given.values()) and test_fraction is None:
+        raise AnnotateError(
+            f"{path}: the tasks carry the split(s) {sorted({str(s) for s in given.values() if s})} only; "
+            "re-splitting would put test samples into train. Export train and test together, compare "
+            "them with annotate agreement --against, or pass --test-fraction F to split them anew"
+        )
+    test_fraction = 0.2 if test_fraction is None else test_fraction
     if len(items) < 2:
         raise AnnotateError(
             f"{path}: {len(items)} labelled task(s); a dataset needs a train and a test sample, so at least 2"
@@ -119,25 +125,28 @@ def _sample(it: LabelledTask, task: str, sid: str, split: str, image: Path | Non
 
 
 def import_export(
-    export: Path | str,
+    export: Path | str | Sequence[Path | str],
     out: Path | str,
     images: Path | str | None = None,
     name: str | None = None,
     task: str | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     seed: int = 0,
 ) -> ImportResult:
-    """Read ``export`` and write the dataset folder ``out`` (see the module doc)."""
-    export = Path(export)
-    contents = read_export(export, task)
-    items = contents.labelled
+    """Read ``export`` (or several, one project per rater: :func:`.load.read_exports`) and
+    write the dataset folder ``out`` (see the module doc)."""
+    exports = [Path(export)] if isinstance(export, (str, Path)) else [Path(e) for e in export]
+    export = exports[0]
+    contents = read_exports(exports, task)
+    items = [it for it in contents.labelled if it.consensus]
+    no_consensus = [it for it in contents.labelled if not it.consensus]
     if not items:
         raise AnnotateError(
             f"{export}: no task has a submitted annotation ({len(contents.skipped)} skipped, "
             f"{len(contents.unannotated)} unannotated); nothing to import"
         )
     spec = get_task(contents.task)
-    index = _image_index(Path(images)) if images is not None else None
+    index = ImageIndex.of(images, AnnotateError) if images is not None else None
     splits, split_rule = _assign_splits(items, test_fraction, seed, export)
     safe = unique_safe_names([it.sample_id for it in items])
     samples = []
@@ -148,7 +157,7 @@ def import_export(
             _check_image(image, f"{export}: task {it.task_id}", it.sample_id)
         samples.append(_sample(it, spec.name, safe[it.sample_id], splits[it.sample_id], image))
     info = {
-        "export": str(export.resolve()),
+        "export": str(export.resolve()) if len(exports) == 1 else [str(e.resolve()) for e in exports],
         "task": spec.name,
         "consensus_rule": CONSENSUS_RULE,
         "split_rule": split_rule,
@@ -158,6 +167,10 @@ def import_export(
         ],
         "unannotated": [{"task_id": it.task_id, "sample_id": it.sample_id} for it in contents.unannotated],
         "ties": [{"sample_id": safe[it.sample_id], "labels": it.ties} for it in items if it.ties],
+        "no_consensus": [
+            {"task_id": it.task_id, "sample_id": it.sample_id, "annotators": sorted(it.labels_by)}
+            for it in no_consensus
+        ],
     }
     out = Path(out)
     write_dataset(

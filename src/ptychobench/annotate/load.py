@@ -21,14 +21,14 @@ dropped silently.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
+from ..safeio import read_json
 from ..tasks import NO_ARTIFACTS, Task
 from .config import CONTROL, canonical_label, results_choices, task_named
 from .errors import AnnotateError
@@ -136,35 +136,36 @@ def sample_id_of(record: dict[str, Any]) -> str:
     return f"task-{record.get('id')}"
 
 
+def image_ref(url: Any) -> str | None:
+    """The file path an image reference points at: ``/data/local-files/?d=a/b.png`` gives
+    ``a/b.png``, ``https://host/x/b.png`` gives ``/x/b.png``."""
+    if not url or not isinstance(url, str) or url.startswith("data:"):
+        return None
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return None
+    return unquote(parse_qs(parsed.query).get("d", [parsed.path])[0]) or None
+
+
 def image_name(url: Any) -> str | None:
     """The file name an image reference points at: ``/data/local-files/?d=a/b.png``,
     ``/data/upload/3/1a2b3c4d-b.png`` and ``https://host/x/b.png`` all give ``b.png``
     (the upload prefix is removed)."""
-    if not url or not isinstance(url, str) or url.startswith("data:"):
-        return None
-    parsed = urlparse(url)
-    path = parse_qs(parsed.query).get("d", [parsed.path])[0]
-    name = Path(unquote(path)).name
-    return _UPLOAD_PREFIX.sub("", name) or None
+    ref = image_ref(url)
+    return (_UPLOAD_PREFIX.sub("", Path(ref).name) or None) if ref else None
 
 
 def read_export(path: Path | str, task: str | None = None) -> ExportContents:
     """Parse and validate a Label Studio JSON export (see the module doc)."""
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnnotateError(f"{path}: no such file; export the project as JSON from Label Studio") from None
-    except json.JSONDecodeError as e:
-        raise AnnotateError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); export as JSON") from None
+    if not path.exists():
+        raise AnnotateError(f"{path}: no such file; export the project as JSON from Label Studio")
+    records = read_json(path, AnnotateError, "Label Studio JSON export")
     if not isinstance(records, list) or not records:
         raise AnnotateError(f"{path}: expected a non-empty JSON list of tasks (Label Studio's JSON export)")
     for i, r in enumerate(records):
-        if not isinstance(r, dict) or "data" not in r or not isinstance(r.get("annotations", []), list):
-            raise AnnotateError(
-                f"{path}: item {i} is not a task with 'data' and 'annotations'; "
-                "export with the JSON format (not JSON-MIN or CSV)"
-            )
+        _check_task(r, f"{path}: item {i}")
     spec = _detect_task(records, path, task)
     items: list[LabelledTask] = []
     seen: dict[str, Any] = {}
@@ -190,6 +191,64 @@ def read_export(path: Path | str, task: str | None = None) -> ExportContents:
             LabelledTask(r.get("id"), sid, r.get("data") or {}, labels_by, sorted(skipped, key=_natural), cons, ties)
         )
     return ExportContents(path, spec.name, items)
+
+
+def read_exports(paths: Sequence[Path | str], task: str | None = None) -> ExportContents:
+    """Several exports of one task set merged by sample: one project per rater, so no rater
+    sees another's annotations (Label Studio's community edition shows every member every
+    annotation of a task). The same rater in two exports is an error, not a second vote."""
+    parts = [read_export(p, task) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    if len({c.task for c in parts}) > 1:
+        raise AnnotateError(f"{', '.join(str(c.path) for c in parts)}: the exports are of different tasks")
+    merged: dict[str, LabelledTask] = {}
+    for c in parts:
+        for it in c.items:
+            m = merged.get(it.sample_id)
+            if m is None:
+                merged[it.sample_id] = LabelledTask(
+                    it.task_id, it.sample_id, it.data, dict(it.labels_by), list(it.skipped_by)
+                )
+                continue
+            twice = (set(m.labels_by) | set(m.skipped_by)) & (set(it.labels_by) | set(it.skipped_by))
+            if twice:
+                raise AnnotateError(
+                    f"{c.path}: {', '.join(sorted(twice))} also answered sample {it.sample_id!r} in another "
+                    "export; give each rater one project"
+                )
+            m.labels_by.update(it.labels_by)
+            m.skipped_by = sorted([*m.skipped_by, *it.skipped_by], key=_natural)
+    for m in merged.values():
+        m.consensus, m.ties = consensus(m.labels_by) if m.labels_by else (frozenset(), [])
+    return ExportContents(parts[0].path, parts[0].task, list(merged.values()))
+
+
+def _check_task(r: Any, where: str) -> None:
+    """The shape of one task of Label Studio's JSON export, before any field is used."""
+    hint = "export with the JSON format (not JSON-MIN or CSV)"
+    if not isinstance(r, dict) or not isinstance(r.get("data"), dict):
+        raise AnnotateError(f"{where} is not a task with a 'data' object and 'annotations'; {hint}")
+    anns = r.get("annotations")
+    if anns is not None and not isinstance(anns, list):
+        raise AnnotateError(f"{where}: 'annotations' must be a list; {hint}")
+    for j, ann in enumerate(anns or []):
+        at = f"{where} annotation {j}"
+        if not isinstance(ann, dict):
+            raise AnnotateError(f"{at}: must be an object; {hint}")
+        who = ann.get("completed_by")
+        if who is not None and not isinstance(who, (str, int, dict)) or isinstance(who, bool):
+            raise AnnotateError(f"{at}: 'completed_by' must be a user id or object")
+        result = ann.get("result")
+        if result is not None and not isinstance(result, list):
+            raise AnnotateError(f"{at}: 'result' must be a list")
+        for item in result or []:
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or (value is not None and not isinstance(value, dict)):
+                raise AnnotateError(f"{at}: each 'result' item must be an object with a 'value' object")
+            choices = (value or {}).get("choices")
+            if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+                raise AnnotateError(f"{at}: 'choices' must be a list of label strings")
 
 
 def _labels(spec: Task, ann: dict, path: Path, task_id: Any, sid: str, who: str) -> list[str]:

@@ -11,8 +11,10 @@ from typing import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import PtychoBenchError
+from ..secrets import scrub
 
 app = typer.Typer(
     help="PtychoBench: adapt foundation models to X-ray ptychography and measure which adaptation works.",
@@ -24,7 +26,7 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(scrub(message))}", highlight=False)
     raise typer.Exit(code)
 
 

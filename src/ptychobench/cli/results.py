@@ -94,19 +94,39 @@ def _scores_csv(results) -> str:
 
 def _scores_table(run: Path, results, wide: bool) -> None:
     """The scores as a table. On a narrow terminal (under a scheduler's 80 columns) rich
-    would squeeze the config column to nothing, so each row gets a number instead and
-    the configs are listed under the table, whole."""
+    would squeeze the config column to nothing, so each row names its cell in a few words
+    (``report.format.cell_label``: task, model, strategy, demos; seed and training size
+    where not the defaults), wrapped within the row rather than numbered in a legend."""
+    from ..report.format import cell_label
+
     out = Console(width=max(200, console.width), soft_wrap=True) if wide else console
     narrow = not wide and out.width < 120
     table = Table(title=f"scores: {run}")
-    first = ("#",) if narrow else ("task", "config", "model") if wide else ("task", "config")
+    if narrow:  # the cell's name gets the room: macro-F1 and exact match are in --format wide/csv
+        table.add_column("cell", overflow="fold", ratio=1)
+        for col in ("n", "micro-F1", "95% CI", "failed"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in results:
+            s = r.scores
+            lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
+            mark = " [red](failed)[/]" if r.failed else ""
+            table.add_row(
+                f"{r.task}: {cell_label(r.config)}{mark}",
+                str(s.n),
+                f"{s.micro_f1:.3f}",
+                f"[{lo:.3f}, {hi:.3f}]",
+                str(s.parse_failures + s.errors),
+            )
+        out.print(table)
+        return
+    first = ("task", "config", "model") if wide else ("task", "config")
     for col in (*first, "n", "micro-F1", "95% CI", "macro-F1", "exact", "parse fail", "errors"):
         table.add_column(col, justify="left" if col in ("task", "config") else "right", no_wrap=True)
-    for i, r in enumerate(results, 1):
+    for r in results:
         s = r.scores
         lo, hi = s.micro_f1_ci or (float("nan"), float("nan"))
         mark = " [red](failed)[/]" if r.failed else ""
-        head = (str(i),) if narrow else (r.task, r.config + mark, *([str(r.meta.get("model"))] if wide else []))
+        head = (r.task, r.config + mark, *([str(r.meta.get("model"))] if wide else []))
         table.add_row(
             *head,
             str(s.n),
@@ -118,11 +138,6 @@ def _scores_table(run: Path, results, wide: bool) -> None:
             str(s.errors),
         )
     out.print(table)
-    if narrow:
-        for i, r in enumerate(results, 1):
-            out.print(
-                f"{i:>3}  {r.config}" + ("  [red](failed)[/]" if r.failed else ""), soft_wrap=True, highlight=False
-            )
 
 
 @command("report")

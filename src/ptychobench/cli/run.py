@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError
 from .app import command, console, fail
 
 
@@ -100,10 +99,10 @@ def run_command(
 
 def _print_plan(cfg, n: int) -> None:
     from ..data import load_dataset
+    from ..run.grid import check_shard_count
     from ..run.plan import cell_table, plan_run, plan_table
 
-    if n < 1:
-        raise ConfigError(f"--shards {n}: need at least 1")
+    check_shard_count(n, "--shards")
     p = plan_run(cfg, load_dataset(cfg.dataset, check_images=False), n)
     console.print(cell_table(p))
     console.print(plan_table(p, cfg, title=f"plan of {cfg.name}"))

@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetError
 from ..files import write_atomic
+from ..safeio import check_image_header, loads_json, read_json, read_text
 from ..tasks import TASKS, get_task
 
 #: the splits every task has
@@ -209,6 +210,8 @@ def write_dataset(
         by_split.setdefault((s.task, s.split), []).append(s)
     tasks = sorted({t for t, _ in by_split}, key=list(TASKS).index)
     names = {t: split_order([*SPLITS, *(sp for tt, sp in by_split if tt == t)]) for t in tasks}
+    before = set(dataset_files(out))
+    written: set[Path] = set()
     for task in tasks:
         images = out / task / "images"
         for split in names[task]:
@@ -219,11 +222,15 @@ def write_dataset(
                     dest = images / f"{safe_file_name(s.id)}{s.image.suffix.lower() or '.png'}"
                     if Path(s.image).resolve() != dest.resolve():
                         shutil.copyfile(s.image, dest)
+                    written.add(dest)
                     s = Sample(s.id, s.split, s.task, s.sample_type, s.text, dest, s.labels, s.metadata)
                 rows.append(json.dumps(s.to_record(out / task), ensure_ascii=False, sort_keys=True))
             path = out / task / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, "".join(r + "\n" for r in rows))
+            written.add(path)
+    for stale in sorted(before - written):  # a rewrite leaves no old split or image to be loaded and hashed
+        stale.unlink()
     manifest = {
         "name": name,
         "version": version,
@@ -247,18 +254,12 @@ def _read_split(path: Path, task: str, split: str, check_images: bool, root: Pat
     samples: list[Sample] = []
     seen: set[str] = set()
     root = root if root is not None else path.parent.parent
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    text = read_text(path, DatasetError, "split file")
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{where}: not valid JSON ({e.msg}); fix or remove the line") from None
+        rec = loads_json(line, where, DatasetError)
         if not isinstance(rec, dict):
             raise DatasetError(f"{where}: expected a JSON object per line")
         for key in ("id", "labels"):
@@ -273,6 +274,11 @@ def _read_split(path: Path, task: str, split: str, check_images: bool, root: Pat
         labels = rec["labels"]
         if not isinstance(labels, list):
             raise DatasetError(f"{where}: 'labels' must be a list")
+        if not labels:
+            raise DatasetError(
+                f"{where}: sample {sid!r} has no labels; every sample has at least one "
+                "(an image without artifacts is 'No obvious artifacts', advice without changes is 'L')"
+            )
         unknown = [x for x in labels if not isinstance(x, str) or x not in allowed]
         if unknown:
             raise DatasetError(
@@ -289,6 +295,11 @@ def _read_split(path: Path, task: str, split: str, check_images: bool, root: Pat
                     f"folder {root}; image paths are relative to the split file, inside the dataset"
                 )
             image = (path.parent / rec["image"]).resolve()
+            if not inside(image, root.resolve()):
+                raise DatasetError(
+                    f"{where}: image {rec['image']!r} of sample {sid!r} is a link to {image}, outside the "
+                    f"dataset folder {root}; copy the file into the dataset instead"
+                )
             if check_images:
                 check_image(image, where, sid)
         samples.append(
@@ -317,8 +328,10 @@ def _metadata(value: Any, where: str) -> dict[str, Any]:
 
 
 def check_image(image: Path, where: str, sid: str) -> None:
+    """The image exists, its header claims a sane size (no decompression bomb) and it verifies."""
     if not image.is_file():
         raise DatasetError(f"{where}: image of sample {sid!r} not found: {image}")
+    check_image_header(image, where, DatasetError, f"image of sample {sid!r}")
     try:
         with Image.open(image) as im:
             im.verify()
@@ -332,14 +345,9 @@ def load_dataset(path: Path | str, check_images: bool = True) -> Dataset:
 
     root = resolve_dataset(path)
     manifest_path = root / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{manifest_path}: no manifest; is {root} a ptychobench dataset?") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{manifest_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{manifest_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not manifest_path.exists():
+        raise DatasetError(f"{manifest_path}: no manifest; is {root} a ptychobench dataset?")
+    manifest = read_json(manifest_path, DatasetError, "manifest")
     if not isinstance(manifest, dict):
         raise DatasetError(f"{manifest_path}: expected a JSON object")
     for key in ("name", "tasks"):

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
+from ..safeio import read_json
 from ..tasks import PARAM_OPTIONS, TASKS, Task, get_task, label_key, option_letters
 from .dataset import SPLIT_NAME, SPLITS, Dataset, Sample, check_image, load_dataset, write_dataset
+from .images import ImageIndex
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-X])[.):]\s+(.+?)\s*$")
@@ -95,13 +97,8 @@ def _parts(turn: dict, where: str) -> tuple[str, list[str]]:
     return "\n".join(texts), [str(i) for i in images if i]
 
 
-def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, task_name: str | None) -> list[Sample]:
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+def _read_released_file(path: Path, split: str, images: ImageIndex | None, task_name: str | None) -> list[Sample]:
+    records = read_json(path, DatasetError, "released split file")
     if not isinstance(records, list) or not records:
         raise DatasetError(f"{path}: expected a non-empty JSON list of records")
     samples: list[Sample] = []
@@ -137,9 +134,10 @@ def _read_released_file(path: Path, split: str, images: dict[str, Path] | None, 
             name = Path(image_refs[0].replace("\\", "/")).name
             if images is None:
                 raise DatasetError(f"{where}: records carry images; pass --images DIR")
-            if name not in images:
+            found = images.find([image_refs[0]], where)
+            if found is None:
                 raise DatasetError(f"{where}: image {name!r} ({image_refs[0]}) not found under the images folder")
-            image = images[name]
+            image = found
             check_image(image, where, sid)
         meta["released_text"] = text
         meta["released_answer"] = answer
@@ -177,16 +175,7 @@ def import_released(
     )
     if not folders:
         raise DatasetError(f"{src}: no train.json here or in a sub-folder")
-    index: dict[str, Path] | None = None
-    if images is not None:
-        img_root = Path(images)
-        if not img_root.is_dir():
-            raise DatasetError(f"{img_root}: the images folder does not exist")
-        found: dict[str, Path] = {}
-        for p in sorted(img_root.rglob("*")):
-            if p.is_file():
-                found.setdefault(p.name, p)
-        index = found
+    index = ImageIndex.of(images) if images is not None else None
     samples: list[Sample] = []
     for folder in folders:
         for split in SPLITS:

@@ -109,7 +109,7 @@ def write_cards(diagnoses: list[Diagnosis], out: Path) -> list[Path]:
             raise DiagnoseError(f"{out}: {len(diagnoses)} images need a folder for their cards, not one .html file")
         out.mkdir(parents=True, exist_ok=True)
         written, links = [], []
-        used: set[str] = set()
+        used: set[str] = {"index.html"}  # the index page's name is taken: an input index.png gets index-2.html
         for d in diagnoses:
             stem = Path(d.name.split(":")[0]).stem or "image"
             name, i = f"{stem}.html", 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -98,7 +99,7 @@ def diagnose_command(
     console = Console()
     err = Console(stderr=True)
     try:
-        if scan_step is not None and scan_step <= 1:
+        if scan_step is not None and not (math.isfinite(scan_step) and scan_step > 1):
             raise DiagnoseError(f"--scan-step {scan_step:g}: expected the scan step in object pixels (> 1)")
         ds = diagnose_many(
             list(paths),

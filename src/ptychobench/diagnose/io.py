@@ -27,6 +27,8 @@ OBJECT_NAMES = ("object", "obj", "recon", "reconstruction", "object_complex", "o
 PHASE_NAMES = ("phase", "object_phase", "obj_phase")
 AMPLITUDE_NAMES = ("amplitude", "amp", "magnitude", "mag", "object_amplitude", "obj_amplitude")
 MIN_SIDE = 16
+#: the largest array a reader loads (a header claiming more is refused before allocating)
+MAX_ARRAY_BYTES = 2 * 1024**3
 EXPECTED = "a 2-D phase or complex object (or a (slices, H, W) complex stack), as PNG/TIFF, .npy/.npz or HDF5"
 
 
@@ -64,7 +66,7 @@ def to_recon(arr: np.ndarray, name: str, source: str = "", path: Path | None = N
     """Check and normalise an array: squeeze, project a multislice stack, grey an RGB
     image, refuse anything that is not one 2-D field."""
     a = np.asarray(arr)
-    if a.dtype == object or a.dtype.kind not in "biufc":
+    if a.dtype == object or a.dtype.kind not in "uifc":  # bool: a mask, not an object
         raise DiagnoseError(f"{name}: holds {a.dtype} data; expected {EXPECTED}")
     a = np.squeeze(a)
     if a.ndim == 3 and a.shape[-1] in (3, 4) and a.dtype.kind in "bu":  # RGB(A) image
@@ -148,9 +150,53 @@ def _amp_phase(get, names: Sequence[str]) -> np.ndarray | None:
 # --------------------------------------------------------------------------- formats
 
 
+def check_size(shape: Sequence[int], dtype: np.dtype, where: str) -> None:
+    """DiagnoseError when an array's header claims more than :data:`MAX_ARRAY_BYTES`."""
+    n = int(np.prod([int(x) for x in shape], dtype=object)) * np.dtype(dtype).itemsize
+    if n > MAX_ARRAY_BYTES:
+        raise DiagnoseError(
+            f"{where}: its header claims an array of shape {tuple(shape)} ({n / 2**30:.1f} GiB); "
+            f"over {MAX_ARRAY_BYTES / 2**30:.0f} GiB is refused"
+        )
+
+
+def _npy_header(f, where: str) -> None:
+    """Check a .npy stream's header (shape and dtype) before its data is read."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:  # 2.0, and 3.0 (the same header, UTF-8 field names)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise DiagnoseError(f"{where}: not a readable NumPy array ({e}); expected {EXPECTED}") from None
+    check_size(shape, dtype, where)
+
+
+def _check_numpy_file(path: Path) -> None:
+    """Every array header of a .npy or .npz file, before anything is loaded."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as f:
+                            _npy_header(f, f"{path}:{info.filename[:-4]}")
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DiagnoseError(f"{path}: not a readable NumPy file ({e}); expected {EXPECTED}") from None
+        return
+    with path.open("rb") as f:
+        _npy_header(f, str(path))
+
+
 def _read_image(path: Path) -> Recon:
     from PIL import Image, UnidentifiedImageError
 
+    from ..safeio import check_image_header
+
+    check_image_header(path, str(path), DiagnoseError)
     try:
         with Image.open(path) as im:
             im.load()
@@ -164,13 +210,20 @@ def _read_tiff(path: Path) -> Recon:
     import tifffile
 
     try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0] if tif.series else None
+            if series is not None:
+                check_size(series.shape, series.dtype, str(path))
         arr = tifffile.imread(path)
+    except DiagnoseError:
+        raise
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds; all mean "unreadable"
         raise DiagnoseError(f"{path}: not a readable TIFF ({type(e).__name__}: {e}); expected {EXPECTED}") from None
     return to_recon(arr, str(path), "TIFF", path)
 
 
 def _read_npy(path: Path, key: str | None) -> Recon:
+    _check_numpy_file(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -214,6 +267,13 @@ def _h5_datasets(f) -> list[str]:
     return out
 
 
+def _h5_read(f, name: str, path: Path) -> np.ndarray:
+    """One HDF5 dataset, its size checked before it is read."""
+    data = f[name]
+    check_size(data.shape, data.dtype, f"{path}:{name}")
+    return data[()]
+
+
 def _read_hdf5(path: Path, key: str | None) -> Recon:
     import h5py
 
@@ -227,12 +287,12 @@ def _read_hdf5(path: Path, key: str | None) -> Recon:
                 raise DiagnoseError(
                     f"{path}: no dataset {key!r}; 2-D+ datasets: {', '.join(_h5_datasets(f)) or 'none'}"
                 )
-            return to_recon(f[key][()], f"{path}:{key}", f"HDF5 {key}", path)
+            return to_recon(_h5_read(f, key, path), f"{path}:{key}", f"HDF5 {key}", path)
         # ptypy: content/obj/<storage id>/data
         if "content/obj" in f and isinstance(f["content/obj"], h5py.Group):
             storages = [f"content/obj/{s}/data" for s in f["content/obj"] if f"content/obj/{s}/data" in f]
             if len(storages) == 1:
-                return to_recon(f[storages[0]][()], f"{path}:{storages[0]}", f"ptypy {storages[0]}", path)
+                return to_recon(_h5_read(f, storages[0], path), f"{path}:{storages[0]}", f"ptypy {storages[0]}", path)
             if len(storages) > 1:
                 raise DiagnoseError(
                     f"{path}: ptypy file with {len(storages)} object storages "
@@ -242,15 +302,15 @@ def _read_hdf5(path: Path, key: str | None) -> Recon:
         for candidates in (OBJECT_NAMES, PHASE_NAMES):
             found = _pick(names, candidates)
             if len(found) == 1:
-                return to_recon(f[found[0]][()], f"{path}:{found[0]}", f"HDF5 {found[0]}", path)
+                return to_recon(_h5_read(f, found[0], path), f"{path}:{found[0]}", f"HDF5 {found[0]}", path)
             if len(found) > 1:
                 raise DiagnoseError(f"{path}: several candidate objects ({', '.join(found)}); name one with --key")
             if candidates is OBJECT_NAMES:
-                combined = _amp_phase(lambda n: f[n][()], names)
+                combined = _amp_phase(lambda n: _h5_read(f, n, path), names)
                 if combined is not None:
                     return to_recon(combined, str(path), "HDF5 amplitude and phase", path)
         if len(names) == 1:
-            return to_recon(f[names[0]][()], f"{path}:{names[0]}", f"HDF5 {names[0]}", path)
+            return to_recon(_h5_read(f, names[0], path), f"{path}:{names[0]}", f"HDF5 {names[0]}", path)
         raise DiagnoseError(
             f"{path}: cannot tell which dataset is the object (2-D+ datasets: "
             f"{', '.join(names) or 'none'}); name one with --key"

@@ -96,7 +96,14 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
                 f"{where}: field {key!r} is {type(value).__name__}, expected "
                 f"{' or '.join(t.__name__ for t in _TYPES[key])}"
             )
+    allowed = set(TASKS[rec["task"]].labels)
     for key in ("gold", "labels"):
         if not all(isinstance(x, str) for x in rec[key]):
             raise StoreError(f"{where}: field {key!r} must be a list of label strings")
+        outside = sorted(set(rec[key]) - allowed)
+        if outside:
+            raise StoreError(
+                f"{where}: field {key!r} holds {outside[:3]}, outside the {rec['task']} task's label space; "
+                "is the store from another version of the task?"
+            )
     return rec

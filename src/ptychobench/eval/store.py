@@ -115,6 +115,8 @@ def _read_lines(path: Path, numbered: bool = False) -> Iterator[Any]:
             raise StoreError(
                 f"{path}:{lineno}: corrupt prediction record ({e.msg}); remove the line to re-run that sample"
             ) from None
+        except RecursionError:
+            raise StoreError(f"{path}:{lineno}: a record nested too deeply; remove the line") from None
         yield (lineno, rec) if numbered else rec
 
 

@@ -11,39 +11,23 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..secrets import remember, remember_url, scrub
 from .base import GREEDY, Conversation, Generation, GenerationConfig
 from .chat import to_openai_messages
 
 OPENAI_URL = "https://api.openai.com/v1"
-#: what a server's error text may carry that must never reach a store, a report or a log:
-#: credentials in URLs, bearer tokens, API keys (named or OpenAI-shaped)
-_SECRETS = (
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]*@"), r"\1***:***@"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),
-    (
-        re.compile(
-            r"(?i)(api[_-]?key|authorization|x-api-key|password|token)([\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\*\*\*)(?!bearer\b|basic\b)[^\"'\s,}&]+"
-        ),
-        r"\1\2***",
-    ),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-***"),
-)
 #: server error text kept in a record: enough to diagnose, never a whole HTML page
 MAX_ERROR_CHARS = 500
 
 
 def scrub_secrets(text: str) -> str:
-    """``text`` with credentials, tokens and keys replaced by ``***``."""
-    for pattern, repl in _SECRETS:
-        text = pattern.sub(repl, text)
-    return text
+    """``text`` with credentials, tokens and keys replaced by ``***`` (:func:`ptychobench.secrets.scrub`)."""
+    return scrub(text)
 
 
 def scrub_error(exc: BaseException) -> str:
@@ -83,6 +67,8 @@ class OpenAIBackend:
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         key = api_key or os.environ.get("OPENAI_API_KEY")
+        remember(key)
+        remember_url(self.base_url)
         if not key:
             if self.base_url == OPENAI_URL:
                 raise RuntimeError(f"openai:{model} needs an API key: set OPENAI_API_KEY or pass api_key=")

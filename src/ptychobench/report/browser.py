@@ -18,7 +18,8 @@ CSS = """
 .pb-head{display:flex;flex-wrap:wrap;gap:.3em 1em;align-items:baseline;font-size:14px}
 .pb-head b{font-size:15px}
 .pb-media{display:flex;gap:.8em;align-items:flex-start;margin:.4em 0}
-.pb-media img{width:96px;height:auto;image-rendering:pixelated;margin:0}
+.pb-media img{width:96px;height:auto;image-rendering:pixelated;margin:0;cursor:zoom-in}
+.pb-media img.pb-zoom{width:min(100%,512px);cursor:zoom-out}
 .pb-text{font-size:13px;white-space:pre-wrap;max-height:8em;overflow:auto;background:#fafafa;padding:.3em;flex:1}
 .pb-gold{font-size:13px}
 .pb-lab{display:inline-block;background:#e8eef9;border-radius:3px;padding:0 .3em;margin:1px;font-size:12px}
@@ -81,7 +82,8 @@ function card(s, rows){
   const h=el('div','pb-head'); h.appendChild(el('b',null,s.id)); h.appendChild(el('span',null,s.task));
   h.appendChild(el('span',null,'type: '+s.type)); c.appendChild(h);
   const m=el('div','pb-media');
-  if(s.img){const i=el('img'); i.src=s.img; i.alt=s.id; m.appendChild(i);}
+  if(s.img){const i=el('img'); i.src=s.img; i.alt=s.id; i.title='click to enlarge';
+    i.addEventListener('click',()=>{i.classList.toggle('pb-zoom');}); m.appendChild(i);}
   if(s.text) m.appendChild(el('div','pb-text',s.text));
   const g=el('div','pb-gold'); g.appendChild(el('span',null,'gold: ')); chips(g, s.gold); m.appendChild(g);
   c.appendChild(m);

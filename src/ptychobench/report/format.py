@@ -9,6 +9,19 @@ def fmt(x: float | None, nd: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
+def md_safe(line: str) -> str:
+    """A line of ``report.md`` with no raw HTML: ``<``, ``>`` and ``&`` from ids and names
+    become entities, outside code spans (where Markdown shows text as written)."""
+
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    parts = line.split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick: no code span, all of it is text
+        return esc(line)
+    return "`".join(esc(p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
 def safe_name(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(s))
 

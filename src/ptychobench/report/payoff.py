@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .plots import plain_text
+
 PAYOFF_HEAD = [
     "cell",
     "n",
@@ -84,6 +86,7 @@ def payoff_note(result: dict[str, Any]) -> str:
     )
 
 
+@plain_text
 def payoff_plot(result: dict[str, Any], out: Path) -> tuple[str, Path] | None:
     """micro-F1 (labels) against payoff (physics), one point per cell."""
     pts = [(c["micro_f1"], c["payoff"], c["config"]) for c in result["cells"] if c.get("micro_f1") is not None]

@@ -3,13 +3,18 @@ models, per-label and per-sample-type heatmaps, the learning curve."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, ParamSpec, TypeVar
 
 from ..eval.score import ConfigScores
 from ..tasks import PARAM_OPTIONS, get_task
 from .format import safe_name, short_config
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _label_name(task: str, label: str, width: int = 38) -> str:
@@ -20,6 +25,21 @@ def _label_name(task: str, label: str, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def plain_text(fn: Callable[P, R]) -> Callable[P, R]:
+    """Draw every string as written: a config name or sample type such as
+    ``$\\undefinedmacro{$`` is text, not mathtext (it crashed the report)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@plain_text
 def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]:
     import matplotlib
 
@@ -37,12 +57,18 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
         # micro-F1 against k, base and SFT side by side
         for model in sorted({str(r.meta.get("model")) for r in full if r.meta.get("family") != "baseline"}):
             mr = [r for r in full if r.meta.get("model") == model]
-            has_sft = any(r.meta.get("strategy") in ("sft", "sft+icl") for r in mr)
             all_k = sorted({int(r.meta.get("k") or 0) for r in mr})
+            # a panel only where it has cells (an SFT-only model drew an empty "base model" panel)
+            panels = [
+                p
+                for p in (("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl"))
+                if any(r.meta.get("strategy") in p[1:] for r in mr)
+            ]
+            if not panels:
+                continue
             fig, axes = plt.subplots(
-                1, 2 if has_sft else 1, figsize=(10 if has_sft else 5.5, 4), sharey=True, sharex=True, squeeze=False
+                1, len(panels), figsize=(5 * len(panels) + 0.5, 4), sharey=True, sharex=True, squeeze=False
             )
-            panels = [("base model", "zero-shot", "icl"), ("fine-tuned (SFT)", "sft", "sft+icl")]
             for ax, (title, k0, icl) in zip(axes[0], panels):
                 zero = [r for r in mr if r.meta.get("strategy") == k0]
                 selectors: list[str | None] = sorted(
@@ -102,10 +128,11 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
             rows = [short_config(r.config) for r in top]
             if len(cols) > 12:  # many labels: one row per label, so their names can be read
                 m, n, names, rows = m.T, n.T, rows, names
-            fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 4), 0.4 * len(rows) + 2.4))
+            # cells big enough for 9-pt numbers at the report's width (they were 5.5 pt)
+            fig, ax = plt.subplots(figsize=(max(7, 0.95 * len(names) + 4.5), 0.55 * len(rows) + 2.8))
             im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-            ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-            ax.set_yticks(range(len(rows)), rows, fontsize=7)
+            ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=9)
+            ax.set_yticks(range(len(rows)), rows, fontsize=9)
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if not np.isnan(m[i, j]):
@@ -115,7 +142,8 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
                             f"{m[i, j]:.2f}\nn={n[i, j]}",
                             ha="center",
                             va="center",
-                            fontsize=5.5,
+                            fontsize=8.5,
+                            linespacing=1.0,
                             color="white" if m[i, j] < 0.5 else "black",
                         )
             fig.colorbar(im, ax=ax, fraction=0.03)
@@ -169,6 +197,7 @@ def _baseline_lines(axes, baselines: list[ConfigScores]) -> None:
         ax.legend(fontsize=7)
 
 
+@plain_text
 def forest_plot(results: list[ConfigScores], out: Path) -> tuple[str, Path] | None:
     """Every cell's micro-F1 with its 95% CI, one panel per task, best first; the best
     baseline as a dashed reference line. The one picture of a run."""

@@ -16,14 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..data.dataset import Dataset, Sample, load_dataset
+from ..data.dataset import Dataset, Sample, content_hash, load_dataset
 from ..errors import DatasetError
+from ..safeio import check_image_header, read_yaml
 from ..tasks import get_task
 from .format import short_config
 
 THUMB_PX = 96
+#: the largest side a sample's picture is embedded at (its full size for the datasets shipped)
+FULL_PX = 512
 #: replies longer than this are cut in the page (the store keeps them whole)
 MAX_REPLY = 600
 MAX_TEXT = 1500
@@ -45,6 +46,7 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     from PIL import Image
 
     try:
+        check_image_header(path, "thumbnail", DatasetError)
         with Image.open(path) as opened:
             im: Image.Image = opened
             if im.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float: scaled to 8 bits, not clipped
@@ -55,7 +57,7 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
             im.thumbnail((px, px))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
-    except OSError:
+    except (OSError, DatasetError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
@@ -77,8 +79,8 @@ def find_dataset(
     cfg = run_dir / "config.yaml"
     if cfg.is_file():
         try:
-            given = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("dataset")
-        except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            given = (read_yaml(cfg, DatasetError) or {}).get("dataset")
+        except (DatasetError, AttributeError):
             given = None
         if isinstance(given, str):
             tries += [given] if Path(given).is_absolute() else [given, run_dir.parent / given]
@@ -90,7 +92,7 @@ def find_dataset(
             ds = load_dataset(t, check_images=False)
         except (DatasetError, OSError, ValueError):
             continue
-        if want_hash and ds.manifest.get("content_hash") != want_hash:
+        if want_hash and want_hash not in (ds.manifest.get("content_hash"), content_hash(ds.root)):
             mismatch = ds.root
             continue
         return ds, f"Images and texts from the dataset at {ds.root}."
@@ -147,7 +149,8 @@ def browser_data(records: list[dict[str, Any]], ds: Dataset | None, note: str) -
                 "task": task,
                 "type": recs[0].get("sample_type", "unknown"),
                 "gold": list(recs[0]["gold"]),
-                "img": thumbnail(s.image) if s is not None and s.image is not None else None,
+                # full size up to FULL_PX (shown at 96 px; a click enlarges it)
+                "img": thumbnail(s.image, FULL_PX) if s is not None and s.image is not None else None,
                 "text": _cut(s.text, MAX_TEXT) if s is not None else None,
                 "rows": rows,
             }

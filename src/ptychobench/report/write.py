@@ -8,16 +8,22 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
+from ..errors import StoreError
 from ..eval.compare import by_config, paired_comparisons
 from ..eval.score import score_records
 from ..eval.store import read_run
 from ..files import write_atomic
+from ..safeio import read_yaml
 from ..tasks import get_task
 from .browser import CSS as BROWSER_CSS
 from .browser import browser_html
+from .format import md_safe
 from .headline import comparison_sentences, fact_lines, facts
 from .paper_tables import paper_sections
 from .payoff import (
@@ -60,35 +66,67 @@ nav a{margin-right:1em}
 @media (max-width:600px){body{margin:.5em auto;padding:0 .5em}h1{font-size:1.4em}h2{font-size:1.15em}
 table{font-size:11px}th,td{padding:2px 4px}.summary p,.summary li,.headline li{font-size:14px}
 figure{overflow-x:auto}figure img{max-width:none;width:640px}
+.main td:nth-child(9),.main th:nth-child(9){position:sticky;right:0;background:#fff;box-shadow:-2px 0 3px #0002}
+.main th:nth-child(9){background:#f0f0f0}.main tr.best td:nth-child(9){background:#fff4c2}
 .pb-filters label{flex:1 1 100%;display:flex;gap:.4em;align-items:center}.pb-filters select{flex:1;max-width:none}}"""
 
 
 def latest_failure_rate(run_dir: Path) -> float | None:
     """``max_failure_rate`` of the config the folder last ran under (``runs.jsonl`` names
     it), so a report follows the current config; None (each record's own) when unknown."""
-    import yaml
-
     try:
         last = json.loads((run_dir / "runs.jsonl").read_text().strip().splitlines()[-1])
-        data = yaml.safe_load((run_dir / last["config"]).read_text())
+        data = read_yaml(run_dir / last["config"], StoreError)
         value = data.get("max_failure_rate") if isinstance(data, dict) else None
-    except (OSError, ValueError, IndexError, KeyError, TypeError, yaml.YAMLError):
+    except (OSError, ValueError, IndexError, KeyError, TypeError, RecursionError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+#: the report's files, moved into the run folder together (report_files/ first, scores last)
+REPORT_FILES = ("report_files", "report.md", "report.html", "scores.json")
 
 
 def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None = None) -> dict[str, Path]:
     """Score every cell of the run and write ``report.md``, ``report.html`` (one file: plots
     and the per-sample browser embedded) and ``scores.json``. ``dataset`` points at the
-    run's dataset when it has moved (the browser shows its images and texts)."""
+    run's dataset when it has moved (the browser shows its images and texts).
+
+    Everything is written into a temporary folder beside them first and moved in as a set
+    when all of it is written, so a kill leaves the previous report whole, never a new
+    ``scores.json`` beside an old ``report.html``."""
     run_dir = Path(run_dir)
     records = read_run(run_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".report-new-", dir=run_dir))
+    try:
+        _write_report(run_dir, staging, records, seed, dataset)
+        _move_in(staging, run_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"md": run_dir / "report.md", "html": run_dir / "report.html", "scores": run_dir / "scores.json"}
+
+
+def _move_in(staging: Path, run_dir: Path) -> None:
+    """Each file of the finished report over the old one (a rename each); the old plots
+    folder is swapped out whole."""
+    old = run_dir / f".report-old-{os.getpid()}"
+    if (run_dir / "report_files").exists():
+        os.replace(run_dir / "report_files", old)
+    try:
+        for name in REPORT_FILES:
+            if (staging / name).exists():
+                os.replace(staging / name, run_dir / name)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, dataset: Path | str | None) -> None:
     results = score_records(records, seed=seed, max_failure_rate=latest_failure_rate(run_dir))
     recs = by_config(records)
     comps = paired_comparisons(results, recs)
     adapters = adapter_rows(results)
     words = summary_in_words(results, comps) + adapter_words(adapters)
-    files = run_dir / "report_files"
+    files = staging / "report_files"
     forest = forest_plot(results, files)
     figs = make_plots(results, files)
     payoff = read_payoff(run_dir)  # issue 12: written by `ptychobench payoff` / `run` on simulated data
@@ -102,7 +140,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
     ds, note = find_dataset(run_dir, records, dataset)
     browser = browser_data(records, ds, note)
 
-    write_atomic(run_dir / "scores.json", json.dumps([r.as_dict() for r in results], indent=1))
+    write_atomic(staging / "scores.json", json.dumps([r.as_dict() for r in results], indent=1))
     md = [
         "# PtychoBench report",
         "",
@@ -113,7 +151,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "",
     ]
     if forest:
-        md += [f"![{forest[0]}]({forest[1].relative_to(run_dir)})", ""]
+        md += [f"![{forest[0]}]({forest[1].relative_to(staging)})", ""]
     for task, ss in sentences.items():
         md += [f"**{get_task(task).title}**", "", *(f"- {x}" for x in ss), ""]
     md += [
@@ -152,7 +190,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "",
     ]
     for caption, p in figs:
-        md += [f"![{caption}]({p.relative_to(run_dir)})", "", f"*{caption}*", ""]
+        md += [f"![{caption}]({p.relative_to(staging)})", "", f"*{caption}*", ""]
     paper_md, paper_html = paper_sections(results, recs, comps)  # the paper's layout (report/paper_tables.py)
     md += paper_md
     md += [
@@ -160,7 +198,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "per-sample browser in `report.html`.",
         "",
     ]
-    md_path = write_atomic(run_dir / "report.md", "\n".join(md) + "\n")
+    write_atomic(staging / "report.md", "\n".join(md_safe(line) for line in md) + "\n")
 
     def para(line: str) -> str:
         text = html.escape(line)
@@ -216,7 +254,7 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "</div>",
         "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
         "samples); the highlighted row is the best per task.</p>",
-        scroll(html_table(HEAD, [row_cells(r) for r in rows], [r["best"] for r in rows])),
+        f"<div class='scroll main'>{html_table(HEAD, [row_cells(r) for r in rows], [r['best'] for r in rows])}</div>",
         "<h2>Paired comparisons</h2>",
         scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
         *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),
@@ -225,7 +263,11 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
                 "<h2>Payoff of parameter advice</h2>",
                 f"<p>{html.escape(payoff_note(payoff))}</p>",
                 scroll(html_table(PAYOFF_HEAD, payoff_rows(payoff))),
-                scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff))),
+                # every pair of cells is many rows (28 for 8 cells): folded under a count
+                f"<details><summary>Paired comparisons on payoff: {len(payoff_comparisons(payoff))} pairs "
+                "(bootstrap over the samples both answered)</summary>"
+                + scroll(html_table(PAYOFF_COMP_HEAD, payoff_comparisons(payoff)))
+                + "</details>",
             ]
             if payoff
             else []
@@ -238,12 +280,11 @@ def write_report(run_dir: Path | str, seed: int = 0, dataset: Path | str | None 
         "demonstrations shown (hover for their ids and labels) and the sample's F1.</p>",
         browser_html(browser),
     ]
-    html_path = write_atomic(
-        run_dir / "report.html",
+    write_atomic(
+        staging / "report.html",
         (
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'><title>PtychoBench report</title>"
             f"<style>{CSS}{BROWSER_CSS}</style></head><body>{''.join(body)}</body></html>"
         ),
     )
-    return {"md": md_path, "html": html_path, "scores": run_dir / "scores.json"}

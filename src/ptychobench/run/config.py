@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..data.dataset import SPLIT_NAME
 from ..errors import ConfigError, ModelError
 from ..models.base import DECODING_PRESETS, GenerationConfig
@@ -27,16 +25,21 @@ from ..names import (
     DEMO_STRATEGIES,
     SELECTORS,
     STRATEGIES,
-    TYPE_ONLY_RULES,
     canonical_selector,
 )
+from ..safeio import read_yaml
+from ..secrets import remember, remember_env, remember_url
 from ..strategies.sft.recipe import Recipe, coerce_option
 from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
+from . import options as option_values
+from .options import check_values
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 #: ``sft:`` keys besides the Recipe's fields (they go to ``train_adapter``)
 SFT_KEYS = frozenset({"profile", "demo_selector", "k", "selector_options"})
 MAX_K = 32
+#: seeds go to numpy and torch, which take 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -190,6 +193,8 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
     for key in ("strategies", "selectors", "k", "baselines", "requires_env", "requires"):
         if key in e:
             e[key] = _list(e[key])
+    for key in ("selectors", "k"):
+        _check(e.get(key, [None]) != [], where, f"{key} is empty; give at least one value or leave the key out")
     exp = Experiment(**e)
     _check(exp.prompt in PROMPT_MODES, where, f"prompt must be one of {list(PROMPT_MODES)}, got {exp.prompt!r}")
     _check(exp.parse in PARSE_MODES, where, f"parse must be one of {list(PARSE_MODES)}, got {exp.parse!r}")
@@ -203,7 +208,14 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         where,
         f"requires: choose from {sorted(REQUIREMENTS)}, got {exp.requires!r}",
     )
+    remember_env(exp.requires_env)
     modality = TASKS[exp.task].modality
+    if exp.model:
+        _check(
+            bool(exp.strategies) or bool(exp.baselines),
+            where,
+            f"strategies is empty; give one of {list(STRATEGIES)} (or baselines)",
+        )
     if not exp.model:
         _check(bool(exp.baselines), where, "needs a 'model' or 'baselines'")
         _check(exp.adapter is None, where, "'adapter' needs a 'model'")
@@ -247,6 +259,9 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
                 f"model {exp.model!r} takes text only; the {exp.task} task needs a vision-language model",
             )
         _options(where, "backend_options", exp.backend_options, BACKEND_OPTIONS[spec.backend], exp.model)
+        remember(exp.backend_options.get("api_key"))
+        remember_url(exp.backend_options.get("base_url"))
+        check_values(where, "backend_options", exp.backend_options, option_values.BACKEND)
         if exp.adapter is not None:
             _check(spec.takes_adapter, where, f"model {exp.model!r} takes no adapter (serve the adapted model)")
             _check(
@@ -266,6 +281,7 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         exp.sft = {k: coerce_option(k, v) for k, v in exp.sft.items()}
     except ConfigError as e:
         raise ConfigError(f"{where}: sft: {e}") from None
+    check_values(where, "sft", exp.sft, option_values.SFT)
     _options(
         where,
         "probe_options",
@@ -273,12 +289,7 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         frozenset().union(*(BASELINES[b].options for b in exp.baselines)),
         f"baselines {exp.baselines}",
     )
-    if "type-only" in exp.baselines and "rule" in exp.probe_options:
-        _check(
-            exp.probe_options["rule"] in TYPE_ONLY_RULES,
-            where,
-            f"probe_options: rule {exp.probe_options['rule']!r}; type-only takes one of {list(TYPE_ONLY_RULES)}",
-        )
+    check_values(where, "probe_options", exp.probe_options, option_values.PROBE)
     _options(
         where,
         "selector_options",
@@ -286,6 +297,7 @@ def _parse_experiment(e: Any, where: str) -> Experiment:
         frozenset().union(*(SELECTORS[s] for s in exp.selectors)),
         f"selectors {exp.selectors}",
     )
+    check_values(where, "selector_options", exp.selector_options, option_values.SELECTOR)
     return exp
 
 
@@ -359,10 +371,12 @@ def _parse_config(data: dict[str, Any], source: str) -> RunConfig:
     cfg.seeds = _list(cfg.seeds)
     cfg.train_sizes = _list(cfg.train_sizes)
     _check(
-        all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds),
+        bool(cfg.seeds)
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in cfg.seeds),
         source,
-        f"seeds must be integers, got {cfg.seeds}",
+        f"seeds must be integers in 0..{MAX_SEED}, at least one, got {cfg.seeds}",
     )
+    _check(bool(cfg.train_sizes), source, "train_sizes is empty; give at least one size or leave the key out")
     for n in cfg.train_sizes:
         _check(n == "all" or _positive_int(n), source, f"train size {n!r} must be 'all' or a positive int")
     _check(
@@ -403,10 +417,4 @@ def load_config(path: str | Path | None) -> RunConfig:
             names = ", ".join(x.stem for x in sorted(CONFIG_DIR.glob("*.yaml")))
             raise ConfigError(f"{path}: no such config file (shipped configs: {names})")
         p = shipped
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text ({e.reason})") from None
-    return parse_config(data, str(p))
+    return parse_config(read_yaml(p, ConfigError, "config file"), str(p))

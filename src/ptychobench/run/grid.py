@@ -125,6 +125,16 @@ def shard_cells(cells: list[Cell], shard: tuple[int, int] | None, plan: Any = No
     return [c for c in cells if c.group in mine]
 
 
+#: the most shards a grid is split into (a count of 1e10 was a MemoryError)
+MAX_SHARDS = 1024
+
+
+def check_shard_count(n: int, flag: str = "--shard") -> None:
+    """ConfigError unless ``n`` shards is a count this tool can plan."""
+    if not 1 <= n <= MAX_SHARDS:
+        raise ConfigError(f"{flag}: {n} shards; use 1..{MAX_SHARDS}")
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
@@ -134,6 +144,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/2") from None
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard {text!r}: need 0 <= i < n")
+    check_shard_count(n, f"--shard {text}")
     return i, n
 
 

@@ -1,10 +1,13 @@
-"""One writer per store: a lock file holding the owner's pid.
+"""One writer per run folder: ``flock``s the kernel drops when their process dies.
 
 Two ``run``s on the same ``--out`` would both do all the work and store every record
-twice. The lock is an ``flock`` on ``<store>.lock``, which the kernel drops when its
-process dies however it dies, so a stale lock of a killed run is simply taken over; the
-pid written inside only names the owner in the error. Shards of one run write separate
-stores, so they lock separately and may run side by side.
+twice, and so would ``run --out X`` beside ``run --out X --shard 0/1`` (they write
+different store files, so a lock per store file let both through). So the folder is the
+unit: an unsharded run holds ``predictions.lock`` exclusively; a shard holds it shared
+(shards of one run are meant to run side by side), its own ``predictions-shard<i>of<n>.lock``
+exclusively, and ``shards-of-<n>.lock`` shared, and is refused while a run with another
+shard count holds the folder. The pid written inside a lock file only names its owner in
+the error; a killed run's lock is simply taken over.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from ..errors import ConfigError
 
 
 class RunLock:
-    def __init__(self, path: Path | str):
+    """An ``flock`` on one file: exclusive (the owner's pid written inside) or shared."""
+
+    def __init__(self, path: Path | str, shared: bool = False):
         self.path = Path(path)
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
@@ -34,10 +40,22 @@ class RunLock:
                 f"{self.path.parent}: another ptychobench run ({owner}) is writing to this folder; "
                 "wait for it to finish or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def held_by_someone(self) -> bool:
+        """Whether another process holds this file's lock (probed, then let go)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
@@ -45,6 +63,52 @@ class RunLock:
             self._fd = None
 
     def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class FolderLock:
+    """The run folder's locks for an unsharded run or one shard (see the module doc)."""
+
+    def __init__(self, run_dir: Path | str, shard: tuple[int, int] | None = None):
+        self.run_dir = Path(run_dir)
+        self.shard = shard
+        self._held: list[RunLock] = []
+
+    def acquire(self) -> FolderLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir / ".lock-mutex"):  # one acquirer at a time: the checks below are not racy
+            try:
+                if self.shard is None:
+                    self._take(RunLock(self.run_dir / "predictions.lock"))
+                    return self
+                i, n = self.shard
+                self._take(RunLock(self.run_dir / "predictions.lock", shared=True))
+                for other in sorted(self.run_dir.glob("shards-of-*.lock")):
+                    if other.name != f"shards-of-{n}.lock" and RunLock(other).held_by_someone():
+                        raise ConfigError(
+                            f"{self.run_dir}: a run with another shard count ({other.stem.removeprefix('shards-of-')}) "
+                            f"is writing to this folder; shard {i}/{n} would redo its work. Wait for it, or "
+                            "use the same --shard count"
+                        )
+                self._take(RunLock(self.run_dir / f"shards-of-{n}.lock", shared=True))
+                self._take(RunLock(self.run_dir / f"predictions-shard{i}of{n}.lock"))
+            except BaseException:
+                self.release()
+                raise
+        return self
+
+    def _take(self, lock: RunLock) -> None:
+        self._held.append(lock.acquire())
+
+    def release(self) -> None:
+        for lock in reversed(self._held):
+            lock.release()
+        self._held = []
+
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -1,7 +1,7 @@
 """Execute the grid: one loaded model (or one baseline kind) at a time, every cell's
 predictions into the store, each record naming the settings that made it.
 
-Integrity: one writer per store (``lock.RunLock``); each cell's settings hash
+Integrity: one writer per run folder (``lock.FolderLock``); each cell's settings hash
 (``settings.py``) decides what is done, so predictions made under other settings are
 never reused; the run folder keeps every config it ran under as
 ``configs/config-<hash>.yaml`` (secrets removed), never overwriting one; and a cell whose
@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..data import Dataset, Sample, load_dataset
+from ..data import Dataset, Sample, content_hash, load_dataset
 from ..errors import ConfigError, ModelError, TrainingCutShort
 from ..eval.predict import make_record, predict
 from ..eval.score import ConfigScores, score_records
@@ -28,7 +28,7 @@ from ..paths import adapters_dir
 from ..tasks import get_task
 from .config import Experiment, RunConfig
 from .grid import Cell, expand, require_split, shard_cells, train_subset
-from .lock import RunLock
+from .lock import FolderLock
 from .settings import config_copy_text, settings_hash, short_hash
 
 
@@ -36,10 +36,10 @@ def store_path(run_dir: Path, shard: tuple[int, int] | None) -> Path:
     return run_dir / ("predictions.jsonl" if shard is None else f"predictions-shard{shard[0]}of{shard[1]}.jsonl")
 
 
-def adapter_dir(ds: Dataset, cell: Cell, exp: Experiment, subset: Sequence[Sample]) -> Path:
+def adapter_dir(ds: Dataset, cell: Cell, exp: Experiment, subset: Sequence[Sample], dataset_hash: str) -> Path:
     key = json.dumps(
         {
-            "dataset": ds.manifest.get("content_hash"),
+            "dataset": dataset_hash,
             "task": cell.task,
             "model": exp.model,
             "train": sorted(s.id for s in subset),
@@ -72,8 +72,10 @@ class Runner:
 
             plan = plan_run(cfg, self.ds, shard[1])
         self.cells = shard_cells(expand(cfg), shard, plan)
-        dataset_hash = self.ds.manifest.get("content_hash")
-        self.settings = {c.config: settings_hash(cfg, c, cfg.experiments[c.exp], dataset_hash) for c in self.cells}
+        # the files' own hash, not manifest.json's: a label edited after the manifest was
+        # written is a new dataset, so its cells are predicted (and scored) anew
+        self.dataset_hash = content_hash(self.ds.root)
+        self.settings = {c.config: settings_hash(cfg, c, cfg.experiments[c.exp], self.dataset_hash) for c in self.cells}
 
     def __repr__(self) -> str:
         shard = f", shard={self.shard[0]}/{self.shard[1]}" if self.shard else ""
@@ -97,9 +99,6 @@ class Runner:
                     "set OPENAI_API_KEY, or a base_url for a local server"
                 )
 
-    def _lock_path(self) -> Path:
-        return self.store.path.with_suffix(".lock")
-
     def _keep_config(self) -> Path:
         """``configs/config-<hash>.yaml``: each config the folder ran under, written once."""
         text = config_copy_text(self.cfg)
@@ -113,7 +112,7 @@ class Runner:
         return {
             "dataset": {
                 "name": self.ds.name,
-                "content_hash": self.ds.manifest.get("content_hash"),
+                "content_hash": self.dataset_hash,
                 "limit": self.cfg.limit,
                 "split": self.cfg.split,
             }
@@ -137,7 +136,7 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(self._lock_path()):
+        with FolderLock(self.run_dir, self.shard):
             return self._run_locked()
 
     def _run_locked(self) -> dict[str, Any]:
@@ -298,7 +297,7 @@ class Runner:
     def _train(self, cell: Cell, exp: Experiment, subset: list[Sample], progress) -> Path:
         from ..strategies import train_adapter
 
-        out = adapter_dir(self.ds, cell, exp, subset)
+        out = adapter_dir(self.ds, cell, exp, subset, self.dataset_hash)
         progress.console.print(f"training adapter {out.name} on {len(subset)} samples (reused when present)")
         sft = {**exp.sft, **({"prompt": exp.prompt} if exp.prompt != "ours" else {})}
         return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed, train_samples=subset, **sft))

@@ -26,7 +26,7 @@ import sys
 from typing import Mapping
 
 from ..errors import ConfigError
-from .grid import parse_shard
+from .grid import check_shard_count, parse_shard
 
 ENV_COUNT = "PTYCHOBENCH_SHARDS"
 
@@ -93,7 +93,9 @@ def resolve_shard(text: str | None, env: Mapping[str, str] | None = None) -> tup
                 raise ConfigError(f"--shard {text!r}: expected auto or auto/N, e.g. auto/4") from None
             if count < 1:
                 raise ConfigError(f"--shard {text!r}: N must be at least 1")
-        return detect_shard(env, count)
+        index, n = detect_shard(env, count)
+        check_shard_count(n, f"--shard {text}")
+        return index, n
     return parse_shard(text)
 
 

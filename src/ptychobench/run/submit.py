@@ -13,11 +13,18 @@ tasks all ask for the same. Job logs go to ``RUN/jobs/``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, PtychoBenchError
 from .config import RunConfig
+from .grid import check_shard_count
+
+#: the clusters submitit runs on (None: slurm where sbatch is, else local)
+CLUSTERS = (None, "slurm", "local", "debug")
+#: the longest wall time a job may ask for
+MAX_HOURS = 24 * 90
 
 
 def run_shard(cfg: RunConfig, run_dir: str, shard: tuple[int, int]) -> dict[str, Any]:
@@ -58,8 +65,11 @@ def submit(
     from ..data import load_dataset
     from .plan import plan_run, shard_resources
 
-    if n < 1:
-        raise ConfigError(f"--shards {n}: need at least 1")
+    check_shard_count(n, "--shards")
+    if cluster not in CLUSTERS:
+        raise ConfigError(f"--cluster {cluster!r}: choose one of {', '.join(c for c in CLUSTERS if c)}")
+    if not (isinstance(hours, (int, float)) and math.isfinite(hours) and 0 < hours <= MAX_HOURS):
+        raise ConfigError(f"--hours {hours}: a job's wall time must be a number of hours in (0, {MAX_HOURS}]")
     run_dir = Path(run_dir)
     plan = plan_run(cfg, load_dataset(cfg.dataset, check_images=False), n)
     executor = _executor(run_dir / "jobs", cluster)
