@@ -162,7 +162,7 @@ def test_the_runner_stores_it_and_the_report_shows_it(tiny_dataset, tmp_path):
 def test_config_refuses_options_type_only_does_not_take():
     from ptychobench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"rule 'mode'; type-only takes one of \['best-set', 'majority'\]"):
+    with pytest.raises(ConfigError, match=r"rule must be one of \['best-set', 'majority'\], got 'mode'"):
         parse_config(
             {
                 "name": "x",

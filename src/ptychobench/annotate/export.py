@@ -89,12 +89,10 @@ def is_run(path: Path) -> bool:
 def _run_dataset(run: Path, dataset: str | None) -> Dataset:
     if dataset is None:
         cfg = (run if run.is_dir() else run.parent) / "config.yaml"
-        import yaml
+        from ..safeio import read_yaml
 
-        try:
-            dataset = (yaml.safe_load(cfg.read_text()) or {}).get("dataset") if cfg.is_file() else None
-        except yaml.YAMLError as e:
-            raise AnnotateError(f"{cfg}: not valid YAML ({e}); pass --dataset") from None
+        loaded = read_yaml(cfg, AnnotateError, "run config") if cfg.is_file() else None
+        dataset = loaded.get("dataset") if isinstance(loaded, dict) else None
         if not dataset:
             raise AnnotateError(
                 f"{run}: cannot tell which dataset the run used (no 'dataset' in {cfg}); pass --dataset"

@@ -112,15 +112,13 @@ def _from_ptychi(d: dict[str, Any], where: str) -> CurrentParams:
 def load_params(path: Path | str) -> CurrentParams:
     """Current parameters from a YAML/JSON file: ``ReconParams`` fields (missing ones keep
     their defaults) plus the optional keys in ``EXTRA_KEYS``, or a pty-chi options dump."""
-    import yaml
+    from ..safeio import read_yaml
 
     p = Path(path).expanduser()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = read_yaml(p, DiagnoseError, "parameters file")  # an alias bomb or deep nesting: one line
     except OSError as e:
         raise DiagnoseError(f"{p}: cannot read parameters ({e})") from None
-    except yaml.YAMLError as e:
-        raise DiagnoseError(f"{p}: not valid YAML or JSON ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise DiagnoseError(f"{p}: expected a mapping of parameters (YAML or JSON), got {type(data).__name__}")
     if "reconstructor_options" in data or data.get("options_class_name", "").endswith("Options"):
