@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "annotate": 9,
     "loop": 9,
     "api": 10,
+    "realdata": 10,
     "cli": 10,
     "__init__": 10,
 }
