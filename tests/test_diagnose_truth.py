@@ -45,7 +45,7 @@ def ramp_phase() -> np.ndarray:
 def with_vortices(field: np.ndarray) -> np.ndarray:
     for cy, cx, q in VORTICES:
         z = (XX - cx) + 1j * (YY - cy)
-        field = field * (z / np.abs(z)) ** q * (1 - np.exp(-np.abs(z) ** 2 / 4))
+        field = field * (z / np.abs(z)) ** q * (1 - np.exp(-(np.abs(z) ** 2) / 4))
     return field
 
 
@@ -127,9 +127,9 @@ def test_labels_follow_the_decisive_measurements(files, tiny_dataset: Path, home
 
 def test_grid_follows_the_lattice_peak(files, tiny_dataset: Path, home: Path) -> None:
     ds = _diag([files["grid.npy"], files["clean.npy"]], str(tiny_dataset), scan_step=15)
-    assert ds["grid.npy"].measurements["grid_peak"].value >= 5
+    assert ds["grid.npy"].measurements["grid_peak"].value >= 100
     assert "Grid artifacts" in ds["grid.npy"].labels
-    assert ds["clean.npy"].measurements["grid_peak"].value < 5
+    assert ds["clean.npy"].measurements["grid_peak"].value < 100
     assert ds["clean.npy"].measurements["vortices"].value == 0
 
 
@@ -160,7 +160,16 @@ def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, home: Path) ->
     from ptychobench.cli import app
 
     r = CliRunner().invoke(
-        app, ["diagnose", str(files["photo.jpg"]), str(files["ramp.npy"]), "--dataset", str(tiny_dataset), "--advisor", "none"]
+        app,
+        [
+            "diagnose",
+            str(files["photo.jpg"]),
+            str(files["ramp.npy"]),
+            "--dataset",
+            str(tiny_dataset),
+            "--advisor",
+            "none",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "warning:" in r.output and "colour" in r.output

@@ -159,6 +159,16 @@ def half_frc(a: ReconResult, b: ReconResult, box: tuple[slice, slice], near_fiel
     return float(frc(ra, rb, near_field).resolution_px)
 
 
+def _finished(folder: Path, params: ReconParams) -> dict[str, Any] | None:
+    """The summary of a finished run with halves in ``folder`` with these parameters."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = summary.get("params") == params.to_dict() and "frc_resolution_px" in summary
+    return summary if same else None
+
+
 def advice_payoff(
     data: str | Path,
     out: Path,
@@ -171,8 +181,9 @@ def advice_payoff(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The truth-free payoff of ``letters`` on ``data``: the current and the advised
-    parameters, each reconstructed in full and in two halves; the final loss and the
-    half-data FRC resolution of each (``payoff.json`` in ``out``)."""
+    parameters, each reconstructed in full and in two halves (in ``out/current`` and
+    ``out/advised``; a finished run there with the same parameters is reused); the final
+    loss and the half-data FRC resolution of each (``payoff.json`` in ``out``)."""
     from .loop.advice import apply_advice
 
     m = read_cxi(resolve(data), near_field, focus_to_sample_m)
@@ -182,6 +193,10 @@ def advice_payoff(
     advised = adv.variants[0]
     rows = {}
     for name, p in (("current", params), ("advised", advised)):
+        done = _finished(out / name, p)
+        if done is not None:  # a run folder of these parameters (e.g. the one diagnosed): reused
+            rows[name] = done
+            continue
         (progress or (lambda _: None))(f"{name} parameters")
         rows[name] = run(data, out / name, p, near_field=m.near_field, focus_to_sample_m=m.focus_to_sample_m, seed=seed)
     result = {

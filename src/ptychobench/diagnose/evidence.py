@@ -1,14 +1,17 @@
 """Labels that agree with the measurements, and whether the input is a reconstruction at all.
 
 The detector looks at a rendered picture; three measurements are decisive on their own
-(they rank with the truth at Spearman 0.7-0.9, docs/diagnose.md) and use the dataset's own
-labelling rules (:mod:`ptychobench.sim.labels`):
+where they are far beyond what a specimen alone gives. The thresholds come from sim-v2's
+test split (docs/diagnose.md, "Labels and measurements"; ``benchmarks/validate_diagnose.py``):
 
-* a plane fitted to the phase that spans at least ``RAMP_REL`` of the specimen's phase range
-  (and ``RAMP_MIN_RAD`` radians) is a phase ramp, and one under ``RAMP_REL_LOW`` of it is none;
-* ``MIN_VORTICES`` or more phase residues are singularities, and none at all (where they
-  can be counted) means there are none;
-* a scan-lattice peak of ``GRID_MIN_PEAK`` times its neighbourhood is a grid.
+* a plane fitted to the phase that spans more than the specimen's phase range
+  (``RAMP_REL`` x, and ``RAMP_MIN_RAD`` radians, the dataset's floor) is a phase ramp
+  (no image without a ramp measured above 0.68 there), and one under ``RAMP_REL_LOW`` of
+  the range is none (every labelled ramp measured 0.11 or more);
+* ``MIN_VORTICES`` or more phase residues are singularities (the dataset's rule), and none
+  at all (where they can be counted) means there are none;
+* a scan-lattice peak of ``GRID_PEAK`` times its surroundings is a grid (the images
+  without one reach 73).
 
 Where the detector and a decisive measurement disagree, the label follows the measurement
 and a one-line note says so; where the measurement is not decisive, the detector's label
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sim.labels import GRID_MIN_PEAK, RAMP_MIN_RAD, THRESHOLDS
+from ..sim.labels import RAMP_MIN_RAD, THRESHOLDS
 from ..tasks import NO_ARTIFACTS
 from .io import IMAGE_SUFFIXES, TIFF_SUFFIXES, Recon
 from .measure import Measurement
@@ -33,11 +36,12 @@ from .measure import Measurement
 RAMP = "Phase ramp"
 SINGULARITY = "Singularity artifacts"
 GRID = "Grid artifacts"
-RAMP_REL = THRESHOLDS[RAMP][2]  # 0.6 of the displayed range
-MIN_VORTICES = int(THRESHOLDS[SINGULARITY][2])  # 4
+RAMP_REL = 1.0  # the ramp end to end above the specimen's phase range
+MIN_VORTICES = int(THRESHOLDS[SINGULARITY][2])  # 4, the dataset's rule
+GRID_PEAK = 100.0
 #: below this the ramp is too small to show (decisive); below GRID_LOW_PEAK the lattice
 #: says "no", not decisively (noted, not applied)
-RAMP_REL_LOW = 0.2
+RAMP_REL_LOW = 0.05
 GRID_LOW_PEAK = 2.0
 #: amplitude-only map: non-negative values all within this fraction of their median of it
 AMPLITUDE_BAND = 1.0
@@ -60,7 +64,7 @@ def measured_verdicts(m: dict[str, Measurement]) -> dict[str, tuple[bool | None,
         big = rel >= RAMP_REL and (unit != "rad" or ramp >= RAMP_MIN_RAD)
         why = f"measured ramp {ramp:.3g} {unit} end to end, {rel:.2f} x the phase range"
         if big:
-            out[RAMP] = (True, True, f"{why} (a ramp from {RAMP_REL:g} x)")
+            out[RAMP] = (True, True, f"{why} (a ramp from {RAMP_REL:g} x: it spans more than the specimen)")
         elif rel < RAMP_REL_LOW:
             out[RAMP] = (False, True, f"{why} (below {RAMP_REL_LOW:g} x no ramp shows)")
     n = _v(m, "vortices")
@@ -71,11 +75,11 @@ def measured_verdicts(m: dict[str, Measurement]) -> dict[str, tuple[bool | None,
             out[SINGULARITY] = (False, True, "no phase vortex counted")
     peak = _v(m, "grid_peak")
     if peak is not None:
-        if peak >= GRID_MIN_PEAK:
+        if peak >= GRID_PEAK:
             out[GRID] = (
                 True,
                 True,
-                f"scan-lattice peak {peak:.3g} x its surroundings (a grid from {GRID_MIN_PEAK:g})",
+                f"scan-lattice peak {peak:.3g} x its surroundings (a grid from {GRID_PEAK:g})",
             )
         elif peak < GRID_LOW_PEAK:
             out[GRID] = (False, False, f"scan-lattice peak {peak:.3g} x its neighbourhood (no lattice)")
