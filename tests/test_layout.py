@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "loop": 9,
     "api": 10,
     "realdata": 10,
-    "cli": 10,
+    "cli": 11,
     "__init__": 10,
 }
 
