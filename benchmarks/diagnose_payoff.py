@@ -72,22 +72,31 @@ def main() -> None:
     scale = dataset_scale(ds)
     test = ds.samples("params", "test")[: args.limit]
     probe = get_advisor("text-probe", None, args.dataset)
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     plans, per_sample = [], {}
+    done_path = args.out / "letters.json"  # the advice per sample: a rerun goes straight to the payoff
+    done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     for i, s in enumerate(test):
         exp = experiment_of(s, scale)
         if exp is None:
             continue
-        letters, info = diagnose_letters(s, exp, "text-probe")
-        tp = probe.advise(s.text).chosen  # the text probe on the dataset's text, as the runner's cell
-        per_sample[s.id] = {**info, "text_probe": tp, "gold": sorted(s.labels)}
+        if s.id in done:
+            per_sample[s.id] = done[s.id]
+        else:
+            letters, info = diagnose_letters(s, exp, "text-probe")
+            tp = probe.advise(s.text).chosen  # the text probe on the dataset's text, as the runner's cell
+            per_sample[s.id] = {**info, "text_probe": tp, "gold": sorted(s.labels)}
+            args.out.mkdir(parents=True, exist_ok=True)
+            done_path.write_text(json.dumps(per_sample, indent=1))
+        r = per_sample[s.id]
         plans += [
-            plan("diagnose (text-probe)", s, exp, letters),
-            plan("text-probe on the dataset's text", s, exp, tp),
+            plan("diagnose (text-probe)", s, exp, r["letters"]),
+            plan("text-probe on the dataset's text", s, exp, r["text_probe"]),
             plan(NO_CHANGE, s, exp, []),
             plan(GOLD, s, exp, sorted(s.labels)),
         ]
-        print(f"{i + 1}/{len(test)} {s.id}: diagnose {letters} text-probe {tp} gold {sorted(s.labels)}", flush=True)
+        print(f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} text-probe {r['text_probe']} gold {r['gold']}")
     cache = ReconCache(args.out / "payoff-cache")
     cache.ensure((j for p in plans for j in p.jobs(1)), workers=args.workers)
     rows = [outcome(p, cache, 1) for p in plans]
