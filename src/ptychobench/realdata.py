@@ -91,7 +91,7 @@ def params_file(m: Measured, params: ReconParams, res: ReconResult) -> dict[str,
     """What ``diagnose --params`` reads: the run's parameters and its facts."""
     return {
         **params.to_dict(),
-        "instrument": "PETRA III P25" if "P25" in m.name else "not given",
+        "instrument": "PETRA III P25" if "p25" in m.name.lower() else "not given",
         "scan": f"{len(m.patterns)} positions",
         "n_positions": len(m.patterns),
         "detector_px": int(m.patterns.shape[-1]),
