@@ -79,7 +79,8 @@ def advice_figure(root: Path, out: Path) -> None:
         ax[i].set_title(f"{name} parameters", fontsize=9)
         ax[i].set_xticks([])
         ax[i].set_yticks([])
-        ax[2].semilogy(_load(root / name / "object.h5")[1], label=name)
+        style = {"current": {"lw": 4, "alpha": 0.5}, "advised": {"lw": 1.5}}[name]
+        ax[2].semilogy(_load(root / name / "object.h5")[1], label=f"{name} parameters", **style)
     ax[2].set_xlabel("epoch")
     ax[2].set_title("data-fit loss (LSQML)", fontsize=9)
     ax[2].legend(fontsize=8)
