@@ -213,7 +213,7 @@ def fit_probe_detector(
     labels = [lab for lab in get_task("artifacts").labels if lab != NO_ARTIFACTS]
     det = ProbeDetector(kind=kind, dataset=ds.name, backbone=backbone, labels=labels)
     train = [s for s in train if s.image is not None]
-    greys = [_read_grey(s.image) for s in train]
+    greys = [_read_grey(Path(s.image)) for s in train if s.image is not None]
     Y = label_matrix(train, labels)
     added = single_defect_images(greys, [s.labels for s in train], seed) if decouple else []
     X = det.features()([render(g) for g in greys] + [render(obj) for obj, _ in added])
