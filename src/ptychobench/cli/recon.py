@@ -39,8 +39,10 @@ def reconstruct(
 ) -> None:
     """Reconstruct a measured ptychography scan (CXI) with pty-chi LSQML, near field included.
 
-    Example: ptychobench reconstruct p25 --out runs/p25 && ptychobench diagnose runs/p25/object.h5 \
---params runs/p25/params.yaml --half runs/p25/half2.h5
+    Example: ptychobench reconstruct p25 --epochs 20 --out runs/p25/current, then
+    ptychobench diagnose runs/p25/current/object.h5 --params runs/p25/current/params.yaml,
+    ptychobench diagnose runs/p25/current/half1.h5 --half runs/p25/current/half2.h5 --near-field,
+    and ptychobench reconstruct p25 --epochs 20 --apply K --out runs/p25 (the advice's payoff).
     """
     from .. import realdata
     from ..sim.recon import ReconParams
