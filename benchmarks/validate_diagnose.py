@@ -121,15 +121,26 @@ def label_scores(gold: list[frozenset], pred: list[frozenset], n_resamples: int 
 
 
 def detect_and_score(
-    detector: str, train_dataset: str | None, arrays: list[np.ndarray], gold: list[frozenset]
+    detector: str,
+    train_dataset: str | None,
+    arrays: list[np.ndarray],
+    gold: list[frozenset],
+    measured: list[dict] | None = None,
 ) -> tuple[str, dict | None]:
     """The detector's labels on ``arrays`` (through the viewer) scored against ``gold``;
     detector ``none`` skips the labels (measurements only: no training split needed)."""
     if detector == "none":
         return "none", None
     det = get_detector(detector, None, train_dataset)
-    pred = [frozenset(d.labels) for d in det.detect([render(a) for a in arrays])]
-    return getattr(det, "name", detector), label_scores(gold, pred)
+    found = det.detect([render(a) for a in arrays])
+    pred = [frozenset(d.labels) for d in found]
+    scores = label_scores(gold, pred)
+    if measured is not None:  # the labels diagnose prints: the detector's, after the decisive measurements
+        from ptychobench.diagnose.evidence import reconcile
+
+        after = [frozenset(reconcile(d.labels, d.probabilities, d.thresholds, m)[0]) for d, m in zip(found, measured)]
+        scores["after_measurements"] = label_scores(gold, after)
+    return getattr(det, "name", detector), scores
 
 
 def check_splits(splits: list[str]) -> list[str]:
@@ -164,7 +175,7 @@ def validate_dataset(name: str, split: str, detector: str, train_dataset: str | 
     if split not in ds.split_names("artifacts"):
         raise SystemExit(f"{ds.root}: no artifacts split {split!r}; it has {', '.join(ds.split_names('artifacts'))}")
     samples = ds.samples("artifacts", split)
-    arrays, rows = [], []
+    arrays, rows, measured = [], [], []
     for s in samples:
         with Image.open(s.image) as im:
             grey = np.asarray(im.convert("L"))
@@ -172,6 +183,7 @@ def validate_dataset(name: str, split: str, detector: str, train_dataset: str | 
         meta = s.metadata
         step = _field_and_step(meta, grey.shape[0], field_px)
         m, _ = measure(to_recon(grey, s.id), scan_step=step)
+        measured.append(m)
         rows.append(
             {
                 "id": s.id,
@@ -180,7 +192,7 @@ def validate_dataset(name: str, split: str, detector: str, train_dataset: str | 
                 "measured": {k: v.value for k, v in m.items()},
             }
         )
-    det_name, labels = detect_and_score(detector, train_dataset or name, arrays, [s.labels for s in samples])
+    det_name, labels = detect_and_score(detector, train_dataset or name, arrays, [s.labels for s in samples], measured)
     return {
         "source": f"{ds.name} {split} split (images)",
         "split": split,
@@ -377,11 +389,28 @@ def markdown(results: list[dict]) -> str:
                     f"exact label-set match {lab['exact_match']}, n = {lab['n']}."
                 ),
                 "",
-                "| label | F1 | true | predicted |",
-                "|---|---|---|---|",
             ]
-            for name, v in lab["per_label"].items():
-                lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
+            after = lab.get("after_measurements")
+            if after:
+                lines += [
+                    (
+                        f"After the decisive measurements (the labels diagnose prints): micro-F1 {after['micro_f1']} "
+                        f"(95% CI {after['micro_f1_ci'][0]}-{after['micro_f1_ci'][1]}), macro-F1 {after['macro_f1']}, "
+                        f"exact match {after['exact_match']}."
+                    ),
+                    "",
+                    "| label | F1 | true | predicted | F1 after measurements | predicted after |",
+                    "|---|---|---|---|---|---|",
+                ]
+                for name, v in lab["per_label"].items():
+                    a = after["per_label"][name]
+                    lines.append(
+                        f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} | {a['f1']} | {a['predicted']} |"
+                    )
+            else:
+                lines += ["| label | F1 | true | predicted |", "|---|---|---|---|"]
+                for name, v in lab["per_label"].items():
+                    lines.append(f"| {name} | {v['f1']} | {v['support']} | {v['predicted']} |")
         lines += ["", "| diagnose measurement | truth-based metric | n | Spearman | Pearson |", "|---|---|---|---|---|"]
         for c in r["correlations"]:
             sp = "n/a" if c["spearman"] is None else f"{c['spearman']:+.2f}"

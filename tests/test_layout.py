@@ -30,7 +30,8 @@ LAYERS: dict[str, int] = {
     "annotate": 9,
     "loop": 9,
     "api": 10,
-    "cli": 10,
+    "realdata": 10,
+    "cli": 11,
     "__init__": 10,
 }
 

@@ -8,7 +8,7 @@ turns it (and an unreadable or unwritable file) into one line and exit code 2.
 
 from __future__ import annotations
 
-from . import data, loop, results, run, train  # noqa: F401  (each registers its commands)
+from . import data, loop, recon, results, run, train  # noqa: F401  (each registers its commands)
 from .app import app, command
 
 

@@ -24,14 +24,34 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
+from .detector import knn_vote
+from .evidence import measured_verdicts
 from .io import DiagnoseError
 from .measure import Measurement
 
 DEFAULT_ADVISOR = "text-probe"
 PROBE_ADVISORS = ("text-probe", "knn-vote")
 #: keys a --params file may carry besides ReconParams' fields
-EXTRA_KEYS = ("sample_type", "instrument", "scan", "n_positions", "detector_px", "loss", "com_offset_px", "mean_counts")
+EXTRA_KEYS = (
+    "sample_type",
+    "instrument",
+    "scan",
+    "n_positions",
+    "detector_px",
+    "loss",
+    "com_offset_px",
+    "mean_counts",
+    "near_field",
+)
 N_NEIGHBOURS = 5
+NO_CHANGE = "L"
+#: far-field data preparation: recentring, binning and re-orienting diffraction patterns
+#: mean nothing for near-field holograms (no beam centre, every pixel is image)
+FAR_FIELD_ONLY = ("M", "O", "Q")
+GENERIC_NOTE = (
+    "generic advice: no --params given, so your run is assumed to use this project's default "
+    "parameters; give --params (your parameters) for advice on your run"
+)
 
 
 @dataclass
@@ -58,6 +78,7 @@ class Advice:
     options: list[Option]
     notes: list[str]
     reply: str | None = None
+    generic: bool = False  # no --params: the advice assumes the default parameters
 
     @property
     def chosen(self) -> list[str]:
@@ -163,6 +184,9 @@ def _param_lines(cur: CurrentParams) -> list[str]:
             f"diffraction patterns: size not given, orientation {p['orientation']}, "
             f"recentred: {'yes' if p['recenter'] else 'no'}"
         )
+    if cur.extras.get("near_field"):
+        size = f"{int(det)} x {int(det)} px" if det else "size not given"
+        lines[-1] = f"near-field holograms (Fresnel propagation to the detector): {size}, as recorded"
     return lines
 
 
@@ -202,7 +226,8 @@ def advice_text(name: str, labels: list[str], measurements: dict[str, Measuremen
         f"Reconstruction log, sample {name}",
         f"Instrument: {ex.get('instrument', 'not given')}.",
         f"Sample type: {ex.get('sample_type', 'not given')}.",
-        f"Scan: {ex.get('scan', 'not given')}.",
+        f"Scan: {ex.get('scan', 'not given')}."
+        + (" Near-field (holographic) geometry." if ex.get("near_field") else ""),
         "Current reconstruction parameters:",
         *[f"  - {x}" for x in _param_lines(cur)],
         f"Visible artifacts in the reconstructed phase: {', '.join(visible) if visible else 'no obvious artifacts'}.",
@@ -224,12 +249,16 @@ class ProbeAdvisor:
     train_Y: np.ndarray
     train_meta: list[dict]
     labels: list[str]
+    calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return f"{self.kind} (MiniLM, fitted on {self.dataset} train)"
 
-    def advise(self, text: str) -> Advice:
+    def advise(self, text: str, cur: CurrentParams | None = None, clean: bool = False) -> Advice:
+        """The options for ``text``; ``cur`` rules out options that cannot apply to the
+        current parameters (or to near-field data), ``clean`` (no visible artifact)
+        makes "No changes needed" the answer."""
         from ..strategies.embeddings import normalize
 
         raw = _embed_texts([text])  # the probe was fitted on raw features
@@ -240,21 +269,28 @@ class ProbeAdvisor:
             proba = self.probe.predict_proba(raw)[0]
             thr = self.probe.threshold_vector()
         else:
-            proba = self.train_Y[nearest].mean(axis=0)
+            proba = knn_vote(sims[None, :], self.train_Y, N_NEIGHBOURS)[0]
             thr = np.full(len(self.labels), 0.5 + 1e-9)
-        chosen = {lab for lab, p, t in zip(self.labels, proba, thr) if p >= t}
+        shown_p = calibrate(self.calibration, self.labels, proba)
+        shown_t = calibrate(self.calibration, self.labels, thr)
+        blocked = {lab: why for lab in self.labels if (why := blocked_by(lab, cur))}
+        ok = [lab not in blocked for lab in self.labels]
+        chosen = {lab for lab, p, t, o in zip(self.labels, proba, thr, ok) if o and p >= t}
         if not chosen:  # the params task has no "none" label: the most likely option
-            margin = proba - np.where(np.isfinite(thr), thr, 1.0)
+            margin = np.where(ok, proba - np.where(np.isfinite(thr), thr, 1.0), -np.inf)
             chosen = {self.labels[int(np.argmax(margin))]}
-        order = sorted(range(len(self.labels)), key=lambda j: -proba[j])
+        chosen, rule = no_change_rule(chosen, clean)
+        order = sorted(range(len(self.labels)), key=lambda j: (self.labels[j] != NO_CHANGE or not clean, -proba[j]))
         shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
             : max(0, 5 - len(chosen))
         ]
         options = []
         for j in shown:
             letter = self.labels[j]
-            t = "never" if not np.isfinite(thr[j]) else f"{thr[j]:.2f}"
-            ev = [f"{self.kind} probability {proba[j]:.2f} (threshold {t})"]
+            t = "never" if not np.isfinite(shown_t[j]) else f"{shown_t[j]:.2f}"
+            ev = [f"{self.kind} probability {shown_p[j]:.2f} (threshold {t}; calibrated on held-out folds of train)"]
+            if letter in blocked:
+                ev.insert(0, blocked[letter])
             support = [i for i in nearest if self.train_Y[i, j]]
             ev.append(f"{len(support)} of the {len(nearest)} most similar training experiments had it verified")
             for i in support[:2]:
@@ -270,12 +306,12 @@ class ProbeAdvisor:
                     letter,
                     PARAM_OPTIONS[letter],
                     letter in chosen,
-                    round(float(proba[j]), 4),
-                    None if not np.isfinite(thr[j]) else round(float(thr[j]), 4),
+                    round(float(shown_p[j]), 4),
+                    None if not np.isfinite(shown_t[j]) else round(float(shown_t[j]), 4),
                     ev,
                 )
             )
-        return Advice(self.name, text, options, [])
+        return Advice(self.name, text, options, [rule] if rule else [])
 
 
 def _embed_texts(texts: list[str]) -> np.ndarray:
@@ -318,7 +354,16 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
     X = _embed_texts([s.text for s in train])
     Y = label_matrix(train, labels)
     probe = LinearProbe(labels, seed=0).fit(X, Y) if kind == "text-probe" else None
-    adv = ProbeAdvisor(kind, ds.name, probe, normalize(X), Y, [s.metadata for s in train], labels)
+    Xn = normalize(X)
+    if probe is not None:
+        oof = {lab: probe.oof[lab] for lab in labels if lab in probe.oof}
+    else:  # knn-vote: each training text's vote among the others
+        sims = Xn @ Xn.T
+        np.fill_diagonal(sims, -np.inf)
+        votes = knn_vote(sims, Y, N_NEIGHBOURS)
+        oof = {lab: votes[:, j] for j, lab in enumerate(labels)}
+    calib = fit_calibration(oof, Y, labels)
+    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, [s.metadata for s in train], labels, calib)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, pickle.dumps(adv))
     return adv
@@ -334,7 +379,7 @@ class ModelAdvisor:
     def name(self) -> str:
         return self.model + (f" + adapter {self.adapter}" if self.adapter else "")
 
-    def advise(self, text: str) -> Advice:
+    def advise(self, text: str, cur: CurrentParams | None = None, clean: bool = False) -> Advice:
         from ..data import Sample
         from ..models import GREEDY, load_backend
 
@@ -349,11 +394,22 @@ class ModelAdvisor:
         )[0]
         if not gen.ok:
             raise DiagnoseError(f"advisor {self.name}: generation failed ({gen.error})")
-        letters = sorted(task.parse(gen.text).labels)
-        options = [Option(x, PARAM_OPTIONS[x], True, None, None, [f"named by {self.name}"]) for x in letters]
-        return Advice(
-            self.name, text, options, [] if letters else ["the model's reply named no option"], reply=gen.text
-        )
+        named = set(task.parse(gen.text).labels)
+        blocked = {x: why for x in named if (why := blocked_by(x, cur))}
+        letters, rule = no_change_rule(named - set(blocked), clean)
+        options = [
+            Option(
+                x,
+                PARAM_OPTIONS[x],
+                x in letters,
+                None,
+                None,
+                [f"named by {self.name}", *([blocked[x]] if x in blocked else [])],
+            )
+            for x in sorted(named | letters)
+        ]
+        notes = ([] if named else ["the model's reply named no option"]) + ([rule] if rule else [])
+        return Advice(self.name, text, options, notes, reply=gen.text)
 
 
 @lru_cache(maxsize=4)
@@ -378,8 +434,97 @@ def advise(
     advisor: str = DEFAULT_ADVISOR,
     adapter: str | None = None,
     dataset: str | None = None,
+    near_field: bool = False,
 ) -> Advice:
+    """The advice for one reconstruction. Without ``cur`` (no ``--params``) it is marked
+    generic: the project's default parameters stand in for the user's."""
+    generic = cur is None
+    if cur is None:
+        cur = CurrentParams(_recon_fields(), {"generic": True}, [GENERIC_NOTE])
+    if near_field:
+        cur.extras["near_field"] = True
     text = advice_text(name, labels, measurements, cur)
-    adv = get_advisor(advisor, adapter, dataset).advise(text)
-    adv.notes = (cur.notes if cur else ["no --params given: the project's default parameters assumed"]) + adv.notes
+    clean = not (set(labels) - {NO_ARTIFACTS}) and not any(
+        present for present, _, _ in measured_verdicts(measurements).values()
+    )
+    adv = get_advisor(advisor, adapter, dataset).advise(text, cur, clean)
+    adv.generic = generic
+    adv.notes = cur.notes + adv.notes
     return adv
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def blocked_by(letter: str, cur: CurrentParams | None) -> str | None:
+    """Why ``letter`` cannot be advised for this run (None: it can). Without ``--params``
+    (generic advice) nothing is known about the run's parameters and only the near-field
+    rule applies."""
+    if cur is None:
+        return None
+    if cur.extras.get("near_field") and letter in FAR_FIELD_ONLY:
+        return (
+            "not for near-field data: holograms have no beam centre to recentre, no half-size crop, no orientation slip"
+        )
+    if letter == NO_CHANGE or cur.extras.get("generic"):
+        return None
+    from ..sim.options import candidates
+    from ..sim.recon import ReconParams
+
+    try:
+        p = ReconParams(**cur.params)
+    except TypeError:
+        return None
+    n_pos = int(cur.extras.get("n_positions") or 10**6)
+    com = cur.extras.get("com_offset_px") or (1.0, 1.0)
+    if not candidates(letter, p, n_pos, (float(com[0]), float(com[1]))):
+        return "does not apply to the current parameters (it would change nothing)"
+    return None
+
+
+def no_change_rule(chosen: set[str], clean: bool) -> tuple[set[str], str | None]:
+    """ "No changes needed" (L) is never advised beside a change: on a clean image (no
+    visible artifact, no decisive measurement) it is the answer, otherwise the changes
+    are."""
+    if clean:
+        return {NO_CHANGE}, (
+            None if chosen == {NO_CHANGE} else "no visible artifact and no decisive measurement: no changes needed"
+        )
+    if NO_CHANGE in chosen and len(chosen) > 1:
+        return chosen - {
+            NO_CHANGE
+        }, "artifacts are visible: the advised changes stand and 'No changes needed' is dropped"
+    return chosen, None
+
+
+def fit_calibration(oof: dict[str, np.ndarray], Y: np.ndarray, labels: list[str]) -> dict[str, tuple[float, float]]:
+    """Platt scaling per option: a logistic regression of the option's presence on the
+    logit of its out-of-fold probability (train split only). The probe's class weights
+    push rare options' raw probabilities to near 1; this maps them to frequencies."""
+    from sklearn.linear_model import LogisticRegression
+
+    out: dict[str, tuple[float, float]] = {}
+    for j, lab in enumerate(labels):
+        if lab not in oof or Y[:, j].min() == Y[:, j].max():
+            continue
+        z = _logit(np.asarray(oof[lab], float))[:, None]
+        m = LogisticRegression(C=1.0).fit(z, Y[:, j])
+        a, b = float(m.coef_[0, 0]), float(m.intercept_[0])
+        if a > 0:  # a monotone map; otherwise the raw probability is shown
+            out[lab] = (a, b)
+    return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def calibrate(calibration: dict[str, tuple[float, float]], labels: list[str], p: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities (thresholds map the same way: the decision is unchanged)."""
+    out = np.asarray(p, float).copy()
+    for j, lab in enumerate(labels):
+        if lab in calibration and np.isfinite(out[j]):
+            a, b = calibration[lab]
+            out[j] = 1 / (1 + np.exp(-(a * _logit(out[j : j + 1])[0] + b)))
+    return out

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .advice import DEFAULT_ADVISOR, Advice, CurrentParams, advise, load_params
-from .detector import DEFAULT_DETECTOR, Detection, get_detector, render
+from .detector import DEFAULT_DETECTOR, NOVEL_SIMILARITY, Detection, get_detector, render
+from .evidence import colour_of, input_warnings, reconcile
 from .io import DiagnoseError, Recon, centre_crop, expand, read, to_recon
 from .measure import FRC, Measurement, measure
 
@@ -35,6 +36,10 @@ class Diagnosis:
     frc: FRC | None = None
     advice: Advice | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    detector_labels: list[str] = field(default_factory=list)  # before the decisive measurements
+    notes: list[str] = field(default_factory=list)  # one line per detector/measurement disagreement
+    warnings: list[str] = field(default_factory=list)  # why this may not be a reconstruction
+    similarity: float | None = None  # to the nearest training image (detector features)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (the rendered image left out)."""
@@ -45,6 +50,10 @@ class Diagnosis:
             "kind": self.kind,
             "detector": self.detector,
             "labels": self.labels,
+            "detector_labels": self.detector_labels,
+            "notes": self.notes,
+            "warnings": self.warnings,
+            "similarity": self.similarity,
             "probabilities": self.probabilities,
             "thresholds": self.thresholds,
             "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
@@ -76,16 +85,26 @@ def diagnose_many(
     advisor_adapter: str | None = None,
     dataset: str | None = None,
     crop: int | None = None,
+    force: bool = False,
+    near_field: bool | None = None,
 ) -> list[Diagnosis]:
     """Diagnose several reconstructions (paths, folders or arrays); the detector and the
     advisor load once. ``advisor=None`` skips the advice; ``crop`` keeps the central
-    ``crop`` x ``crop`` pixels of each (and of ``half``)."""
+    ``crop`` x ``crop`` pixels of each (and of ``half``).
+
+    Labels follow the decisive measurements (:mod:`.evidence`), with a note wherever the
+    detector disagrees. An input that does not look like a reconstruction (a colour
+    picture, a photograph, an amplitude-only map) gets warnings and no labels or advice
+    unless ``force``. Without ``params`` the advice is marked generic. ``near_field`` (or
+    ``near_field: true`` in the params) words the advice for holograms and lets the FRC
+    skip its low-frequency gap."""
     items: list[Any] = []
     for x in inputs:
         if isinstance(x, (str, Path)):
             items.extend(expand([x]))
         else:
             items.append(x)
+    colours = [colour_of(x) for x in items]
     recons = [_as_recon(x, key, f"array{i}") for i, x in enumerate(items)]
     if half is not None and len(recons) != 1:
         raise DiagnoseError(f"--half compares two halves of one reconstruction; {len(recons)} inputs were given")
@@ -97,21 +116,32 @@ def diagnose_many(
     images = [render(r.data) for r in recons]
     detections: list[Detection] = get_detector(detector, adapter, dataset).detect(images)
     out = []
-    for r, img, det in zip(recons, images, detections):
-        m, curve = measure(r, scan_step, half_recon)
+    if near_field is None:
+        near_field = bool(cur.extras.get("near_field")) if cur is not None else False
+    for r, img, det, colour in zip(recons, images, detections, colours):
+        m, curve = measure(r, scan_step, half_recon, near_field=near_field)
+        labels, notes = reconcile(det.labels, det.probabilities, det.thresholds, m)
+        warnings = input_warnings(r, colour, det.similarity, NOVEL_SIMILARITY, m)
+        withheld = bool(warnings) and not force
+        if withheld:
+            labels = []
+            notes = [
+                *notes,
+                "labels and advice withheld: not a reconstruction, it seems (--force labels it)",
+            ]
         adv = None
-        if advisor:
+        if advisor and not withheld:
             label = r.path.name if r.path is not None else r.name
             if r.path is not None and r.name.startswith(f"{r.path}:"):  # the dataset inside the file
                 label += r.name[len(str(r.path)) :]
-            adv = advise(label, det.labels, m, cur, advisor, advisor_adapter, dataset)
+            adv = advise(label, labels, m, cur, advisor, advisor_adapter, dataset, near_field)
         out.append(
             Diagnosis(
                 name=r.name,
                 source=r.source,
                 shape=r.shape,
                 kind=r.kind,
-                labels=det.labels,
+                labels=labels,
                 probabilities=det.probabilities,
                 thresholds=det.thresholds,
                 detector=det.detector,
@@ -119,6 +149,10 @@ def diagnose_many(
                 frc=curve,
                 advice=adv,
                 image=img,
+                detector_labels=det.labels,
+                notes=notes,
+                warnings=warnings,
+                similarity=det.similarity,
             )
         )
     return out

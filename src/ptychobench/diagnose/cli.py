@@ -20,7 +20,11 @@ from .io import DiagnoseError
 def _print(console: Console, d) -> None:
     console.print(f"\n[bold]{escape(d.name)}[/]", soft_wrap=True)  # a path is never cut
     console.print(escape(f"{d.kind} field {d.shape[0]} x {d.shape[1]} px ({d.source}); detector: {d.detector}"))
-    console.print(f"[bold]artifacts:[/] {escape(', '.join(d.labels))}")
+    for w in d.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    console.print(f"[bold]artifacts:[/] {escape(', '.join(d.labels) or 'none given')}")
+    for n in d.notes:
+        console.print(f"[yellow]note:[/] {escape(n)}", soft_wrap=True)
     if d.probabilities:
         t = Table("label", "probability", "threshold", title="artifact probabilities")
         for lab, p in sorted(d.probabilities.items(), key=lambda kv: -kv[1]):
@@ -33,7 +37,8 @@ def _print(console: Console, d) -> None:
         t.add_row(m.title, "n/a" if m.value is None else f"{m.value:.4g}", m.unit, m.meaning)
     console.print(t)
     if d.advice is not None:
-        t = Table("option", "recommended", "evidence", title=f"parameter advice ({d.advice.advisor})")
+        kind = "generic parameter advice" if d.advice.generic else "parameter advice"
+        t = Table("option", "recommended", "evidence", title=f"{kind} ({d.advice.advisor})")
         for o in d.advice.options:
             t.add_row(
                 f"{o.letter}. {o.text}",
@@ -84,6 +89,15 @@ def diagnose_command(
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Dataset the probes are fitted on (default: the default dataset).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Label and advise even an input that does not look like a reconstruction.")
+    ] = False,
+    near_field: Annotated[
+        bool,
+        typer.Option(
+            "--near-field", help="Near-field (holographic) data: advice wording and the FRC's low-frequency gap."
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="Write an HTML card (a .html file, or a folder for several).")
@@ -113,6 +127,8 @@ def diagnose_command(
             advisor_adapter=str(advisor_adapter) if advisor_adapter else None,
             dataset=dataset,
             crop=crop,
+            force=force,
+            near_field=near_field or None,
         )
         written = []
         if html is not None:

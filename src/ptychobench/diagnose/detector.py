@@ -29,13 +29,17 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS, get_task
+from .decouple import single_defect_images
 from .io import DiagnoseError
 
 DEFAULT_DETECTOR = "vision-probe"
 PROBE_DETECTORS = ("vision-probe", "knn-vote")
 #: the size images are rendered at before the backbone resizes them (sim-v2's viewer size)
 RENDER_SIZE = 256
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: a rendered image whose features are less similar than this (cosine) to every training
+#: image is unlike anything the detector learnt (measured in docs/diagnose.md)
+NOVEL_SIMILARITY = 0.33
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Detection:
     thresholds: dict[str, float | None] | None
     detector: str
     reply: str | None = None  # a generative model's raw answer
+    similarity: float | None = None  # cosine similarity of the features to the nearest training image
 
 
 def detectors_dir() -> Path:
@@ -118,14 +123,16 @@ class ProbeDetector:
     backbone: str
     labels: list[str]
     probe: Any = None  # LinearProbe (vision-probe)
-    train_X: np.ndarray | None = None  # normalised features (knn-vote)
+    train_X: np.ndarray | None = None  # normalised features (knn-vote, and the novelty check)
     train_Y: np.ndarray | None = None
     n_neighbors: int = 5
+    n_added: int = 0  # single-defect images added to the train split (decouple.py)
     _features: ArrayFeatures | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
-        return f"{self.kind} ({self.backbone}, fitted on {self.dataset} train)"
+        added = f" + {self.n_added} single-defect images" if self.n_added else ""
+        return f"{self.kind} ({self.backbone}, fitted on {self.dataset} train{added})"
 
     def features(self) -> ArrayFeatures:
         if self._features is None:
@@ -141,18 +148,16 @@ class ProbeDetector:
         from ..strategies.embeddings import normalize
 
         X = self.features()(images)
+        assert self.train_X is not None and self.train_Y is not None  # set when fitted
+        sims = normalize(X) @ self.train_X.T
         if self.kind == "vision-probe":
             proba = self.probe.predict_proba(X)
             thr = self.probe.threshold_vector()
         else:
-            assert self.train_X is not None and self.train_Y is not None  # set when a knn-vote is fitted
-            sims = normalize(X) @ self.train_X.T
-            k = min(self.n_neighbors, len(self.train_X))
-            nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            proba = self.train_Y[nearest].mean(axis=1)
-            thr = np.full(len(self.labels), 0.5 + 1e-9)  # a strict majority
+            proba = knn_vote(sims, self.train_Y, self.n_neighbors)
+            thr = np.full(len(self.labels), 0.5 + 1e-9)  # a strict (weighted) majority
         out = []
-        for p in proba:
+        for p, s in zip(proba, sims.max(axis=1)):
             chosen = [lab for lab, v, t in zip(self.labels, p, thr) if v >= t]
             out.append(
                 Detection(
@@ -162,26 +167,41 @@ class ProbeDetector:
                         lab: (round(float(t), 4) if np.isfinite(t) else None) for lab, t in zip(self.labels, thr)
                     },
                     detector=self.name,
+                    similarity=round(float(s), 4),
                 )
             )
         return out
+
+
+def knn_vote(sims: np.ndarray, train_Y: np.ndarray, k: int) -> np.ndarray:
+    """Labels' vote fractions among the ``k`` most similar training items, each vote
+    weighted by its cosine similarity, so that equal counts are broken by distance (an
+    unweighted vote ties every option at 1/k and picks the first)."""
+    sims = np.atleast_2d(sims)
+    k = min(k, sims.shape[1])
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    w = np.maximum(np.take_along_axis(sims, nearest, axis=1), 1e-6)
+    return np.einsum("nk,nkl->nl", w, train_Y[nearest].astype(float)) / w.sum(axis=1, keepdims=True)
 
 
 def _source_hash() -> str:
     """The viewer's and the probe's code: a change to either trains a new detector."""
     from ..sim import render as render_mod
     from ..strategies import probes
+    from . import decouple
 
     h = hashlib.sha256()
-    for mod in (render_mod, probes):
+    for mod in (render_mod, probes, decouple):
         h.update(inspect.getsource(mod).encode())
     return h.hexdigest()[:12]
 
 
 def fit_probe_detector(
-    kind: str, dataset: str | None = None, backbone: str | None = None, seed: int = 0
+    kind: str, dataset: str | None = None, backbone: str | None = None, seed: int = 0, decouple: bool = True
 ) -> ProbeDetector:
-    """Fit (no cache) on the artifact task's TRAIN split of ``dataset``."""
+    """Fit (no cache) on the artifact task's TRAIN split of ``dataset``, plus (``decouple``)
+    single-defect images made from its clean train images (:mod:`.decouple`), so that a
+    label is learnt on its own and not as the pair it usually comes with."""
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
     from ..strategies.embeddings import DEFAULT_IMAGE_BACKBONE, normalize
@@ -192,12 +212,20 @@ def fit_probe_detector(
     backbone = backbone or DEFAULT_IMAGE_BACKBONE
     labels = [lab for lab in get_task("artifacts").labels if lab != NO_ARTIFACTS]
     det = ProbeDetector(kind=kind, dataset=ds.name, backbone=backbone, labels=labels)
-    X = det.features()([render(_read_grey(s.image)) for s in train if s.image is not None])
+    train = [s for s in train if s.image is not None]
+    greys = [_read_grey(Path(s.image)) for s in train if s.image is not None]
     Y = label_matrix(train, labels)
+    added = single_defect_images(greys, [s.labels for s in train], seed) if decouple else []
+    X = det.features()([render(g) for g in greys] + [render(obj) for obj, _ in added])
+    if added:
+        extra = np.zeros((len(added), len(labels)), Y.dtype)
+        for row, (_, lab) in zip(extra, added):
+            row[labels.index(lab)] = 1
+        Y = np.concatenate([Y, extra])
+    det.n_added = len(added)
     if kind == "vision-probe":
         det.probe = LinearProbe(labels, seed=seed).fit(X, Y)
-    else:
-        det.train_X, det.train_Y = normalize(X), Y
+    det.train_X, det.train_Y = normalize(X), Y
     return det
 
 

@@ -98,15 +98,22 @@ def to_recon(arr: np.ndarray, name: str, source: str = "", path: Path | None = N
 
 
 def trim_unscanned(a: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Drop border rows and columns of a complex object that hold exactly 1 + 0j: pty-chi
-    (and ptypy) keep the object buffer beyond the scanned field at that initial value,
-    which is no part of the image. A measured field is never exactly 1 on a whole line."""
+    """Drop border rows and columns of a complex object that hold one constant value: pty-chi
+    (and ptypy) keep the object buffer beyond the scanned field at its initial value, 1 + 0j,
+    or at that value rescaled (pty-chi normalises the object, so an unlit border of
+    0.6937 + 0j is common), which is no part of the image. The value is a corner's, real and
+    positive, as an initial guess is; a measured field is never exactly constant on a whole
+    line."""
     if not np.iscomplexobj(a):
         return a, False
     top, bottom, left, right = 0, a.shape[0], 0, a.shape[1]
+    corners = [a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]
+    fill = next((c for c in corners if c.imag == 0 and c.real > 0), None)
+    if fill is None:
+        return a, False
 
     def unscanned(v: np.ndarray) -> bool:
-        return bool(np.all(v == 1))
+        return bool(np.all(v == fill))
 
     while bottom - top > MIN_SIDE and unscanned(a[top, left:right]):
         top += 1

@@ -49,6 +49,7 @@ class FRC:
     threshold: list[float]  # half-bit criterion per ring
     crossing: float | None  # first frequency where the FRC falls below the threshold
     resolution_px: float  # full period 1 / crossing (2 px: resolved up to Nyquist)
+    gap: list[float] | None = None  # near field: the low-frequency band skipped (cycles per pixel)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,8 +204,11 @@ def half_bit(n_ring: np.ndarray) -> np.ndarray:
     return (0.2071 + 1.9102 / s) / (1.2071 + 0.9102 / s)
 
 
-def frc(a: Recon, b: Recon) -> FRC:
+def frc(a: Recon, b: Recon, near_field: bool = False) -> FRC:
     """Fourier ring correlation of two half-data reconstructions of the same field.
+
+    ``near_field``: the crossing is searched from the start of the longest band of
+    agreement, past a low-frequency gap (:func:`_agreement_start`).
 
     Complex objects are compared as complex fields (global phase matched); phase maps as
     phase. Both are apodised with a Hann window so the field's edges add no correlation
@@ -237,8 +241,12 @@ def frc(a: Recon, b: Recon) -> FRC:
     curve = num / np.sqrt(pa * pb + 1e-30)
     thr = half_bit(count)
     freq = np.arange(n_rings) * width
+    start, gap = 1, None  # ring 0 is the mean, removed
+    if near_field:
+        start = _agreement_start(curve, thr)
+        gap = [round(float(freq[1]), 5), round(float(freq[start - 1]), 5)] if start > 1 else None
     crossing = None
-    for i in range(1, n_rings):  # ring 0 is the mean, removed
+    for i in range(start, n_rings):
         if curve[i] < thr[i]:
             f0, f1 = freq[i - 1], freq[i]
             d0, d1 = curve[i - 1] - thr[i - 1], curve[i] - thr[i]
@@ -251,13 +259,31 @@ def frc(a: Recon, b: Recon) -> FRC:
         [round(float(v), 4) for v in thr[1:]],
         crossing,
         float(resolution),
+        gap,
     )
 
 
+def _agreement_start(curve: np.ndarray, thr: np.ndarray) -> int:
+    """The first ring of the longest run of rings above the threshold.
+
+    Near-field (holographic) phase contrast transfers the lowest spatial frequencies
+    weakly (the contrast transfer function goes as sin(pi lambda z f^2)), so two half-data
+    reconstructions can disagree there and agree far beyond: the first crossing would stop
+    in that gap. The resolution is where the band of agreement ends."""
+    above = np.concatenate([[False], curve[1:] >= thr[1:], [False]])
+    edges = np.flatnonzero(np.diff(above.astype(int)))
+    runs = list(zip(edges[::2], edges[1::2]))  # [first ring, one past the last) of each run
+    if not runs:
+        return 1
+    first, _ = max(runs, key=lambda r: r[1] - r[0])
+    return int(first) + 1
+
+
 def measure(
-    recon: Recon, scan_step: float | None = None, half: Recon | None = None
+    recon: Recon, scan_step: float | None = None, half: Recon | None = None, near_field: bool = False
 ) -> tuple[dict[str, Measurement], FRC | None]:
-    """All truth-free measurements of ``recon`` (and the FRC against ``half``)."""
+    """All truth-free measurements of ``recon`` (and the FRC against ``half``; near-field
+    data skip a low-frequency gap, :func:`frc`)."""
     phase, amp = phase_and_amplitude(recon)
     wrapped = recon.unit == "rad"
     u = recon.unit
@@ -370,7 +396,7 @@ def measure(
         )
     curve = None
     if half is not None:
-        curve = frc(recon, half)
+        curve = frc(recon, half, near_field)
         out.append(
             Measurement(
                 "frc_resolution",
@@ -378,7 +404,12 @@ def measure(
                 curve.resolution_px,
                 "px (full period)",
                 "finest period at which the two half-data reconstructions still agree"
-                + ("" if curve.crossing else " (no crossing: resolved to Nyquist)"),
+                + ("" if curve.crossing else " (no crossing: resolved to Nyquist)")
+                + (
+                    f" (near field: the low-frequency gap {curve.gap[0]:.3g}-{curve.gap[1]:.3g} cycles/px skipped)"
+                    if curve.gap
+                    else ""
+                ),
             )
         )
     return {m.key: m for m in out}, curve

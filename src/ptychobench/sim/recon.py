@@ -75,10 +75,19 @@ def reconstruct(
     pixel_m: float,
     slice_spacing_m: float,
     seed: int,
+    *,
+    propagation_m: float | None = None,
+    valid_mask: np.ndarray | None = None,
+    obj_shape: tuple[int, int] | None = None,
 ) -> ReconResult:
     """Run LSQML. ``patterns`` are DC-centred intensities ``(n, P, P)``; ``probe0`` is the
     initial probe ``(P, P)``; ``positions`` the (y, x) pixel positions the workflow
-    believes in."""
+    believes in, about the object's centre.
+
+    Measured data (:mod:`.measured`) may give ``propagation_m``, a near-field (Fresnel)
+    propagation distance (patterns are then holograms, not DC-centred, and are not
+    shifted), ``valid_mask`` (True on good detector pixels) and a non-square
+    ``obj_shape`` instead of ``n_obj``."""
     import torch
     from ptychi import api
     from ptychi.api.task import PtychographyTask
@@ -97,11 +106,15 @@ def reconstruct(
     o = api.LSQMLOptions()
     o.data_options.data = patterns.astype(np.float32)
     o.data_options.wavelength_m = wavelength_m
-    o.data_options.fft_shift = True
+    o.data_options.fft_shift = propagation_m is None
     o.data_options.save_data_on_device = False
+    if propagation_m is not None:
+        o.data_options.free_space_propagation_distance_m = float(propagation_m)
+    if valid_mask is not None:
+        o.data_options.valid_pixel_mask = np.asarray(valid_mask, bool)
 
     n_slices = 2 if params.multislice else 1
-    obj0 = np.ones((n_slices, n_obj, n_obj), np.complex64)
+    obj0 = np.ones((n_slices, *(obj_shape or (n_obj, n_obj))), np.complex64)
     o.object_options.initial_guess = obj0
     o.object_options.pixel_size_m = pixel_m
     if n_slices > 1:

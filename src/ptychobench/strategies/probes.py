@@ -69,6 +69,8 @@ class LinearProbe:
     models: dict[str, Any] = field(default_factory=dict, init=False)
     thresholds: dict[str, float] = field(default_factory=dict, init=False)
     constant: dict[str, float] = field(default_factory=dict, init=False)
+    #: out-of-fold train probabilities per tuned label (for calibration, e.g. diagnose's advice)
+    oof: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def _model(self) -> Any:
         from sklearn.linear_model import LogisticRegression
@@ -106,6 +108,7 @@ class LinearProbe:
             self.models[label] = self._model().fit(X, y)
         if self.objective == "micro" and oofs:
             self._tune_micro(Y, oofs)
+        self.oof = oofs
         return self
 
     def _tune_micro(self, Y: np.ndarray, oofs: dict[str, np.ndarray], passes: int = 3) -> None:
