@@ -553,7 +553,8 @@ def test_score_formats(tiny_dataset, tmp_path):
     assert "params/knn-vote/knn-vote/-/k0/seed0/nall" in wide.output
     assert runner.invoke(app, ["score", str(tmp_path / "r"), "--format", "xml"]).exit_code == 2
     narrow = runner.invoke(app, ["score", str(tmp_path / "r")], env={"COLUMNS": "80"})
-    assert "params/knn-vote/knn-vote/-/k0/seed0/nall" in narrow.output, "80 columns dropped the config"
+    # issue 26: the narrow table names each cell in its row, in words, instead of its key
+    assert any("params" in line and "knn-vote" in line for line in narrow.output.splitlines()), narrow.output
     assert max(len(line) for line in narrow.output.splitlines()) <= 80
 
 
