@@ -4,7 +4,9 @@ Any hub id or local folder: ``AutoModelForImageTextToText`` + ``AutoProcessor`` 
 config is a vision-language one, ``AutoModelForCausalLM`` + ``AutoTokenizer`` otherwise;
 a peft (LoRA) adapter on top. bf16 on a GPU, float32 on the CPU. Batched generation with
 left padding: conversations are sorted by length and cut into batches of ``batch_size``
-so little padding is computed; replies come back in the caller's order.
+so little padding is computed; replies come back in the caller's order. The prompts'
+shared start (the task's system turn) is computed once and its KV cache reused, and the
+cache grows in place (``kvcache.GrowingCache``) rather than being copied at every token.
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ class HFBackend:
         from .kvcache import supports_growing_cache
 
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        tiny = getattr(base.config, "model_type", None) == "ptychobench-tiny-vlm"
+        tiny = getattr(getattr(base, "config", None), "model_type", None) == "ptychobench-tiny-vlm"
         return (tiny or not self.vision) and supports_growing_cache(base)
 
     def _new_cache(self, reserve: int) -> dict[str, Any]:
