@@ -63,13 +63,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per side (interleaved)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gen-bench"), help="run folders go here")
     ap.add_argument("--json", type=Path, help="write the timings here")
+    ap.add_argument(
+        "--no-warm", dest="warm", action="store_false", help="skip the untimed first run of each side (model converted)"
+    )
     args = ap.parse_args()
 
     import torch
 
     sides = {"baseline": args.baseline.resolve(), "new": args.new.resolve()}
-    for name, src in sides.items():  # untimed: converts the model once and warms the file cache
-        run_once(src, args.config, args.work / f"{name}-warm")
+    if args.warm:  # untimed: converts the model once and warms the file cache
+        for name, src in sides.items():
+            run_once(src, args.config, args.work / f"{name}-warm")
     times: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     for i in range(args.runs):
         for name, src in sides.items():
