@@ -72,6 +72,32 @@ def test_zero_shot_with_several_images(tiny, tmp_path: Path):
     assert fp["model"] == "tiny-vlm" and fp["revision"] and fp["adapter"] is None
 
 
+def test_image_features_are_computed_once_per_image(tiny, tmp_path: Path):
+    """An image seen again (as a demo in another prompt, in another cell) reuses its encoder
+    features; they equal the batched encoder's up to float rounding, and the replies of a
+    second pass over the same prompts are unchanged."""
+    backbone = tiny.model.model
+    samples = image_samples(tmp_path, 3)
+    pixels = torch.stack([tiny.processor.preprocess_image(s.image) for s in samples])
+    backbone._features.clear()
+    calls = []
+    encoder = backbone.vision_tower
+    original = encoder.extract_features
+    encoder.extract_features = lambda x: calls.append(len(x)) or original(x)
+    try:
+        first = backbone.encode_images(pixels)
+        again = backbone.encode_images(pixels[[2, 0]])
+        convs = [ARTIFACTS.render(samples[2], samples[:2]), ARTIFACTS.render(samples[1], samples[:1])]
+        replies = [g.text for g in tiny.generate(convs, SHORT)]
+    finally:
+        encoder.extract_features = original
+    assert calls == [1, 1, 1]  # each image once, alone; the demos' images came from the cache
+    assert torch.equal(again, first[[2, 0]])
+    with torch.no_grad():
+        assert torch.allclose(first, original(pixels), atol=1e-4)
+    assert [g.text for g in tiny.generate(convs, SHORT)] == replies
+
+
 def test_collate_puts_labels_on_answers_only(tiny, tmp_path: Path):
     s = image_samples(tmp_path, 3)
     proc = tiny.processor

@@ -89,6 +89,10 @@ def predict(
     cell's settings hash); returns how many were generated now. A batch whose call raises
     is recorded as one error per sample, its message scrubbed of secrets."""
     todo = [s for s in samples if not store.is_done(config, s.id, settings)]
+    # Similar lengths in one batch: a batch is padded to its longest prompt, so a batch of
+    # long and short prompts computes the short ones' padding (the backend sorts only
+    # within the batch it is given). Stable, so equal lengths keep their order.
+    todo.sort(key=lambda s: len(s.text or ""))
     fingerprint = backend.fingerprint()
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]

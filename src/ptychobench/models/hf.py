@@ -4,7 +4,9 @@ Any hub id or local folder: ``AutoModelForImageTextToText`` + ``AutoProcessor`` 
 config is a vision-language one, ``AutoModelForCausalLM`` + ``AutoTokenizer`` otherwise;
 a peft (LoRA) adapter on top. ``dtype: auto`` is chosen by measurement (``precision``). Batched generation with
 left padding: conversations are sorted by length and cut into batches of ``batch_size``
-so little padding is computed; replies come back in the caller's order.
+so little padding is computed; replies come back in the caller's order. The prompts'
+shared start (the task's system turn) is computed once and its KV cache reused, and the
+cache grows in place (``kvcache.GrowingCache``) rather than being copied at every token.
 """
 
 from __future__ import annotations
@@ -290,9 +292,29 @@ class HFBackend:
     def _cache_kwarg(self) -> str:
         """transformers 5 renamed generate()'s and forward()'s ``past_key_values`` to ``cache``."""
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base = getattr(base, "_causal_lm", base)  # tiny-vlm hands generation to its language model
         return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
-    def _prefix_inputs(self, texts: list[str]) -> dict[str, Any] | None:
+    @functools.cached_property
+    def _growing_cache(self) -> bool:
+        """Whether generation gets a :class:`~.kvcache.GrowingCache` (no per-token copies):
+        text models and tiny-vlm whose layers all attend fully. Hub VLMs keep their own."""
+        from .kvcache import supports_growing_cache
+
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        tiny = getattr(getattr(base, "config", None), "model_type", None) == "ptychobench-tiny-vlm"
+        return (tiny or not self.vision) and supports_growing_cache(base)
+
+    def _new_cache(self, reserve: int) -> dict[str, Any]:
+        """The cache argument for ``generate``: a growing cache with room for ``reserve``
+        tokens after the prompt, or nothing (transformers' default cache)."""
+        if not self._growing_cache:
+            return {}
+        from .kvcache import GrowingCache
+
+        return {self._cache_kwarg: GrowingCache(reserve)}
+
+    def _prefix_inputs(self, texts: list[str], max_new_tokens: int = 0) -> dict[str, Any] | None:
         """Inputs that reuse the cached KV of the prompts' shared start, or None where there
         is too little to share. The rows are [shared start][padding][own rest]: padding sits
         between the two, masked out, so every row's tokens keep the positions they have
@@ -319,9 +341,14 @@ class HFBackend:
             from transformers import DynamicCache
 
             cache = DynamicCache()
+            # only the cache is wanted: skip the logits of all but the last position
+            keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
             with torch.inference_mode():
                 self.model(
-                    input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True, **{self._cache_kwarg: cache}
+                    input_ids=torch.tensor([ids[0][:n]], device=device),
+                    use_cache=True,
+                    **keep,
+                    **{self._cache_kwarg: cache},
                 )
             self._prefix = (tuple(ids[0][:n]), cache)
         rest = [x[n:] for x in ids]
@@ -334,9 +361,14 @@ class HFBackend:
             mask[i, :n] = 1
             input_ids[i, width - len(r) :] = torch.tensor(r)
             mask[i, width - len(r) :] = 1
-        cache = copy.deepcopy(self._prefix[1])
-        if len(ids) > 1:
-            cache.batch_repeat_interleave(len(ids))
+        if self._growing_cache:
+            from .kvcache import GrowingCache
+
+            cache = GrowingCache.from_prefix(self._prefix[1], len(ids), reserve=width - n + max_new_tokens)
+        else:
+            cache = copy.deepcopy(self._prefix[1])
+            if len(ids) > 1:
+                cache.batch_repeat_interleave(len(ids))
         return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), self._cache_kwarg: cache}
 
     def _generate_chunk(self, items: list[tuple[int, str, list[Any]]], config: GenerationConfig) -> list[Generation]:
@@ -360,7 +392,7 @@ class HFBackend:
         inputs: Any = None
         if self.prefix_cache:
             try:
-                inputs = self._prefix_inputs(texts)
+                inputs = self._prefix_inputs(texts, config.max_new_tokens)
                 if inputs is not None:
                     out = run(inputs)
             except Exception as e:  # noqa: BLE001 - a model whose cache cannot be reused this way
@@ -374,7 +406,7 @@ class HFBackend:
             inputs = self._encode(texts, images).to(self._device())
             if "pixel_values" in inputs and hasattr(self.model, "dtype"):
                 inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-            out = run(inputs)
+            out = run({**inputs, **self._new_cache(config.max_new_tokens)})
         seconds = (time.perf_counter() - t0) / len(items)
         n_in = inputs["input_ids"].shape[1]
         new = out[:, n_in:].tolist()

@@ -19,7 +19,9 @@ The model and processor quack like a transformers VLM and its processor, so the 
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ from .collate import conversation_batch
 
 IMAGE_TOKEN = "<image>"
 CONFIG_FILE = "tinyvlm_config.json"
+#: Encoder feature maps kept in memory (each 1280x7x7 floats, 250 kB at float32).
+FEATURE_CACHE_SIZE = 512
 #: Bumped when the architecture or preprocessing changes, so stored predictions re-key.
 TINY_VLM_VERSION = 1
 
@@ -240,15 +244,36 @@ class TinyVLMBackbone(nn.Module):
         self.vision_tower = vision_tower
         self.projector = projector
         self.language_model = language_model
+        self._features: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
 
     def vision_trainable(self) -> bool:
         return any(p.requires_grad for p in self.vision_tower.parameters())
 
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's feature maps, each image's computed once and kept (an image
+        recurs as a demonstration in many prompts and in every cell of a run; the projector,
+        which an adapter changes, runs on the kept features each time). Each image is encoded
+        alone, so its features do not depend on which images share its batch. Computed
+        afresh while the encoder trains."""
+        dtype = self.projector.fc1.weight.dtype
+        if self.vision_trainable() and torch.is_grad_enabled():
+            return self.vision_tower.extract_features(pixel_values.to(dtype))
+        out = []
+        with torch.no_grad():
+            for x in pixel_values.to(dtype):
+                key = (str(dtype), hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest())
+                feats = self._features.pop(key, None)
+                if feats is None:
+                    feats = self.vision_tower.extract_features(x[None])[0]
+                self._features[key] = feats  # most recently used last
+                while len(self._features) > FEATURE_CACHE_SIZE:
+                    self._features.popitem(last=False)
+                out.append(feats)
+        return torch.stack(out)
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(n_images, 3, 224, 224) -> (n_images, image_grid**2, text_hidden)."""
-        dtype = self.projector.fc1.weight.dtype
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.vision_trainable()):
-            feats = self.vision_tower.extract_features(pixel_values.to(dtype))
+        feats = self.encode_images(pixel_values)
         g = self.config.image_grid
         if feats.shape[-1] != g:
             feats = nn.functional.adaptive_avg_pool2d(feats, g)
@@ -472,6 +497,4 @@ def tiny_vlm_revision(config: TinyVLMConfig | None = None) -> str:
         file_sha256(efficientnet_lite0_weights())[:12],
         json.dumps(_config_dict(config), sort_keys=True),
     ]
-    import hashlib
-
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
