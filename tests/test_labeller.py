@@ -1,0 +1,111 @@
+"""sim-v3's labeller (issue 24): features of a reconstruction, per-label models fitted to a
+panel's majority, the gray zone, and the JSON file the package ships."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ptychobench.data import DatasetError
+from ptychobench.sim import labeller as lb
+from ptychobench.tasks import NO_ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def specimen():
+    from ptychobench.sim.objects import make_object
+    from ptychobench.sim.perturb import FIELD
+
+    return make_object("catalyst nanoparticles", np.random.default_rng(11), FIELD)
+
+
+def _features(recon, truth):
+    from ptychobench.sim.measure import centre_crop, metrics, project
+    from ptychobench.sim.perturb import ROI, STEP
+    from ptychobench.sim.render import render_phase
+
+    m = metrics(recon, truth, roi=ROI, step_px=STEP, scan="spiral")
+    image = render_phase(centre_crop(project(recon), ROI), size=2 * ROI)
+    return lb.features(m, image, 2 * STEP), image
+
+
+def test_features_are_every_name_finite_and_see_noise_and_streaks(specimen):
+    rng = np.random.default_rng(0)
+    clean, _ = _features(specimen, specimen)
+    assert list(clean) == list(lb.FEATURES) and all(np.isfinite(v) for v in clean.values())
+    noisy, _ = _features(specimen * np.exp(1j * 0.5 * rng.standard_normal(specimen.shape)), specimen)
+    assert noisy["img_grain"] > clean["img_grain"] and noisy["img_speckle"] > clean["img_speckle"]
+    n = specimen.shape[-1]
+    streak = ndimage.gaussian_filter1d(rng.standard_normal((n, n)), 12, axis=0)  # vertical streaks
+    streaked, _ = _features(specimen * np.exp(1j * 0.6 * streak / streak.std()), specimen)
+    assert streaked["img_streak_concentration"] > 1.5 * clean["img_streak_concentration"]
+
+
+def _panel(n: int, seed: int):
+    """Features and a panel majority from a known rule: Blurring where feature 0 is high,
+    Noisy where feature 1 is, each with some rater disagreement near the boundary;
+    Halo on only 3 images (too few to learn)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, len(lb.FEATURES)))
+    blur = x[:, 0] + 0.3 * rng.standard_normal(n) > 0.5
+    noisy = x[:, 1] + 0.3 * rng.standard_normal(n) > 0.0
+    panel = []
+    for i in range(n):
+        labs = {"Blurring"} if blur[i] else set()
+        labs |= {"Noisy artifacts"} if noisy[i] else set()
+        labs |= {"Halo artifacts"} if i < 3 else set()
+        panel.append(frozenset(labs or {NO_ARTIFACTS}))
+    return x, panel
+
+
+def test_fit_learns_the_panel_and_its_gray_zone_holds_on_new_data(tmp_path):
+    x, panel = _panel(300, 0)
+    lab = lb.fit(x, panel, trained_on={"panel": "synthetic"})
+    assert {m.label for m in lab.models} == {"Blurring", "Noisy artifacts"}
+    assert lab.not_learnt["Halo artifacts"] == 3 and lab.not_learnt["Grid artifacts"] == 0
+    assert lab.cv["micro_f1"] > 0.8  # out of fold
+    assert lab.cv["sure_n"] < 300 and lab.cv["sure_micro_f1"] >= lab.cv["micro_f1"]
+    for m in lab.models:
+        assert 0.0 <= m.lo <= m.hi <= 1.0 and m.cv["unsure"] == lab.cv["left_out_per_label"][m.label]
+    # on fresh images from the same rule the sure decisions agree with the panel at SURE or better
+    x2, panel2 = _panel(400, 1)
+    out = lab.label(x2)
+    for m in lab.models:
+        decided = [
+            (m.label in labs, m.label in truth) for (labs, unsure), truth in zip(out, panel2) if m.label not in unsure
+        ]
+        agree = np.mean([a == b for a, b in decided])
+        assert agree >= lb.SURE - 0.05, (m.label, agree)
+    assert all(labs == {NO_ARTIFACTS} or NO_ARTIFACTS not in labs for labs, _ in out)
+    # the file: the same probabilities as the fitted scikit-learn models, refused when foreign
+    again = lb.load(lb.save(lab, tmp_path / "labeller.json"))
+    for m in again.models:
+        assert np.allclose(m.probability(x2), lab.probabilities(x2)[m.label])
+    (tmp_path / "bad.json").write_text('{"version": "3.0"}')
+    with pytest.raises(DatasetError, match="bad.json: not a labeller file"):
+        lb.load(tmp_path / "bad.json")
+
+
+def test_probability_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, panel = _panel(120, 2)
+    y = np.array(["Blurring" in p for p in panel])
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000)).fit(x, y)
+    model = next(m for m in lb.fit(x, panel).models if m.label == "Blurring")
+    assert np.allclose(model.probability(x), ref.predict_proba(x)[:, 1], atol=1e-6)
+
+
+def test_gray_zone_cut_offs_reach_the_required_agreement():
+    rng = np.random.default_rng(3)
+    p = rng.random(500)
+    y = (rng.random(500) < p).astype(int)  # calibrated probabilities: the middle is unsure
+    lo, hi = lb.gray_zone(p, y, sure=0.9)
+    assert 0 < lo < hi < 1
+    assert y[p >= hi].mean() >= 0.9 and (1 - y[p < lo]).mean() >= 0.9
+    assert y[p >= hi - 0.05].mean() < 0.9  # hi is the lowest cut-off that is sure
+    lo, hi = lb.gray_zone(np.full(10, 0.5), np.array([0, 1] * 5), sure=0.9)
+    assert (lo, hi) == (0.0, 1.0 + 1e-9)  # no cut-off is sure: every image unsure
