@@ -109,3 +109,45 @@ def test_gray_zone_cut_offs_reach_the_required_agreement():
     assert y[p >= hi - 0.05].mean() < 0.9  # hi is the lowest cut-off that is sure
     lo, hi = lb.gray_zone(np.full(10, 0.5), np.array([0, 1] * 5), sure=0.9)
     assert (lo, hi) == (0.0, 1.0 + 1e-9)  # no cut-off is sure: every image unsure
+
+
+def test_fit_panel_reads_a_built_dataset_and_its_majority(tmp_path, specimen):
+    """A small dataset as the build writes it (metrics, experiment, image), half of it
+    noisy, and a majority.csv saying so: the labeller learns Noisy artifacts from it."""
+    import csv
+
+    from PIL import Image
+
+    from ptychobench.data import Sample, load_dataset, write_dataset
+    from ptychobench.sim.defects import draw_experiment, instrument_for
+    from ptychobench.sim.measure import centre_crop, metrics, project
+    from ptychobench.sim.render import render_phase
+
+    rng = np.random.default_rng(5)
+    truth = centre_crop(specimen, 96)
+    exp = draw_experiment(0, seed=1, rng=np.random.default_rng(1), scale="v2-quick")
+    samples, rows = [], []
+    for i in range(12):
+        noisy = i % 2 == 1
+        recon = truth * np.exp(1j * (0.6 if noisy else 0.02) * rng.standard_normal(truth.shape))
+        m = metrics(recon, truth, roi=exp.geometry.roi, step_px=instrument_for(exp).step_px, scan=exp.scan)
+        path = tmp_path / f"s{i}.png"
+        Image.fromarray(render_phase(centre_crop(project(recon), exp.geometry.roi), size=160)).save(path)
+        meta = {"metrics": {k: v for k, v in m.items() if k != "shift_px"}, "experiment": exp.to_dict()}
+        split = "test" if i >= 10 else "train"
+        samples.append(Sample(f"s{i:02d}", split, "artifacts", "cells", "", path, frozenset({NO_ARTIFACTS}), meta))
+        rows.append((f"s{i:02d}", "Noisy artifacts" if noisy else NO_ARTIFACTS))
+    ds = load_dataset(write_dataset(tmp_path / "ds", "ds", "1", samples))
+    s0 = ds.samples("artifacts", "train")[0]
+    step = instrument_for(exp).step_px * 160 / exp.geometry.roi
+    with Image.open(s0.image) as im:
+        assert lb.sample_features(s0) == lb.features(s0.metadata["metrics"], np.asarray(im.convert("L")), step)
+    majority = tmp_path / "majority.csv"
+    with majority.open("w", newline="") as f:
+        csv.writer(f).writerows([("sample_id", "labels", "votes"), *((a, b, "") for a, b in rows)])
+    lab = lb.fit_panel(ds, majority)
+    assert [m.label for m in lab.models] == ["Noisy artifacts"] and lab.trained_on["n"] == 12
+    assert lab.models[0].cv["kappa"] == 1.0  # out of fold, every image right
+    (tmp_path / "other.csv").write_text("sample_id,labels\nzz,Blurring\n")
+    with pytest.raises(DatasetError, match="other.csv: sample 'zz' is not in dataset 'ds'"):
+        lb.fit_panel(ds, tmp_path / "other.csv")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DatasetError
+from ..data import Dataset, DatasetError, Sample
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS
 
 LABELLER_VERSION = "3.0"
@@ -121,6 +121,60 @@ def features(metrics: dict[str, Any], image: np.ndarray, step_px_image: float) -
 def matrix(rows: list[dict[str, float]]) -> np.ndarray:
     """Features in :data:`FEATURES` order, one row per reconstruction."""
     return np.array([[r[k] for k in FEATURES] for r in rows], dtype=np.float64)
+
+
+def sample_features(sample: Sample) -> dict[str, float]:
+    """:func:`features` of a built dataset's artifact sample: its stored metrics, its image,
+    and the scan step in image pixels (the instrument's step on the field, scaled to the
+    rendered size)."""
+    from PIL import Image
+
+    from .defects import Experiment, instrument_for
+
+    where = f"sample {sample.id}"
+    meta = sample.metadata
+    if "metrics" not in meta or "experiment" not in meta or sample.image is None:
+        raise DatasetError(f"{where}: not a simulated artifact sample (no metrics, experiment or image)")
+    exp = Experiment.from_dict(meta["experiment"])
+    g = exp.geometry
+    with Image.open(sample.image) as im:
+        image = np.asarray(im.convert("L"))
+    return features(meta["metrics"], image, instrument_for(exp).step_px * image.shape[0] / g.roi)
+
+
+def read_majority(path: Path | str) -> dict[str, frozenset[str]]:
+    """``sample_id -> labels`` of a panel's ``majority.csv`` (``annotate panel``)."""
+    import csv
+
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such majority file (annotate panel writes majority.csv)") from None
+    if not rows or not {"sample_id", "labels"} <= set(rows[0]):
+        raise DatasetError(f"{path}: expected columns sample_id,labels (annotate panel's majority.csv)")
+    return {r["sample_id"]: frozenset(x for x in r["labels"].split(";") if x) for r in rows}
+
+
+def fit_panel(dataset: Dataset, majority: Path | str, seed: int = 0) -> Labeller:
+    """The labeller fitted to a calibration dataset's panel majority (every rated sample)."""
+    import hashlib
+
+    labels = read_majority(majority)
+    by_id = {s.id: s for sp in dataset.split_names("artifacts") for s in dataset.samples("artifacts", sp)}
+    missing = sorted(set(labels) - set(by_id))
+    if missing:
+        raise DatasetError(f"{majority}: sample {missing[0]!r} is not in dataset {dataset.name!r} ({dataset.root})")
+    ids = sorted(labels)
+    x = matrix([sample_features(by_id[i]) for i in ids])
+    trained_on = {
+        "dataset": dataset.name,
+        "content_hash": dataset.manifest.get("content_hash"),
+        "majority_sha256": hashlib.sha256(Path(majority).read_bytes()).hexdigest(),
+        "n": len(ids),
+    }
+    return fit(x, [labels[i] for i in ids], seed=seed, trained_on=trained_on)
 
 
 # --------------------------------------------------------------------------- model
@@ -298,3 +352,37 @@ def load(path: Path | str) -> Labeller:
     if lab.features != list(FEATURES):
         raise DatasetError(f"{path}: labeller {lab.version} was fitted on other features; refit it")
     return lab
+
+
+def main(
+    dataset: str,
+    majority: Path,
+    out: Path,
+    seed: int = 0,
+) -> None:
+    """Fit the labeller to a panel's majority.csv on a calibration dataset and write it.
+
+    Example: python -m ptychobench.sim.labeller /work/calib/build majority.csv src/ptychobench/sim/labeller-3.0.json
+    """
+    import typer
+
+    from ..data import load_dataset
+
+    try:
+        lab = fit_panel(load_dataset(dataset), majority, seed=seed)
+    except DatasetError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    save(lab, out)
+    cv = lab.cv
+    typer.echo(
+        f"wrote {out}: {len(lab.models)} labels learnt, not learnt {lab.not_learnt}; out-of-fold micro-F1 "
+        f"{cv['micro_f1']}, {cv['sure_n']} of {cv['n']} images sure (micro-F1 there {cv['sure_micro_f1']}); "
+        f"left out per label {cv['left_out_per_label']}"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import typer
+
+    typer.run(main)
