@@ -172,3 +172,16 @@ def test_cli_packet_then_panel(eleven, tmp_path):
     assert (tmp_path / "res" / "agreement.md").is_file() and (tmp_path / "res" / "agreement.json").is_file()
     res = runner.invoke(app, ["panel", str(key), str(a), str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "nope.csv: no such ratings file" in res.output and "Traceback" not in res.output
+
+
+def test_a_panel_in_parts_never_shows_an_image_twice(eleven, tmp_path):
+    ds = load_dataset(eleven)
+    first = write_packet(ds, tmp_path / "p1", tmp_path / "k1.csv", n=4, seed=2)
+    second = write_packet(ds, tmp_path / "p2", tmp_path / "k2.csv", seed=2, exclude_keys=[tmp_path / "k1.csv"])
+    assert len(second.samples) == 7 and not {s.id for s in first.samples} & {s.id for s in second.samples}
+    res = runner.invoke(
+        app,
+        ["packet", str(eleven), "--out", str(tmp_path / "p3"), "--key", str(tmp_path / "k3.csv")]
+        + ["--exclude-key", str(tmp_path / "k1.csv"), "--exclude-key", str(tmp_path / "k2.csv")],
+    )
+    assert res.exit_code == 2 and "has no artifacts images to rate" in " ".join(res.output.split())

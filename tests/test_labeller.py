@@ -145,9 +145,9 @@ def test_fit_panel_reads_a_built_dataset_and_its_majority(tmp_path, specimen):
     majority = tmp_path / "majority.csv"
     with majority.open("w", newline="") as f:
         csv.writer(f).writerows([("sample_id", "labels", "votes"), *((a, b, "") for a, b in rows)])
-    lab = lb.fit_panel(ds, majority)
+    lab = lb.fit_panel(ds, [majority])
     assert [m.label for m in lab.models] == ["Noisy artifacts"] and lab.trained_on["n"] == 12
     assert lab.models[0].cv["kappa"] == 1.0  # out of fold, every image right
     (tmp_path / "other.csv").write_text("sample_id,labels\nzz,Blurring\n")
     with pytest.raises(DatasetError, match="other.csv: sample 'zz' is not in dataset 'ds'"):
-        lb.fit_panel(ds, tmp_path / "other.csv")
+        lb.fit_panel(ds, [tmp_path / "other.csv"])

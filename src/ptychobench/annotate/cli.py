@@ -258,6 +258,9 @@ def packet_cmd(
     n: int | None = typer.Option(None, "--n", help="Images to draw at random (default: all of them)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the order (and of the draw)."),
     split: list[str] | None = typer.Option(None, "--split", help="Only these splits (repeatable; default: all)."),
+    exclude_key: list[Path] | None = typer.Option(
+        None, "--exclude-key", help="Key of an earlier packet whose images to leave out (repeatable)."
+    ),
     cols: int = typer.Option(3, "--cols", min=1, help="Images across a sheet."),
     rows: int = typer.Option(3, "--rows", min=1, help="Images down a sheet."),
 ) -> None:
@@ -270,7 +273,17 @@ def packet_cmd(
     from .panel import write_packet
 
     try:
-        p = write_packet(load_dataset(dataset), out, key, n=n, seed=seed, splits=split or None, cols=cols, rows=rows)
+        p = write_packet(
+            load_dataset(dataset),
+            out,
+            key,
+            n=n,
+            seed=seed,
+            splits=split or None,
+            exclude_keys=exclude_key or (),
+            cols=cols,
+            rows=rows,
+        )
     except DatasetError as e:
         _fail(e)
     console.print(

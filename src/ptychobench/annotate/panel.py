@@ -62,17 +62,19 @@ def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
-def draw_all(dataset: Dataset, n: int | None, seed: int, splits: list[str] | None = None) -> list[Sample]:
-    """The artifact images of ``splits`` (default: every split), shuffled (seeded); the
-    first ``n`` of them when ``n`` is given. Shuffled so that neither a split nor an id
-    order shows in the numbers."""
+def draw_all(
+    dataset: Dataset, n: int | None, seed: int, splits: list[str] | None = None, exclude: frozenset[str] = frozenset()
+) -> list[Sample]:
+    """The artifact images of ``splits`` (default: every split) but the ``exclude`` ids,
+    shuffled (seeded); the first ``n`` of them when ``n`` is given. Shuffled so that
+    neither a split nor an id order shows in the numbers."""
     names = splits or dataset.split_names(TASK)
     unknown = sorted(set(names) - set(dataset.split_names(TASK)))
     if unknown:
         raise AnnotateError(
             f"--split {unknown[0]}: dataset {dataset.name!r} has {TASK} splits {', '.join(dataset.split_names(TASK))}"
         )
-    pool = sorted((s for sp in names for s in dataset.samples(TASK, sp)), key=lambda s: s.id)
+    pool = sorted((s for sp in names for s in dataset.samples(TASK, sp) if s.id not in exclude), key=lambda s: s.id)
     if not pool:
         raise AnnotateError(f"{dataset.root}: dataset {dataset.name!r} has no {TASK} images to rate")
     if n is not None and not 1 <= n <= len(pool):
@@ -91,19 +93,23 @@ def write_packet(
     n: int | None = None,
     seed: int = 0,
     splits: list[str] | None = None,
+    exclude_keys: Sequence[Path | str] = (),
     cols: int = 3,
     rows: int = 3,
     size: int = 256,
 ) -> Packet:
-    """The packet in ``out`` and the key at ``key`` (module doc). Refuses a key inside the
-    packet, an existing key (it may belong to a packet already rated) and old sheets."""
+    """The packet in ``out`` and the key at ``key`` (module doc). ``exclude_keys``: keys of
+    earlier packets whose images are left out (a panel rated in parts, each part's images
+    new). Refuses a key inside the packet, an existing key (it may belong to a packet
+    already rated) and old sheets."""
     out, key = Path(out), Path(key)
     if _inside(key, out):
         raise AnnotateError(f"{key}: the key must be outside the packet folder {out} (raters see that folder)")
     if key.exists():
         raise AnnotateError(f"{key}: already exists (it may be the key of a rated packet); choose another --key")
     refuse_old_sheets(out)
-    samples = draw_all(dataset, n, seed, splits)
+    excluded = frozenset(sid for k in exclude_keys for sid in read_key(k))
+    samples = draw_all(dataset, n, seed, splits, excluded)
     out.mkdir(parents=True, exist_ok=True)
     sheets = render_sheets([sample_image(s) for s in samples], out, cols=cols, rows=rows, size=size)
     per = cols * rows
@@ -131,6 +137,7 @@ def write_packet(
         "splits": splits or dataset.split_names(TASK),
         "n": len(samples),
         "seed": seed,
+        "excluded_keys": [str(k) for k in exclude_keys],
         "packet": str(out),
         "sheets": [p.name for p in sheets],
         "per_sheet": per,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,21 +158,28 @@ def read_majority(path: Path | str) -> dict[str, frozenset[str]]:
     return {r["sample_id"]: frozenset(x for x in r["labels"].split(";") if x) for r in rows}
 
 
-def fit_panel(dataset: Dataset, majority: Path | str, seed: int = 0) -> Labeller:
-    """The labeller fitted to a calibration dataset's panel majority (every rated sample)."""
+def fit_panel(dataset: Dataset, majority: Sequence[Path | str], seed: int = 0) -> Labeller:
+    """The labeller fitted to a calibration dataset's panel majority (every rated sample;
+    one ``majority.csv`` per packet of a panel rated in parts)."""
     import hashlib
 
-    labels = read_majority(majority)
     by_id = {s.id: s for sp in dataset.split_names("artifacts") for s in dataset.samples("artifacts", sp)}
-    missing = sorted(set(labels) - set(by_id))
-    if missing:
-        raise DatasetError(f"{majority}: sample {missing[0]!r} is not in dataset {dataset.name!r} ({dataset.root})")
+    labels: dict[str, frozenset[str]] = {}
+    for path in majority:
+        part = read_majority(path)
+        twice = sorted(set(part) & set(labels))
+        if twice:
+            raise DatasetError(f"{path}: sample {twice[0]!r} is also in an earlier majority file")
+        missing = sorted(set(part) - set(by_id))
+        if missing:
+            raise DatasetError(f"{path}: sample {missing[0]!r} is not in dataset {dataset.name!r} ({dataset.root})")
+        labels |= part
     ids = sorted(labels)
     x = matrix([sample_features(by_id[i]) for i in ids])
     trained_on = {
         "dataset": dataset.name,
         "content_hash": dataset.manifest.get("content_hash"),
-        "majority_sha256": hashlib.sha256(Path(majority).read_bytes()).hexdigest(),
+        "majority_sha256": [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in majority],
         "n": len(ids),
     }
     return fit(x, [labels[i] for i in ids], seed=seed, trained_on=trained_on)
@@ -356,13 +364,13 @@ def load(path: Path | str) -> Labeller:
 
 def main(
     dataset: str,
-    majority: Path,
     out: Path,
+    majority: list[Path],
     seed: int = 0,
 ) -> None:
-    """Fit the labeller to a panel's majority.csv on a calibration dataset and write it.
+    """Fit the labeller to a panel's majority.csv files on a calibration dataset and write it.
 
-    Example: python -m ptychobench.sim.labeller /work/calib/build majority.csv src/ptychobench/sim/labeller-3.0.json
+    Example: python -m ptychobench.sim.labeller /work/calib/build src/ptychobench/sim/labeller-3.0.json a/majority.csv
     """
     import typer
 
