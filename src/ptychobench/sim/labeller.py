@@ -7,15 +7,17 @@ raters see (issue 24: micro-F1 0.33-0.38 against raters who agree with each othe
 - :func:`features`: what the rendered image shows (the truth-free measurements of
   ``diagnose``, taken on the 8-bit image exactly as a user's PNG is read, with the scan
   lattice looked for whatever the scan pattern, since a spiral scan can leave a lattice
-  imprint too), image measurements of streaks and grain, and the residuals against the
+  imprint too), image measurements of streaks, grain and appearance (contrast, detail per
+  scale, sharpness, the rim, periodicity, patchiness: :func:`appearance`), and the residuals against the
   truth that :mod:`.measure` already computes (:data:`RESIDUALS`).
 - :func:`fit`: one standardised, class-balanced logistic regression per label
-  (scikit-learn) on the panel's majority. Out-of-fold probabilities (stratified k-fold)
-  give the labeller's cross-validated agreement with the panel and place each label's
-  gray zone: two cut-offs on calibration data only, ``lo`` the highest at which the
-  images below it are absent-label at ``SURE`` or better, ``hi`` the lowest at which the
-  images above it carry the label at ``SURE`` or better. A probability in ``[lo, hi)`` is
-  unsure; an image unsure of any label is left out of the shipped splits.
+  (scikit-learn) on the panel's majority, its regularisation chosen per label by an
+  inner cross-validation (:data:`CS`). Out-of-fold probabilities (stratified k-fold, the
+  inner choice redone in each outer fold) give the labeller's cross-validated agreement
+  with the panel. The gray zone (:func:`gray_zone`) leaves out the :data:`LEFT_OUT`
+  share of calibration images whose least sure label is nearest the 0.5 decision; it is
+  set from the probabilities alone, so the agreement on the kept images is not tuned
+  to the panel's labels. An image unsure of any label is left out of the shipped splits.
 - :func:`save` / :func:`load`: the fitted models as JSON (means, scales, coefficients,
   cut-offs, cross-validated figures): a versioned, reviewable file inside the package,
   no pickle. :func:`Labeller.probabilities` recomputes what scikit-learn would.
@@ -63,14 +65,22 @@ RESIDUALS = (
 )
 #: truth-free measurements of the image (keys of ``diagnose.measure.measure``)
 IMAGE = ("ramp_rel", "phase_range", "background_rel", "noise_rel", "grid_peak", "grid_amp")
-#: new image measurements (:func:`streaks_and_grain`)
-EXTRA = ("streak_concentration", "grain", "speckle")
+#: new image measurements (:func:`streaks_and_grain`, :func:`appearance`)
+APPEARANCE = (
+    "std", "iqr", "p90", "entropy", "sat", "band1", "band2", "band4", "band8", "band16", "lowvar",
+    "grad_p99", "grad_ratio", "lap_var", "sharp", "border_fine", "border_grad", "flat_noise",
+    "flat_noise_rel", "rowcol", "ac_peak", "spec_peak", "spec_top", "bg_blotch", "tile_mean_sd",
+    "tile_std_cv", "tile_std_min",
+)  # fmt: skip
+EXTRA = ("streak_concentration", "grain", "speckle", *APPEARANCE)
 #: heavy-tailed features enter as log(1 + x)
 LOG = {"res_grid_peak", "res_grid_truth_peak", "res_vortices", "res_lines_concentration", "img_grid_peak"}
 FEATURES = (*(f"res_{k}" for k in RESIDUALS), *(f"img_{k}" for k in IMAGE), *(f"img_{k}" for k in EXTRA))
 MIN_POSITIVES = 5  # a label the panel gave fewer times is not learnt (and never assigned)
-SURE = 0.9  # agreement with the panel required outside the gray zone
+LEFT_OUT = 0.25  # share of calibration images the gray zone leaves out (the least sure ones)
+CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # inverse regularisation strengths tried per label (inner CV)
 FOLDS = 5
+INNER_FOLDS = 3
 
 
 # --------------------------------------------------------------------------- features
@@ -106,6 +116,81 @@ def streaks_and_grain(img: np.ndarray) -> dict[str, float]:
     }
 
 
+def appearance(img: np.ndarray) -> dict[str, float]:
+    """What a rater's eye takes in at a glance of the 8-bit image (:data:`APPEARANCE`).
+
+    Contrast (grey-level spread, entropy, clipped share), detail per scale (share of the
+    energy in Gaussian bands of 1-16 px: grain at the fine end, blotches at the coarse
+    end), edge sharpness (gradient peaks, Laplacian), the border against the centre (the
+    ragged rim of a scan), grain on flat areas, row/column streaks, periodicity (the
+    autocorrelation and spectral peaks of the detail) and the spread of local mean and
+    local detail over an 8 x 8 tiling (a non-uniform background)."""
+    from scipy import ndimage
+
+    a = img.astype(np.float64) / 255.0
+    n0, n1 = a.shape
+    p5, p25, p75, p95 = np.percentile(a, [5, 25, 75, 95])
+    h = np.bincount(img.ravel(), minlength=256) / img.size
+    out = {
+        "std": a.std(),
+        "iqr": p75 - p25,
+        "p90": p95 - p5,
+        "entropy": -(h[h > 0] * np.log2(h[h > 0])).sum(),
+        "sat": ((img <= 2) | (img >= 253)).mean(),
+    }
+    energy, prev = [], a
+    for s in (1, 2, 4, 8, 16):
+        g = ndimage.gaussian_filter(a, s)
+        energy.append(((prev - g) ** 2).mean())
+        prev = g
+    e = np.array(energy) + 1e-12
+    out |= {f"band{s}": v / e.sum() for s, v in zip((1, 2, 4, 8, 16), e)}
+    out["lowvar"] = ((prev - prev.mean()) ** 2).mean() / (a.var() + 1e-12)
+    gm = np.hypot(ndimage.sobel(a, 0), ndimage.sobel(a, 1))
+    a2 = ndimage.gaussian_filter(a, 2)
+    gm2 = np.hypot(ndimage.sobel(a2, 0), ndimage.sobel(a2, 1))
+    out |= {
+        "grad_p99": np.percentile(gm, 99),
+        "grad_ratio": np.percentile(gm, 99) / (gm.mean() + 1e-9),
+        "lap_var": ndimage.laplace(a).var() / (a.var() + 1e-12),
+        "sharp": np.percentile(gm, 99) / (np.percentile(gm2, 99) + 1e-9),
+    }
+    b = max(n0 // 10, 4)
+    rim = np.zeros_like(a, bool)
+    rim[:b] = rim[-b:] = True
+    rim[:, :b] = rim[:, -b:] = True
+    fine = a - ndimage.gaussian_filter(a, 1.0)
+    flat = gm2 < np.percentile(gm2, 30)
+    out |= {
+        "border_fine": np.sqrt((fine[rim] ** 2).mean()) / (np.sqrt((fine[~rim] ** 2).mean()) + 1e-9),
+        "border_grad": gm[rim].mean() / (gm[~rim].mean() + 1e-9),
+        "flat_noise": np.median(np.abs(fine[flat])) * 1.4826,
+    }
+    out["flat_noise_rel"] = out["flat_noise"] / (out["p90"] + 1e-9)
+    hp = a - ndimage.gaussian_filter(a, 3)
+    out["rowcol"] = (hp.mean(1).var() + hp.mean(0).var()) / (hp.var() + 1e-12)
+    f = np.fft.fft2(hp)
+    ac = np.fft.fftshift(np.real(np.fft.ifft2(np.abs(f) ** 2)))
+    ac /= ac[n0 // 2, n1 // 2] + 1e-12
+    yy, xx = np.mgrid[:n0, :n1]
+    rr = np.hypot(yy - n0 // 2, xx - n1 // 2)
+    ps = (np.abs(np.fft.fftshift(f)) ** 2)[(rr / n0 > 0.02) & (rr / n0 < 0.35)]
+    out |= {
+        "ac_peak": ac[(rr > 5) & (rr < n0 / 4)].max(),
+        "spec_peak": np.log(ps.max() / (np.median(ps) + 1e-20) + 1e-20),
+        "spec_top": np.sort(ps)[-20:].sum() / (ps.sum() + 1e-20),
+        "bg_blotch": ndimage.gaussian_filter(a, 12).std() / (a.std() + 1e-9),
+    }
+    t = a[: n0 // 8 * 8, : n1 // 8 * 8].reshape(8, n0 // 8, 8, n1 // 8)
+    stds = t.std((1, 3))
+    out |= {
+        "tile_mean_sd": t.mean((1, 3)).std(),
+        "tile_std_cv": stds.std() / (stds.mean() + 1e-9),
+        "tile_std_min": stds.min() / (stds.mean() + 1e-9),
+    }
+    return {k: float(out[k]) for k in APPEARANCE}
+
+
 def features(metrics: dict[str, Any], image: np.ndarray, step_px_image: float) -> dict[str, float]:
     """Every feature of one reconstruction: its residual metrics (:mod:`.measure`), its
     8-bit rendered ``image`` and the scan step in that image's pixels."""
@@ -116,6 +201,7 @@ def features(metrics: dict[str, Any], image: np.ndarray, step_px_image: float) -
     out = {f"res_{k}": float(metrics[k]) for k in RESIDUALS}
     out |= {f"img_{k}": float(ms[k].value or 0.0) for k in IMAGE}
     out |= {f"img_{k}": v for k, v in streaks_and_grain(image).items()}
+    out |= {f"img_{k}": v for k, v in appearance(image).items()}
     return {k: (math.log1p(max(v, 0.0)) if k in LOG else v) for k, v in out.items()}
 
 
@@ -230,24 +316,16 @@ class Labeller:
         return out
 
 
-def gray_zone(p: np.ndarray, y: np.ndarray, sure: float = SURE) -> tuple[float, float]:
-    """(lo, hi): ``hi`` the lowest cut-off with precision >= ``sure`` above it, ``lo`` the
-    highest (at most ``hi``) with negative predictive value >= ``sure`` below it. Where no
-    cut-off reaches ``sure`` on a side, that side is empty (hi = 1.0 + eps, lo = 0.0)."""
-    cands = np.unique(np.concatenate([p, [0.0]]))
-    hi = 1.0 + 1e-9
-    for t in cands:
-        above = p >= t
-        if above.any() and y[above].mean() >= sure:
-            hi = float(t)
-            break
-    lo = 0.0
-    for t in cands[::-1]:
-        below = p < t
-        if t <= hi and below.any() and (1 - y[below]).mean() >= sure:
-            lo = float(t)
-            break
-    return lo, hi
+def gray_zone(oof: np.ndarray, share: float = LEFT_OUT) -> tuple[float, float]:
+    """(lo, hi), the same for every label: an image is unsure when any label's probability
+    lies within a logit margin ``w`` of the 0.5 decision, ``w`` set so that ``share`` of the
+    calibration images (columns of ``oof``: out-of-fold probabilities of the learnt labels)
+    are unsure. The cut-offs use the probabilities only, not the panel's labels, so the
+    agreement measured on the images they keep is not tuned to those labels."""
+    p = np.clip(oof, 1e-12, 1 - 1e-12)
+    margin = np.abs(np.log(p / (1 - p))).min(axis=1)
+    w = float(np.quantile(margin, share)) if share > 0 else 0.0
+    return float(1 / (1 + math.exp(w))), float(1 / (1 + math.exp(-w)))
 
 
 def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -258,8 +336,9 @@ def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def fit(x: np.ndarray, panel: list[frozenset[str]], seed: int = 0, trained_on: dict | None = None) -> Labeller:
     """Per-label models fitted to the panel's majority (module doc), with out-of-fold
-    figures: micro-F1 and per-label kappa of all images, and of the sure ones."""
-    from sklearn.linear_model import LogisticRegression
+    figures: micro-F1 and per-label kappa of all images, and of the sure ones. The
+    regularisation is chosen inside each outer fold (nested), so the figures are honest."""
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -267,11 +346,14 @@ def fit(x: np.ndarray, panel: list[frozenset[str]], seed: int = 0, trained_on: d
     from ..eval.metrics import binarize
 
     def model():
-        # balanced: most labels are rare, and a rare label must not be learnt as "never"
-        return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000))
+        # balanced: most labels are rare, and a rare label must not be learnt as "never";
+        # C per label by an inner CV on log-loss: ~100-350 images, ~60 features
+        inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
+        lr = LogisticRegressionCV(Cs=list(CS), cv=inner, scoring="neg_log_loss", class_weight="balanced", max_iter=5000)
+        return make_pipeline(StandardScaler(), lr)
 
     y_all = binarize(panel, list(SCORED))
-    models, not_learnt = [], {}
+    fitted, not_learnt = [], {}
     oof = np.zeros(y_all.shape)
     for j, label in enumerate(SCORED):
         y = y_all[:, j]
@@ -281,29 +363,24 @@ def fit(x: np.ndarray, panel: list[frozenset[str]], seed: int = 0, trained_on: d
             continue
         folds = StratifiedKFold(min(FOLDS, pos, len(y) - pos), shuffle=True, random_state=seed)
         oof[:, j] = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
-        lo, hi = gray_zone(oof[:, j], y)
-        full = model().fit(x, y)
+        fitted.append((j, label, pos, model().fit(x, y)))
+    learnt = [j for j, *_ in fitted]
+    lo, hi = gray_zone(oof[:, learnt]) if learnt else (0.5, 0.5)
+    models = []
+    for j, label, pos, full in fitted:
         scaler, lr = full[0], full[1]
-        sure = (oof[:, j] < lo) | (oof[:, j] >= hi)
-        models.append(
-            LabelModel(
-                label,
-                scaler.mean_.tolist(),
-                scaler.scale_.tolist(),
-                lr.coef_[0].tolist(),
-                float(lr.intercept_[0]),
-                lo,
-                hi,
-                pos,
-                {
-                    "kappa": _kappa(oof[:, j] >= 0.5, y),
-                    "kappa_sure": _kappa((oof[:, j] >= hi)[sure], y[sure]) if sure.any() else None,
-                    "unsure": int((~sure).sum()),
-                },
-            )
-        )
-    learnt = [SCORED.index(m.label) for m in models]
-    cv = _cv_summary(oof, y_all, learnt, [(m.lo, m.hi) for m in models])
+        p, y = oof[:, j], y_all[:, j]
+        sure = (p < lo) | (p >= hi)
+        cv = {
+            "C": float(np.ravel(lr.C_)[0]),
+            "f1": _micro_f1(p >= 0.5, y.astype(bool)),
+            "kappa": _kappa(p >= 0.5, y),
+            "kappa_sure": _kappa((p >= hi)[sure], y[sure]) if sure.any() else None,
+            "unsure": int((~sure).sum()),
+        }
+        coef, icpt = lr.coef_[0].tolist(), float(lr.intercept_[0])
+        models.append(LabelModel(label, scaler.mean_.tolist(), scaler.scale_.tolist(), coef, icpt, lo, hi, pos, cv))
+    cv = _cv_summary(oof, y_all, learnt, [(lo, hi)] * len(learnt))
     return Labeller(LABELLER_VERSION, list(FEATURES), models, not_learnt, cv, trained_on or {"n": len(panel)})
 
 
