@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from ..data import DatasetError
 from ..errors import PtychoBenchError
 from ..secrets import scrub
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .agreement import Agreement
 
 app = typer.Typer(
     help="Experts in the loop: a Label Studio round trip (export tasks, import labels, measure agreement).",
@@ -47,6 +50,19 @@ def guarded(fn: Callable) -> Callable:
             _fail(Exception(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
 
     return wrapper
+
+
+def _print_agreement(result: Agreement) -> None:
+    """Every table of an agreement result, as the terminal shows them."""
+    from .agreement import tables
+
+    for title, head, rows in tables(result):
+        table = Table(title=title)
+        for i, h in enumerate(head):
+            table.add_column(h, justify="left" if i == 0 or h.startswith("annotator") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 @app.command("export")
@@ -169,7 +185,7 @@ def agreement_cmd(
     Example: ptychobench annotate agreement ~/Downloads/project-3.json --against sim-v2 --out ~/ls/agreement
     """
     from ..data import load_dataset
-    from .agreement import measure, tables, write
+    from .agreement import measure, write
     from .load import read_exports
 
     try:
@@ -177,13 +193,7 @@ def agreement_cmd(
         result = measure(contents, load_dataset(against) if against else None, seed=seed)
     except DatasetError as e:
         _fail(e)
-    for title, head, rows in tables(result):
-        table = Table(title=title)
-        for i, h in enumerate(head):
-            table.add_column(h, justify="left" if i == 0 or h.startswith("annotator") else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+    _print_agreement(result)
     if result.unmatched:
         console.print(
             f"{len(result.unmatched)} samples not in {result.against_dataset}: {', '.join(result.unmatched[:10])}"
@@ -272,3 +282,80 @@ def review_score_cmd(
     except OSError as e:
         _fail(e)
     console.print(f"wrote {path}", soft_wrap=True)
+
+
+@app.command("packet")
+def packet_cmd(
+    dataset: str = typer.Argument(..., help="Dataset (folder or name) whose artifact images to rate."),
+    out: Path = typer.Option(
+        ..., "--out", help="Packet folder the raters get: sheets, BRIEF.md, ratings-template.csv."
+    ),
+    key: Path = typer.Option(
+        ..., "--key", help="Number -> sample id CSV, written OUTSIDE --out (raters never see it)."
+    ),
+    n: int | None = typer.Option(None, "--n", help="Images to draw at random (default: all of them)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the order (and of the draw)."),
+    split: list[str] | None = typer.Option(None, "--split", help="Only these splits (repeatable; default: all)."),
+    exclude_key: list[Path] | None = typer.Option(
+        None, "--exclude-key", help="Key of an earlier packet whose images to leave out (repeatable)."
+    ),
+    cols: int = typer.Option(3, "--cols", min=1, help="Images across a sheet."),
+    rows: int = typer.Option(3, "--rows", min=1, help="Images down a sheet."),
+) -> None:
+    """Blind panel, step 1: a rating packet (numbered sheets, the rater brief, an answer
+    template) and, outside it, the key.
+
+    Example: ptychobench annotate packet /work/calib/build --out ~/rating/calib --key ~/rating/calib-key.csv
+    """
+    from ..data import load_dataset
+    from .panel import write_packet
+
+    try:
+        p = write_packet(
+            load_dataset(dataset),
+            out,
+            key,
+            n=n,
+            seed=seed,
+            splits=split or None,
+            exclude_keys=exclude_key or (),
+            cols=cols,
+            rows=rows,
+        )
+    except DatasetError as e:
+        _fail(e)
+    console.print(
+        f"wrote {p.out}: {len(p.samples)} images on {len(p.sheets)} sheets ({p.per_sheet} per sheet), "
+        f"BRIEF.md, ratings-template.csv; key: {p.key} (keep it from the raters)",
+        soft_wrap=True,
+    )
+
+
+@app.command("panel")
+def panel_cmd(
+    key: Path = typer.Argument(..., help="The packet's key CSV (number,sample_id)."),
+    ratings: list[Path] = typer.Argument(
+        ..., help="One ratings CSV (number,labels) per rater; the stem names the rater."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for majority.csv, agreement.md and agreement.json."),
+    against: str | None = typer.Option(None, "--against", help="Also score this dataset's labels against the panel."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Blind panel, step 2: the raters' majority per sample and the panel's agreement
+    (pairwise micro-F1, per-label kappa, Krippendorff's alpha).
+
+    Example: ptychobench annotate panel ~/rating/calib-key.csv r1.csv r2.csv r3.csv --out ~/rating/calib-panel
+    """
+    from ..data import load_dataset
+    from .agreement import measure, write
+    from .panel import panel, write_majority
+
+    try:
+        contents = panel(key, ratings)
+        result = measure(contents, load_dataset(against) if against else None, seed=seed)
+        written = [write_majority(contents, out / "majority.csv"), *write(result, out, str(key))]
+    except (DatasetError, OSError) as e:
+        _fail(e)
+    _print_agreement(result)
+    for p in written:
+        console.print(f"wrote {p}", soft_wrap=True)

@@ -87,6 +87,52 @@ def _tile(image: Path, size: int) -> Any:
         return im.resize(new, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
 
 
+def sample_image(s: Sample) -> Path:
+    assert s.image is not None  # image tasks always have one (checked on load)
+    return s.image
+
+
+def refuse_old_sheets(out: Path) -> None:
+    """Old sheets beside new ones would number other images: one clear error instead."""
+    old = sorted(out.glob("sheet-*.png")) if out.is_dir() else []
+    if old:
+        raise AnnotateError(f"{old[0]}: sheets of an earlier review are in {out}; choose another --out")
+
+
+def render_sheets(images: list[Path], out: Path, *, cols: int, rows: int, size: int = 256) -> list[Path]:
+    """Contact sheets ``sheet-01.png ...`` in ``out``: ``cols x rows`` images each, in the
+    given order, numbered 1, 2, ... under each tile and carrying nothing else (no name,
+    no id, no label; the PNG holds no text chunk either)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if size < 256:
+        raise AnnotateError(f"size {size}: review images are shown at 256 px or more")
+    try:
+        font: Any = ImageFont.load_default(size=max(16, size // 10))
+    except TypeError:  # Pillow < 10.1: the small bitmap font, still legible
+        font = ImageFont.load_default()
+    caption = size // 6
+    pad = 8
+    per = cols * rows
+    sheets = []
+    for first in range(0, len(images), per):
+        batch = images[first : first + per]
+        used_rows = (len(batch) + cols - 1) // cols
+        sheet = Image.new("RGB", (cols * (size + pad) + pad, used_rows * (size + caption + pad) + pad), "white")
+        draw_ = ImageDraw.Draw(sheet)
+        for i, image in enumerate(batch):
+            x = pad + (i % cols) * (size + pad)
+            y = pad + (i // cols) * (size + caption + pad)
+            tile = _tile(image, size)
+            sheet.paste(tile, (x + (size - tile.width) // 2, y + (size - tile.height) // 2))
+            number = str(first + i + 1)
+            draw_.text((x + size // 2, y + size + caption // 2), number, fill="black", font=font, anchor="mm")
+        path = out / f"sheet-{first // per + 1:02d}.png"
+        sheet.save(path)
+        sheets.append(path)
+    return sheets
+
+
 def write_sheets(
     dataset: Dataset,
     out: Path | str,
@@ -102,8 +148,6 @@ def write_sheets(
     """Contact sheets ``sheet-01.png ...`` and an empty ``review.csv`` under ``out`` (module doc).
     Refuses a folder that already holds a review (``review.csv``: it may hold a rater's
     work; ``sheet-*.png``: old sheets beside new ones would number other images)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     if size < 256:
         raise AnnotateError(f"size {size}: review images are shown at 256 px or more")
     samples = draw(dataset, task, split, n, seed)
@@ -111,34 +155,9 @@ def write_sheets(
     table = out / CSV_NAME
     if table.exists():
         raise AnnotateError(f"{table}: already exists (it may hold a rater's labels); choose another --out")
-    old = sorted(out.glob("sheet-*.png")) if out.is_dir() else []
-    if old:
-        raise AnnotateError(f"{old[0]}: sheets of an earlier review are in {out}; choose another --out")
+    refuse_old_sheets(out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        font: Any = ImageFont.load_default(size=max(16, size // 10))
-    except TypeError:  # Pillow < 10.1: the small bitmap font, still legible
-        font = ImageFont.load_default()
-    caption = size // 6
-    pad = 8
-    per = cols * rows
-    sheets = []
-    for first in range(0, len(samples), per):
-        batch = samples[first : first + per]
-        used_rows = (len(batch) + cols - 1) // cols
-        sheet = Image.new("RGB", (cols * (size + pad) + pad, used_rows * (size + caption + pad) + pad), "white")
-        draw_ = ImageDraw.Draw(sheet)
-        for i, s in enumerate(batch):
-            assert s.image is not None  # image tasks always have one (checked on load)
-            x = pad + (i % cols) * (size + pad)
-            y = pad + (i // cols) * (size + caption + pad)
-            tile = _tile(s.image, size)
-            sheet.paste(tile, (x + (size - tile.width) // 2, y + (size - tile.height) // 2))
-            number = str(first + i + 1)
-            draw_.text((x + size // 2, y + size + caption // 2), number, fill="black", font=font, anchor="mm")
-        path = out / f"sheet-{first // per + 1:02d}.png"
-        sheet.save(path)
-        sheets.append(path)
+    sheets = render_sheets([sample_image(s) for s in samples], out, cols=cols, rows=rows, size=size)
     with table.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
@@ -181,7 +200,7 @@ class Review:
     splits: dict[str, int] = field(default_factory=dict)
 
 
-def _parse_labels(task: Task, text: str, where: str) -> frozenset[str]:
+def parse_labels(task: Task, text: str, where: str) -> frozenset[str]:
     out = set()
     for part in text.split(";"):
         if not part.strip():
@@ -222,7 +241,7 @@ def read_review(path: Path | str, dataset: Dataset, task: str) -> list[tuple[Sam
         if sid in seen:
             raise AnnotateError(f"{where}: sample {sid!r} is listed twice")
         seen.add(sid)
-        labels = _parse_labels(spec, row.get("labels") or "", where)
+        labels = parse_labels(spec, row.get("labels") or "", where)
         if not labels:
             empty.append(str(lineno))
         out.append((by_id[sid], labels))

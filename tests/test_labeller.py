@@ -1,0 +1,156 @@
+"""sim-v3's labeller (issue 24): features of a reconstruction, per-label models fitted to a
+panel's majority, the gray zone, and the JSON file the package ships."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ptychobench.data import DatasetError
+from ptychobench.sim import labeller as lb
+from ptychobench.tasks import NO_ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def specimen():
+    from ptychobench.sim.objects import make_object
+    from ptychobench.sim.perturb import FIELD
+
+    return make_object("catalyst nanoparticles", np.random.default_rng(11), FIELD)
+
+
+def _features(recon, truth):
+    from ptychobench.sim.measure import centre_crop, metrics, project
+    from ptychobench.sim.perturb import ROI, STEP
+    from ptychobench.sim.render import render_phase
+
+    m = metrics(recon, truth, roi=ROI, step_px=STEP, scan="spiral")
+    image = render_phase(centre_crop(project(recon), ROI), size=2 * ROI)
+    return lb.features(m, image, 2 * STEP), image
+
+
+def test_features_are_every_name_finite_and_see_noise_and_streaks(specimen):
+    rng = np.random.default_rng(0)
+    clean, _ = _features(specimen, specimen)
+    assert list(clean) == list(lb.FEATURES) and all(np.isfinite(v) for v in clean.values())
+    noisy, _ = _features(specimen * np.exp(1j * 0.5 * rng.standard_normal(specimen.shape)), specimen)
+    assert noisy["img_grain"] > clean["img_grain"] and noisy["img_speckle"] > clean["img_speckle"]
+    n = specimen.shape[-1]
+    streak = ndimage.gaussian_filter1d(rng.standard_normal((n, n)), 12, axis=0)  # vertical streaks
+    streaked, _ = _features(specimen * np.exp(1j * 0.6 * streak / streak.std()), specimen)
+    assert streaked["img_streak_concentration"] > 1.5 * clean["img_streak_concentration"]
+
+
+def _panel(n: int, seed: int):
+    """Features and a panel majority from a known rule: Blurring where feature 0 is high,
+    Noisy where feature 1 is, each with some rater disagreement near the boundary;
+    Halo on only 3 images (too few to learn)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, len(lb.FEATURES)))
+    blur = x[:, 0] + 0.3 * rng.standard_normal(n) > 0.5
+    noisy = x[:, 1] + 0.3 * rng.standard_normal(n) > 0.0
+    panel = []
+    for i in range(n):
+        labs = {"Blurring"} if blur[i] else set()
+        labs |= {"Noisy artifacts"} if noisy[i] else set()
+        labs |= {"Halo artifacts"} if i < 3 else set()
+        panel.append(frozenset(labs or {NO_ARTIFACTS}))
+    return x, panel
+
+
+def test_fit_learns_the_panel_and_its_gray_zone_holds_on_new_data(tmp_path):
+    x, panel = _panel(300, 0)
+    lab = lb.fit(x, panel, trained_on={"panel": "synthetic"})
+    assert {m.label for m in lab.models} == {"Blurring", "Noisy artifacts"}
+    assert lab.not_learnt["Halo artifacts"] == 3 and lab.not_learnt["Grid artifacts"] == 0
+    assert lab.cv["micro_f1"] > 0.8  # out of fold
+    assert lab.cv["sure_n"] == 300 - round(lb.LEFT_OUT * 300) and lab.cv["sure_micro_f1"] >= lab.cv["micro_f1"]
+    for m in lab.models:
+        assert 0.0 <= m.lo <= m.hi <= 1.0 and m.cv["unsure"] == lab.cv["left_out_per_label"][m.label]
+    # on fresh images from the same rule the sure decisions agree with the panel
+    x2, panel2 = _panel(400, 1)
+    out = lab.label(x2)
+    for m in lab.models:
+        decided = [
+            (m.label in labs, m.label in truth) for (labs, unsure), truth in zip(out, panel2) if m.label not in unsure
+        ]
+        agree = np.mean([a == b for a, b in decided])
+        assert agree >= 0.9, (m.label, agree)
+    assert all(labs == {NO_ARTIFACTS} or NO_ARTIFACTS not in labs for labs, _ in out)
+    # the file: the same probabilities as the fitted scikit-learn models, refused when foreign
+    again = lb.load(lb.save(lab, tmp_path / "labeller.json"))
+    for m in again.models:
+        assert np.allclose(m.probability(x2), lab.probabilities(x2)[m.label])
+    (tmp_path / "bad.json").write_text('{"version": "3.0"}')
+    with pytest.raises(DatasetError, match="bad.json: not a labeller file"):
+        lb.load(tmp_path / "bad.json")
+
+
+def test_probability_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, panel = _panel(120, 2)
+    y = np.array(["Blurring" in p for p in panel])
+    model = next(m for m in lb.fit(x, panel).models if m.label == "Blurring")
+    assert model.cv["C"] in lb.CS  # chosen by the inner cross-validation
+    lr = LogisticRegression(C=model.cv["C"], class_weight="balanced", max_iter=5000)
+    ref = make_pipeline(StandardScaler(), lr).fit(x, y)
+    assert np.allclose(model.probability(x), ref.predict_proba(x)[:, 1], atol=1e-3)  # solver tolerance
+
+
+def test_gray_zone_leaves_out_the_least_sure_share():
+    rng = np.random.default_rng(3)
+    p = rng.random((400, 3))
+    lo, hi = lb.gray_zone(p, share=0.25)
+    assert 0 < lo < 0.5 < hi < 1 and np.isclose(lo, 1 - hi)  # symmetric about the decision
+    unsure = ((p >= lo) & (p < hi)).any(axis=1)
+    assert abs(unsure.mean() - 0.25) < 0.01
+    # the images left out are the ones with a label nearest 0.5
+    margin = np.abs(p - 0.5).min(axis=1)
+    assert margin[unsure].max() <= margin[~unsure].min() + 1e-9
+    assert lb.gray_zone(p, share=0.0) == (0.5, 0.5)  # nothing left out
+
+
+def test_fit_panel_reads_a_built_dataset_and_its_majority(tmp_path, specimen):
+    """A small dataset as the build writes it (metrics, experiment, image), half of it
+    noisy, and a majority.csv saying so: the labeller learns Noisy artifacts from it."""
+    import csv
+
+    from PIL import Image
+
+    from ptychobench.data import Sample, load_dataset, write_dataset
+    from ptychobench.sim.defects import draw_experiment, instrument_for
+    from ptychobench.sim.measure import centre_crop, metrics, project
+    from ptychobench.sim.render import render_phase
+
+    rng = np.random.default_rng(5)
+    truth = centre_crop(specimen, 96)
+    exp = draw_experiment(0, seed=1, rng=np.random.default_rng(1), scale="v2-quick")
+    samples, rows = [], []
+    for i in range(12):
+        noisy = i % 2 == 1
+        recon = truth * np.exp(1j * (0.6 if noisy else 0.02) * rng.standard_normal(truth.shape))
+        m = metrics(recon, truth, roi=exp.geometry.roi, step_px=instrument_for(exp).step_px, scan=exp.scan)
+        path = tmp_path / f"s{i}.png"
+        Image.fromarray(render_phase(centre_crop(project(recon), exp.geometry.roi), size=160)).save(path)
+        meta = {"metrics": {k: v for k, v in m.items() if k != "shift_px"}, "experiment": exp.to_dict()}
+        split = "test" if i >= 10 else "train"
+        samples.append(Sample(f"s{i:02d}", split, "artifacts", "cells", "", path, frozenset({NO_ARTIFACTS}), meta))
+        rows.append((f"s{i:02d}", "Noisy artifacts" if noisy else NO_ARTIFACTS))
+    ds = load_dataset(write_dataset(tmp_path / "ds", "ds", "1", samples))
+    s0 = ds.samples("artifacts", "train")[0]
+    step = instrument_for(exp).step_px * 160 / exp.geometry.roi
+    with Image.open(s0.image) as im:
+        assert lb.sample_features(s0) == lb.features(s0.metadata["metrics"], np.asarray(im.convert("L")), step)
+    majority = tmp_path / "majority.csv"
+    with majority.open("w", newline="") as f:
+        csv.writer(f).writerows([("sample_id", "labels", "votes"), *((a, b, "") for a, b in rows)])
+    lab = lb.fit_panel(ds, [majority])
+    assert [m.label for m in lab.models] == ["Noisy artifacts"] and lab.trained_on["n"] == 12
+    assert lab.models[0].cv["kappa"] == 1.0  # out of fold, every image right
+    (tmp_path / "other.csv").write_text("sample_id,labels\nzz,Blurring\n")
+    with pytest.raises(DatasetError, match="other.csv: sample 'zz' is not in dataset 'ds'"):
+        lb.fit_panel(ds, [tmp_path / "other.csv"])
