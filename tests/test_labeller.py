@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from ptychobench.data import DatasetError
-from ptychobench.sim import labeller as lb
+from ptychobench.labelling import labeller as lb
 from ptychobench.tasks import NO_ARTIFACTS
 
 

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "loop": 9,
     "api": 10,
     "realdata": 10,
+    "labelling": 10,
     "cli": 11,
     "__init__": 10,
 }

@@ -216,7 +216,7 @@ def sample_features(sample: Sample) -> dict[str, float]:
     rendered size)."""
     from PIL import Image
 
-    from .defects import Experiment, instrument_for
+    from ..sim.defects import Experiment, instrument_for
 
     where = f"sample {sample.id}"
     meta = sample.metadata
@@ -447,7 +447,7 @@ def main(
 ) -> None:
     """Fit the labeller to a panel's majority.csv files on a calibration dataset and write it.
 
-    Example: python -m ptychobench.sim.labeller /work/calib/build src/ptychobench/sim/labeller-3.0.json a/majority.csv
+    Example: python -m ptychobench.labelling.labeller CALIB_BUILD OUT.json part1/majority.csv part2/majority.csv
     """
     import typer
 
