@@ -261,7 +261,9 @@ class TinyVLMBackbone(nn.Module):
         out = []
         with torch.no_grad():
             for x in pixel_values.to(dtype):
-                key = (str(dtype), hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest())
+                # the raw bytes, as uint8: numpy has no bfloat16, the default's CPU dtype
+                raw = x.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                key = (str(dtype), hashlib.sha1(raw).hexdigest())
                 feats = self._features.pop(key, None)
                 if feats is None:
                     feats = self.vision_tower.extract_features(x[None])[0]
