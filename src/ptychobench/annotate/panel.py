@@ -35,7 +35,7 @@ from ..data import Dataset, Sample
 from ..tasks import NO_ARTIFACTS, get_task
 from .errors import AnnotateError
 from .load import ExportContents, LabelledTask, consensus
-from .review import parse_labels, refuse_old_sheets, render_sheets, sample_image
+from .review import parse_labels, read_csv, refuse_old_sheets, render_sheets, sample_image
 
 TASK = "artifacts"
 KEY_COLUMNS = ("number", "sample_id")
@@ -147,15 +147,7 @@ def write_packet(
 
 
 def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames
-    except FileNotFoundError:
-        raise AnnotateError(f"{path}: no such {what} file") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise AnnotateError(f"{path}: not a readable CSV ({e})") from None
+    rows, header = read_csv(path, what)
     if header is None or [h.strip() for h in header] != list(columns):
         raise AnnotateError(f"{path}: expected the header {','.join(columns)} (got {','.join(header or [])})")
     if not rows:

@@ -214,20 +214,25 @@ def parse_labels(task: Task, text: str, where: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def read_csv(path: Path, what: str) -> tuple[list[dict[str, str]], list[str] | None]:
+    """A rater's CSV as rows and header; a missing or unreadable file is one clear error
+    naming it (the review sheets and the rating panel read the same way)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            return list(reader), list(reader.fieldnames) if reader.fieldnames is not None else None
+    except FileNotFoundError:
+        raise AnnotateError(f"{path}: no such {what} file") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise AnnotateError(f"{path}: not a readable CSV ({e})") from None
+
+
 def read_review(path: Path | str, dataset: Dataset, task: str) -> list[tuple[Sample, frozenset[str]]]:
     """The rater's labels per sample, every row checked (one error naming CSV, row and fault)."""
     path = Path(path)
     spec = get_task(task)
     by_id = {s.id: s for sp in dataset.split_names(task) for s in dataset.samples(task, sp)}
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames
-    except FileNotFoundError:
-        raise AnnotateError(f"{path}: no such review file") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise AnnotateError(f"{path}: not a readable CSV ({e})") from None
+    rows, header = read_csv(path, "review")
     if header is None or not set(COLUMNS) <= set(header):
         raise AnnotateError(f"{path}: expected a header with columns {','.join(COLUMNS)}")
     if not rows:
