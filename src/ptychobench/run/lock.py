@@ -23,16 +23,17 @@ from ..errors import ConfigError
 class RunLock:
     """An ``flock`` on one file: exclusive (the owner's pid written inside) or shared."""
 
-    def __init__(self, path: Path | str, shared: bool = False):
+    def __init__(self, path: Path | str, shared: bool = False, wait: bool = False):
         self.path = Path(path)
         self.shared = shared
+        self.wait = wait  # block until free (a brief critical section), instead of refusing
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
@@ -79,7 +80,9 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(self.run_dir / ".lock-mutex"):  # one acquirer at a time: the checks below are not racy
+        # one acquirer at a time, the others waiting their turn (shards start together): the
+        # checks below are then not racy
+        with RunLock(self.run_dir / ".lock-mutex", wait=True):
             try:
                 if self.shard is None:
                     self._take(RunLock(self.run_dir / "predictions.lock"))
