@@ -103,6 +103,12 @@ def load_for_training(model: str, adapter: str | Path | None = None, **options: 
     - ``tiny-vlm``: a ``tinyvlm.TinyVLM`` and ``TinyVLMProcessor`` (``processor.collate``
       makes training batches; ``tinyvlm.lora_config()`` and ``tinyvlm.save_adapter``).
     """
+    import torch
+
+    if "dtype" not in options and not torch.cuda.is_available():
+        # float32 master weights on the CPU: bf16 enters by autocast where the probe says so,
+        # not through ``dtype: auto`` (bf16 LoRA weights and optimiser steps lose precision)
+        options["dtype"] = "float32"
     preset = get_preset(model)
     if preset is not None and preset.backend == "tinyvlm":
         from .tinyvlm import load_tiny_vlm
