@@ -149,3 +149,19 @@ def test_text_training_batch_labels_answers_only():
     labels = batch["labels"]
     assert [tok.decode(row[row != -100]) for row in labels] == ["<answer>G, K</answer><|im_end|>"] * 2
     assert "pixel_values" not in batch and batch["attention_mask"].sum() < batch["attention_mask"].numel()
+
+
+def test_llamacpp_loads_without_extra_buffers_on_amx(monkeypatch):
+    """llama-cpp-python 0.3.36's AMX kernels segfault on the SmolLM2 Q4_1 GGUF: on AMX CPUs
+    models load with ``use_extra_bufts`` off, and the library's defaults come back after."""
+    lib = pytest.importorskip("llama_cpp.llama_cpp")
+    from ptychobench.models import llamacpp
+
+    monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda: True)
+    assert lib.llama_model_default_params().use_extra_bufts
+    with llamacpp.without_extra_buffers():
+        assert not lib.llama_model_default_params().use_extra_bufts
+    assert lib.llama_model_default_params().use_extra_bufts
+    monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda: False)
+    with llamacpp.without_extra_buffers():
+        assert lib.llama_model_default_params().use_extra_bufts

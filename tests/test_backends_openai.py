@@ -137,7 +137,7 @@ def _free_port() -> int:
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` serving the offline SmolLM2 GGUF on a fixed port."""
+    """llama-cpp-python's server (through our AMX-safe entry point) serving the offline SmolLM2 GGUF on a fixed port."""
 
     def __init__(self, port: int, log: Path):
         from ptychobench.models.assets import smollm2_gguf_path
@@ -154,7 +154,7 @@ class LlamaServer:
             [
                 sys.executable,
                 "-m",
-                "llama_cpp.server",
+                "ptychobench.models.llamacpp_server",
                 "--model",
                 str(self.gguf),
                 "--host",

@@ -118,7 +118,7 @@ def lora_server(lora, tmp_path):
     )
     log = tmp_path / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(cfg)],
+        [sys.executable, "-m", "ptychobench.models.llamacpp_server", "--config_file", str(cfg)],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
@@ -154,12 +154,12 @@ def test_gguf_lora_is_the_peft_adapter(lora, tiny_dataset):
     (measured on this prompt: top-1 95.4% vs 73.6%; last-position correlation 0.99943 vs
     0.97532)."""
     import torch
-    from llama_cpp import Llama
 
     from ptychobench.data import load_dataset
     from ptychobench.models import load_backend
     from ptychobench.models.assets import smollm2_gguf_path
     from ptychobench.models.chat import to_openai_messages
+    from ptychobench.models.llamacpp import open_llama
     from ptychobench.tasks import get_task
 
     sample = load_dataset(tiny_dataset).samples("params", "test")[0]
@@ -169,7 +169,7 @@ def test_gguf_lora_is_the_peft_adapter(lora, tiny_dataset):
         want = hf.model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
 
     def llama_cpp_logits(lora_path):
-        llm = Llama(str(smollm2_gguf_path()), n_ctx=2048, lora_path=lora_path, logits_all=True, verbose=False)
+        llm = open_llama(smollm2_gguf_path(), n_ctx=2048, lora_path=lora_path, logits_all=True, verbose=False)
         llm.eval(ids)
         out = np.array(llm.scores[: len(ids)])
         llm.close()
@@ -209,14 +209,13 @@ def test_one_adapter_per_cell_by_model_name(lora, lora_server, tiny_dataset, tmp
     # the server routed by name: the adapter's replies are not the base model's ...
     assert all(served[s]["reply"] != base[s]["reply"] for s in base)
     # ... they are llama.cpp's with that LoRA loaded (same engine, greedy: the same text)
-    from llama_cpp import Llama
-
     from ptychobench.data import load_dataset
     from ptychobench.models.assets import smollm2_gguf_path
     from ptychobench.models.chat import to_openai_messages
+    from ptychobench.models.llamacpp import open_llama
     from ptychobench.tasks import get_task
 
-    llm = Llama(str(smollm2_gguf_path()), n_ctx=4096, lora_path=str(lora[1]), verbose=False)
+    llm = open_llama(smollm2_gguf_path(), n_ctx=4096, lora_path=str(lora[1]), verbose=False)
     gen = cfg.generation()
     for s in load_dataset(tiny_dataset).samples("params", "test")[:2]:
         r = llm.create_chat_completion(

@@ -7,9 +7,12 @@ recomputing it. Text only: a conversation with images is answered with an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,59 @@ def _cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has Intel AMX tiles (Sapphire Rapids and later), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def without_extra_buffers() -> Iterator[None]:
+    """Load llama.cpp models without its extra CPU buffer types (AMX, weight repacking).
+
+    llama-cpp-python 0.3.36's AMX matrix multiply segfaults on the first decode of the
+    offline SmolLM2 Q4_1 GGUF on an AMX CPU (seen on a Xeon with AMX: ``ggml_backend_amx_mul_mat``).
+    llama.cpp's ``use_extra_bufts`` model parameter turns those buffers off, but
+    llama-cpp-python's ``Llama`` does not expose it, so its default parameters are wrapped
+    while a model loads. Only on AMX CPUs: elsewhere the repacked weights stay (faster).
+    """
+    if not cpu_has_amx():
+        yield
+        return
+    import llama_cpp.llama_cpp as lib
+
+    with _PARAMS_LOCK:
+        original = lib.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
+def open_llama(model_path: str | Path, **kwargs: Any) -> Any:
+    """``llama_cpp.Llama(model_path, **kwargs)``, safe on AMX CPUs (see ``without_extra_buffers``)."""
+    from llama_cpp import Llama
+
+    with without_extra_buffers():
+        return Llama(model_path=str(model_path), **kwargs)
+
+
 class LlamaCppBackend:
     def __init__(
         self,
@@ -38,7 +94,7 @@ class LlamaCppBackend:
         **llama_kwargs: Any,
     ):
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError:
             raise RuntimeError(
                 "the llamacpp backend needs llama-cpp-python: pip install 'ptychobench[llamacpp]'"
@@ -48,8 +104,8 @@ class LlamaCppBackend:
             raise FileNotFoundError(f"GGUF file {self.model_path} not found")
         self.name = name or self.model_path.name
         self.n_ctx = n_ctx
-        self.llama = Llama(
-            model_path=str(self.model_path),
+        self.llama = open_llama(
+            self.model_path,
             n_ctx=n_ctx,
             n_threads=n_threads or _cpu_threads(),
             n_batch=n_batch,
