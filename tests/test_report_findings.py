@@ -71,6 +71,18 @@ def test_text_task_complementarity_is_no_claim_and_a_missing_random_cell_is_name
     assert "no SFT + random-demo cell of fake" in missing.verdict and "`paper`" in missing.verdict
 
 
+def test_a_collapsed_sft_cell_is_flagged_beside_the_verdict():
+    recs = records("artifacts", {("sft", None, 0): 0.5, ("sft+icl", "knn", 1): 0.95})
+    plain = findings_of(recs)["complementarity: SFT + 1 knn demo(s) vs SFT"]
+    assert plain.collapsed is None and "collapse" not in plain.verdict
+    for r in recs:  # the default's tiny-vlm SFT before issue 27: one answer for every image
+        if r["meta"]["strategy"] == "sft":
+            r["labels"] = ["No obvious artifacts"]
+    flagged = findings_of(recs)["complementarity: SFT + 1 knn demo(s) vs SFT"]
+    assert flagged.collapsed == ("artifacts/fake/sft/-/k0/seed0/nall", 1.0)
+    assert flagged.verdict.startswith("agrees") and "gives one answer to 100% of the samples" in flagged.verdict
+
+
 def test_the_report_shows_the_findings_with_p_values(tmp_path: Path):
     recs = records("artifacts", {("sft", None, 0): 0.5, ("sft+icl", "knn", 1): 0.95, ("sft+icl", "random", 1): 0.1})
     from ptychobench.eval.store import PredictionStore

@@ -105,3 +105,17 @@ def test_alignment_trains_the_projector_alone_then_restores_what_trains():
     assert seen["args"]["learning_rate"] == recipe.align_learning_rate
     assert {n: p.requires_grad for n, p in model.named_parameters()}["language_model.bias"] is True
     assert info == {"steps": 3, "train_loss": 0.5, "loss_curve": [{"step": 3, "loss": 0.5}]}
+
+
+def test_adapters_trained_before_the_stages_keep_their_settings():
+    from ptychobench.strategies.sft.manifest import settings_of
+
+    ds = load_dataset("sim-v2")
+
+    def recipe_keys(recipe) -> set[str]:
+        return set(settings_of("artifacts", "tiny-vlm", ds, "h", recipe, None, 0, 0, 1, ["a"])["recipe"])
+
+    assert not recipe_keys(recipe_for("cpu", True)) & {"balance", "shuffle_labels", "align_epochs"}
+    assert {"balance", "shuffle_labels", "align_epochs", "align_learning_rate"} <= recipe_keys(
+        recipe_for("lowdata", True)
+    )

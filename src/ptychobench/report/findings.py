@@ -15,6 +15,7 @@ tell from noise names the config that has the samples to decide it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..eval.compare import ALPHA, MIN_N, Comparison, compare_cells
@@ -24,9 +25,13 @@ from .format import fmt, short_config
 
 #: demo selectors that look at the query (the paper's "context-aware" demos)
 CONTEXT_AWARE = ("knn", "knn-diverse", "sample-type")
-#: the configs that decide what a small run cannot: more test samples and seeds (paper),
-#: the effect against the training-set size (learning-curve)
-DECIDING_CONFIGS = "`paper` (random and sample-type demos, more k and seeds) or `learning-curve`"
+#: the config that decides what a small run cannot: SFT with random, sample-type and knn
+#: demos at k 1-7, three seeds, the paper's models (GPUs). `learning-curve` has no SFT +
+#: demo cells, so it cannot; it shows how SFT and the probes move with the training size.
+DECIDING_CONFIGS = "the `paper` config (SFT with random, sample-type and knn demos, k 1-7, 3 seeds)"
+#: a cell giving one answer to this share of its samples or more has collapsed (the default's
+#: tiny-vlm SFT said "No obvious artifacts" to all 79 images): a finding drawn from it is flagged
+COLLAPSED = 0.9
 HEAD = ["task", "finding", "paper says", "A", "B", "n", "F1 A", "F1 B", "A-B [95% CI]", "p", "our run"]
 
 
@@ -40,6 +45,8 @@ class Finding:
     comparison: Comparison | None
     #: why there is no comparison (a cell the run lacks), else ""
     missing: str = ""
+    #: a cell of the pair that gives one answer to nearly every sample, and that share
+    collapsed: tuple[str, float] | None = None
 
     @property
     def verdict(self) -> str:
@@ -53,12 +60,22 @@ class Finding:
             return (
                 f"undecided: A - B = {c.diff:+.3f} could be noise (p = {fmt(c.p)}); this run is too small to "
                 f"tell, {DECIDING_CONFIGS} decides it"
-            )
+            ) + self.collapse_note
         sure = "sure (p < 0.01)" if c.p < 0.01 else f"fairly sure (p = {fmt(c.p)} < {ALPHA})"
         if not self.expect:
-            return f"{'A' if c.diff > 0 else 'B'} better, {sure}; the paper makes no claim here"
+            return f"{'A' if c.diff > 0 else 'B'} better, {sure}; the paper makes no claim here" + self.collapse_note
         agrees = (c.diff > 0) == (self.expect > 0)
-        return f"{'agrees' if agrees else 'disagrees'} with the paper, {sure}"
+        return f"{'agrees' if agrees else 'disagrees'} with the paper, {sure}" + self.collapse_note
+
+    @property
+    def collapse_note(self) -> str:
+        if not self.collapsed:
+            return ""
+        cell, share = self.collapsed
+        return (
+            f"; but {short_config(cell)} gives one answer to {share:.0%} of the samples, so the "
+            "difference measures that collapse, not the finding"
+        )
 
     def cells(self) -> list[str]:
         c = self.comparison
@@ -87,6 +104,18 @@ def _key(r: ConfigScores) -> tuple:
     return (r.task, m.get("model"), m.get("strategy"), m.get("selector"), m.get("k"), rest)
 
 
+def top_share(records: dict[str, dict]) -> float:
+    """The share of a cell's samples given its most frequent answer (label set)."""
+    answers = Counter(tuple(r["labels"]) for r in records.values())
+    return answers.most_common(1)[0][1] / len(records) if records else 0.0
+
+
+def _collapsed(recs: dict[str, dict[str, dict]], *configs: str) -> tuple[str, float] | None:
+    shares = [(c, top_share(recs.get(c, {}))) for c in configs]
+    worst = max(shares, key=lambda x: x[1])
+    return worst if worst[1] >= COLLAPSED else None
+
+
 def paper_findings(results: list[ConfigScores], recs: dict[str, dict[str, dict]]) -> list[Finding]:
     """Complementarity and interference for every fine-tuned model of the run (one row per
     SFT + demos cell and its partner), or one row per finding saying what the run lacks."""
@@ -110,8 +139,10 @@ def paper_findings(results: list[ConfigScores], recs: dict[str, dict[str, dict]]
                 Finding(task, "complementarity", paper_c, int(vision), None, f"no SFT + knn-demo cell of {model}")
             )
         for sel, k in aware:
-            c = compare_cells(task, "complementarity", demos[(sel, k)].config, sft.config, recs)
-            out.append(Finding(task, f"complementarity: SFT + {k} {sel} demo(s) vs SFT", paper_c, int(vision), c))
+            pair = (demos[(sel, k)].config, sft.config)
+            c = compare_cells(task, "complementarity", *pair, recs)
+            name = f"complementarity: SFT + {k} {sel} demo(s) vs SFT"
+            out.append(Finding(task, name, paper_c, int(vision), c, collapsed=_collapsed(recs, *pair)))
         paper_i = "contextual interference: random demos hurt a fine-tuned model"
         randoms = sorted((sk for sk in demos if sk[0] == "random"), key=repr)
         if not randoms:
@@ -119,11 +150,14 @@ def paper_findings(results: list[ConfigScores], recs: dict[str, dict[str, dict]]
         for _, k in randoms:
             rnd = demos[("random", k)].config
             c = compare_cells(task, "interference", sft.config, rnd, recs)
-            out.append(Finding(task, f"interference: SFT vs SFT + {k} random demo(s)", paper_i, 1, c))
+            name = f"interference: SFT vs SFT + {k} random demo(s)"
+            out.append(Finding(task, name, paper_i, 1, c, collapsed=_collapsed(recs, sft.config, rnd)))
             for sel, k2 in aware:
                 if k2 == k:
-                    c = compare_cells(task, "interference", demos[(sel, k)].config, rnd, recs)
-                    out.append(Finding(task, f"interference: SFT + {k} {sel} vs {k} random demo(s)", paper_i, 1, c))
+                    pair = (demos[(sel, k)].config, rnd)
+                    c = compare_cells(task, "interference", *pair, recs)
+                    name = f"interference: SFT + {k} {sel} vs {k} random demo(s)"
+                    out.append(Finding(task, name, paper_i, 1, c, collapsed=_collapsed(recs, *pair)))
     return out
 
 
