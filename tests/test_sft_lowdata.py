@@ -119,3 +119,44 @@ def test_adapters_trained_before_the_stages_keep_their_settings():
     assert {"balance", "shuffle_labels", "align_epochs", "align_learning_rate"} <= recipe_keys(
         recipe_for("lowdata", True)
     )
+
+
+def test_the_shard_planner_counts_the_alignment_stage():
+    from ptychobench.run.grid import expand
+    from ptychobench.run.plan import CostModel
+
+    exp = {"task": "artifacts", "model": "tiny-vlm", "strategies": ["sft"]}
+    cfg = parse_config(
+        {
+            "name": "x",
+            "dataset": "sim-v2",
+            "experiments": [{**exp, "sft": {"profile": "cpu"}}, {**exp, "name": "low", "sft": {"profile": "lowdata"}}],
+        }
+    )
+    cpu, low = expand(cfg)
+    cost = CostModel(cfg, {"artifacts": {"train": 312, "test": 79}})
+    assert cost.training(low) > cost.training(cpu) > 0
+
+
+def test_the_aligned_projector_is_the_one_lora_starts_from_and_saves(tiny_dataset, tmp_path):
+    """A real tiny-vlm run: the alignment stage's steps are in the manifest, and with LoRA's
+    rate near zero the saved projector is still far from the random one: alignment moved it
+    and the LoRA stage (peft's copy of the projector) started from it."""
+    import json
+
+    from ptychobench.models.tinyvlm import load_tiny_vlm
+    from ptychobench.strategies import train_adapter
+    from ptychobench.strategies.sft import MANIFEST
+
+    out = tmp_path / "aligned"
+    opts = dict(max_train_samples=4, batch_size=2, epochs=1, learning_rate=1e-9, warmup_steps=0)
+    train_adapter("artifacts", "tiny-vlm", tiny_dataset, out, profile="lowdata", **opts, align_epochs=1)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["align"]["steps"] == 2 and manifest["steps"] == 2
+    assert manifest["settings"]["recipe"]["align_epochs"] == 1
+
+    fresh, _ = load_tiny_vlm(dtype="float32")
+    tuned, _ = load_tiny_vlm(out, dtype="float32")
+    w0 = fresh.projector.fc1.weight
+    w1 = tuned.get_base_model().projector.fc1.weight
+    assert (w1 - w0).abs().max() > 1e-4
