@@ -21,6 +21,11 @@ DEMO_STRATEGIES = frozenset({"icl", "sft+icl"})
 #: strategy families as the report orders them (every baseline is one family)
 FAMILY_ORDER = (*STRATEGIES, "baseline")
 
+#: fine-tuning profiles (``sft: {profile: ...}``; strategies.sft.recipe defines each):
+#: cpu (short LoRA runs), lowdata (cpu plus the low-data stages of issue 27), gpu (the
+#: paper's hyper-parameters), paper (the authors' scripts exactly)
+SFT_PROFILES = ("cpu", "lowdata", "gpu", "paper")
+
 #: demo selectors and the options each takes (``selectors:`` / ``selector_options:``)
 SELECTORS: dict[str, frozenset[str]] = {
     "random": frozenset(),

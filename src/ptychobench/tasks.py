@@ -23,6 +23,7 @@ Two switches reproduce the authors' released scripts when asked (docs/paper.md):
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
@@ -166,9 +167,12 @@ class Task:
             content.append({"type": "text", "text": "Which parameter changes do you recommend?"})
         return {"role": "user", "content": content}
 
-    def target(self, labels: frozenset[str] | Sequence[str]) -> str:
-        """The assistant's answer for a label set, in the released format."""
+    def target(self, labels: frozenset[str] | Sequence[str], rng: random.Random | None = None) -> str:
+        """The assistant's answer for a label set, in the released format: the labels in the
+        option list's order, or shuffled by ``rng`` (training in random order, issue 27)."""
         ordered = [label for label in self.labels if label in set(labels)]
+        if rng is not None:
+            rng.shuffle(ordered)
         if self.name == "params":
             return f"<answer>{', '.join(ordered)}</answer>"
         return f"<answer>[{', '.join(ordered)}]</answer>"

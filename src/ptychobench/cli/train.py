@@ -37,7 +37,8 @@ def train_command(
     profile: str = typer.Option(
         "cpu",
         "--profile",
-        help="cpu (a 2-core CPU), gpu (the paper's recipe), paper (the authors' exact recipe) or auto.",
+        help="cpu (a 2-core CPU), lowdata (cpu plus projector alignment, label-aware sampling and "
+        "answers in random order), gpu (the paper's recipe), paper (the authors' exact recipe) or auto.",
     ),
     demos: str | None = typer.Option(
         None, "--demos", help="Train on k-shot prompts: random, sample-type, knn, knn-diverse."

@@ -23,6 +23,8 @@ from ..safeio import read_yaml
 from ..tasks import get_task
 from .browser import CSS as BROWSER_CSS
 from .browser import browser_html
+from .findings import HEAD as FINDINGS_HEAD
+from .findings import findings_intro, paper_findings
 from .format import md_safe
 from .headline import comparison_sentences, fact_lines, facts
 from .paper_tables import paper_sections
@@ -124,6 +126,7 @@ def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, 
     results = score_records(records, seed=seed, max_failure_rate=latest_failure_rate(run_dir))
     recs = by_config(records)
     comps = paired_comparisons(results, recs)
+    findings = [f.cells() for f in paper_findings(results, recs)]
     adapters = adapter_rows(results)
     words = summary_in_words(results, comps) + adapter_words(adapters)
     files = staging / "report_files"
@@ -165,6 +168,7 @@ def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, 
         "",
         md_table(HEAD, [row_cells(r) for r in rows]),
         "",
+        *(["## Paper findings", "", findings_intro(), "", md_table(FINDINGS_HEAD, findings), ""] if findings else []),
         "## Paired comparisons",
         "",
         md_table(COMP_HEAD, [comp_cells(c) for c in comps]) if comps else "(no pairs of cells to compare)",
@@ -255,6 +259,15 @@ def _write_report(run_dir: Path, staging: Path, records: list[dict], seed: int, 
         "<h2 id='main'>Main table</h2><p>micro-F1 with a 95% percentile bootstrap CI (10,000 resamples over test "
         "samples); the highlighted row is the best per task.</p>",
         f"<div class='scroll main'>{html_table(HEAD, [row_cells(r) for r in rows], [r['best'] for r in rows])}</div>",
+        *(
+            [
+                "<h2 id='findings'>Paper findings</h2>",
+                f"<p>{html.escape(findings_intro())}</p>",
+                scroll(html_table(FINDINGS_HEAD, [[x.replace("`", "") for x in row] for row in findings])),
+            ]
+            if findings
+            else []
+        ),
         "<h2>Paired comparisons</h2>",
         scroll(html_table(COMP_HEAD, [comp_cells(c) for c in comps])) if comps else "<p>(none)</p>",
         *(["<h2>Fine-tuned adapters</h2>", scroll(html_table(ADAPTER_HEAD, adapter_table))] if adapters else []),

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..names import SELECTORS, TYPE_ONLY_RULES
+from ..names import SELECTORS, SFT_PROFILES, TYPE_ONLY_RULES
 
 Check = Callable[[Any], str | None]  # None: fine; else what the value must be
 
@@ -162,7 +162,11 @@ SFT: dict[str, Check] = {
     "share_prefix": _bool,
     "loss_on": _one_of("answer", "answers", "sequence"),
     "quantize": _one_of(None, "4bit"),
-    "profile": _one_of("auto", "cpu", "gpu", "paper"),
+    "balance": _number(0, 2),
+    "shuffle_labels": _bool,
+    "align_epochs": _number(0),
+    "align_learning_rate": _number(0, low_open=True),
+    "profile": _one_of("auto", *SFT_PROFILES),
     "demo_selector": _selector,
     "k": _int(0, 32),
     "selector_options": lambda v: None if isinstance(v, dict) else "a mapping",

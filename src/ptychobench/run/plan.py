@@ -148,7 +148,9 @@ class CostModel:
             n = min(n, recipe.max_train_samples)
         k_train = int(exp.sft.get("k", 0))
         ckpt = 4.0 / 3.0 if recipe.gradient_checkpointing else 1.0  # the forward pass runs twice
-        tokens = recipe.epochs * n * (1 + k_train) * (self._prompt(c.task) + ANSWER_TOKENS)
+        # the projector-alignment stage runs forward and backward too, less the weights' gradients
+        epochs = recipe.epochs + recipe.align_epochs * 2.0 / 3.0
+        tokens = epochs * n * (1 + k_train) * (self._prompt(c.task) + ANSWER_TOKENS)
         return 3.0 * ckpt * params_b(exp.model) * tokens / 1e3
 
     def load(self, c: Cell) -> float:

@@ -4,6 +4,8 @@ turn them into batches with the loss on the query's answer only."""
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,23 +20,38 @@ def training_conversations(
     seed: int = 0,
     selector_options: dict | None = None,
     prompt: str = "ours",
+    shuffle_labels: bool = False,
 ) -> list[list[dict]]:
     """One conversation per sample: the evaluation prompt (with ``k`` demos drawn from the
     other training samples when a selector is named) followed by the target answer. With
     ``prompt="released"``: the released question and the released answer string verbatim,
-    as the authors train."""
+    as the authors train. ``shuffle_labels``: each target answer's labels in a seeded random
+    order (the demos' answers, which are prompt, keep the evaluation's order)."""
     from ...tasks import get_task
     from ..selectors import make_selector
 
     spec = get_task(task).with_modes(prompt=prompt)
     require_train(samples, "fine-tuning")
     selector = make_selector(demo_selector, seed=seed, **(selector_options or {})) if demo_selector and k else None
+    rng = random.Random(f"labels:{seed}") if shuffle_labels and prompt != "released" else None
     convs = []
     for s in samples:
         demos = selector.select(s, samples, k) if selector else []
-        answer = spec.released_answer(s) if prompt == "released" else spec.target(s.labels)
+        answer = spec.released_answer(s) if prompt == "released" else spec.target(s.labels, rng)
         convs.append([*spec.render(s, demos), {"role": "assistant", "content": [{"type": "text", "text": answer}]}])
     return convs
+
+
+def balanced_draw(samples: Sequence[Any], balance: float, seed: int = 0) -> list[int]:
+    """Indices of one epoch (as many as ``samples``) drawn with replacement, each sample with
+    probability proportional to count(its label set) ** -balance: 0 keeps every sample once
+    (in order), 1 makes every distinct answer equally likely. Seeded, so an adapter does not
+    depend on anything but its settings."""
+    if not balance:
+        return list(range(len(samples)))
+    counts = Counter(frozenset(s.labels) for s in samples)
+    weights = [counts[frozenset(s.labels)] ** -balance for s in samples]
+    return random.Random(f"balance:{seed}").choices(range(len(samples)), weights=weights, k=len(samples))
 
 
 class Collator:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ...errors import ConfigError
+from ...names import SFT_PROFILES
 
 FORMAT_VERSION = 1
 #: The attention and MLP projections of Llama-family decoders (the paper's targets).
@@ -54,6 +55,24 @@ class Recipe:
     #: ``4bit``: QLoRA (the base model loaded in 4-bit NF4 by bitsandbytes, LoRA on top), the
     #: memory-saving recipe for the 70B/90B models on fewer GPUs; None: the base in bf16.
     quantize: str | None = None
+    #: Label-aware sampling (issue 27): each epoch's examples are drawn (seeded, with
+    #: replacement) with probability proportional to count(answer) ** -balance, so that on a
+    #: split where half the images have "No obvious artifacts" that answer is not the optimum
+    #: of a short run. 0: the split as it is; 1: every distinct answer equally often.
+    balance: float = 0.0
+    #: The answer's labels in a random (seeded) order in each training example, so the model
+    #: cannot learn the option list's order instead of the image.
+    shuffle_labels: bool = False
+    #: Projector alignment before LoRA (LLaVA's first stage, on the same train split): this
+    #: many epochs train the image projector alone, the language model frozen. tiny-vlm's
+    #: projector starts random; without it a short LoRA run learns the majority answer.
+    align_epochs: float = 0.0
+    align_learning_rate: float = 1e-3
+
+
+#: Recipe fields added after adapters were trained: left out of an adapter's settings while
+#: at these values, so those adapters keep their settings (and are reused).
+LATER_FIELDS = {"balance": 0.0, "shuffle_labels": False, "align_epochs": 0.0, "align_learning_rate": 1e-3}
 
 
 def _gpu(vision: bool) -> Recipe:
@@ -99,7 +118,22 @@ def _cpu(vision: bool) -> Recipe:
     )
 
 
-PROFILES = {"gpu": _gpu, "paper": _paper, "cpu": _cpu}
+def _lowdata(vision: bool) -> Recipe:
+    # Issue 27: the cpu profile plus what makes a short run on a few hundred examples learn
+    # the image rather than the majority answer (each measured: docs/strategies.md).
+    return replace(_cpu(vision), **LOWDATA_STAGES)
+
+
+#: the low-data stages (issue 27); the gpu and paper profiles opt in through ``sft:`` overrides
+LOWDATA_STAGES: dict[str, Any] = {
+    "align_epochs": 0.25,
+    "align_learning_rate": 2e-3,
+    "balance": 0.5,
+    "shuffle_labels": True,
+}
+
+PROFILES = {"cpu": _cpu, "lowdata": _lowdata, "gpu": _gpu, "paper": _paper}
+assert tuple(PROFILES) == SFT_PROFILES  # names.SFT_PROFILES is what configs are checked against
 LOSS_ON = ("answer", "answers", "sequence")
 QUANTIZE = (None, "4bit")
 
@@ -119,7 +153,7 @@ def resolve_profile(profile: str) -> str:
 def recipe_for(profile: str, vision: bool, **overrides: Any) -> Recipe:
     profile = resolve_profile(profile)
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose cpu, gpu, paper or auto")
+        raise ConfigError(f"unknown profile {profile!r}; choose {', '.join(SFT_PROFILES)} or auto")
     base = PROFILES[profile](vision)
     names = {f.name for f in fields(Recipe)}
     unknown = sorted(set(overrides) - names)

@@ -30,8 +30,9 @@ from typing import Any
 from ...errors import TrainingCutShort
 from ...models.cpu import torch_threads
 from ...models.precision import cpu_dtype_probe
+from .align import align_projector
 from .callbacks import step_clock, time_budget
-from .examples import Collator, HubVLMCollator, as_dataset, training_conversations
+from .examples import Collator, HubVLMCollator, as_dataset, balanced_draw, training_conversations
 from .manifest import MANIFEST, library_versions, read_manifest, settings_of
 from .prefix import shared_prefix_trainer
 from .recipe import Recipe, lora_config, recipe_for, resolve_profile
@@ -146,7 +147,10 @@ def train_adapter(
 
     import torch
 
-    convs = training_conversations(task, train, demo_selector, k, seed, selector_options, prompt)
+    convs = training_conversations(
+        task, train, demo_selector, k, seed, selector_options, prompt, shuffle_labels=recipe.shuffle_labels
+    )
+    convs = [convs[i] for i in balanced_draw(train, recipe.balance, seed)]
     t_load = time.perf_counter()
     from ...models.hf import quiet_peft
 
@@ -168,7 +172,6 @@ def train_adapter(
         hub_vlm = spec.modality == "image" and not tiny
         from peft import get_peft_model
 
-        peft_model = get_peft_model(base, lora_config(base, recipe, spec.modality == "image", tiny))
         load_s = time.perf_counter() - t_load
 
         on_gpu = torch.cuda.is_available()
@@ -208,8 +211,6 @@ def train_adapter(
             disable_tqdm=not progress,
         )
         collator = (HubVLMCollator if hub_vlm else Collator)(processor, recipe.max_length, recipe.loss_on)
-        clock = step_clock()
-        callbacks = [clock] + ([time_budget(recipe.time_budget_s)] if recipe.time_budget_s else [])
         from trl import SFTConfig, SFTTrainer
 
         # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old
@@ -222,24 +223,39 @@ def train_adapter(
         common[ckpt] = recipe.gradient_checkpointing
         if recipe.gradient_checkpointing:
             common[f"{ckpt}_kwargs"] = {"use_reentrant": False}
-        args = SFTConfig(**common, max_length=recipe.max_length, dataset_kwargs={"skip_prepare_dataset": True})
         trainer_cls = SFTTrainer
         # the shared-prefix trainer scores answer positions only: not with a whole-sequence loss
         if recipe.share_prefix and not recipe.gradient_checkpointing and not hub_vlm and recipe.loss_on != "sequence":
             trainer_cls = shared_prefix_trainer(SFTTrainer)  # type: ignore[assignment]  # a subclass made at run time
-        trainer = trainer_cls(
-            model=peft_model,
-            args=args,
-            train_dataset=as_dataset(convs),
-            data_collator=collator,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-        if not progress:  # the caller (the runner) shows its own progress; the loss curve is in the manifest
-            from transformers.trainer_callback import PrinterCallback
 
-            trainer.remove_callback(PrinterCallback)
+        def make_trainer(model: Any, callbacks: list, **args_over: Any) -> Any:
+            args = SFTConfig(
+                **{**common, **args_over}, max_length=recipe.max_length, dataset_kwargs={"skip_prepare_dataset": True}
+            )
+            trainer = trainer_cls(
+                model=model,
+                args=args,
+                train_dataset=as_dataset(convs),
+                data_collator=collator,
+                processing_class=tokenizer,
+                callbacks=callbacks,
+            )
+            if not progress:  # the caller (the runner) shows its own progress; the loss curve is in the manifest
+                from transformers.trainer_callback import PrinterCallback
+
+                trainer.remove_callback(PrinterCallback)
+            return trainer
+
         t0 = time.perf_counter()
+        align: dict[str, Any] = {}
+        if recipe.align_epochs:
+            if not tiny:
+                raise ValueError("align_epochs: a projector-alignment stage is for tiny-vlm (it trains its projector)")
+            align = align_projector(base, make_trainer, recipe, str(work / "align"))
+        peft_model = get_peft_model(base, lora_config(base, recipe, spec.modality == "image", tiny))
+        clock = step_clock()
+        callbacks = [clock] + ([time_budget(recipe.time_budget_s)] if recipe.time_budget_s else [])
+        trainer = make_trainer(peft_model, callbacks)
         result = trainer.train()
         train_s = time.perf_counter() - t0
         if any(getattr(c, "hit", False) for c in callbacks):
@@ -278,6 +294,7 @@ def train_adapter(
             "dataset_path": str(ds.root),
             "profile": resolve_profile(profile),
             "train_loss_curve": curve,
+            **({"align": align} if align else {}),
             "train_loss": round(float(result.training_loss), 5),
             "steps": trainer.state.global_step,
             "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
