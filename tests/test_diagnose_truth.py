@@ -176,6 +176,27 @@ def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, home: Path) ->
     assert "withheld" in r.output
 
 
+def test_card_shows_the_warnings_and_notes(files, tiny_dataset: Path, home: Path, tmp_path: Path) -> None:
+    """The HTML card says what the terminal says: every warning and every note."""
+    from html import escape
+
+    from ptychobench.diagnose.api import diagnose_many
+    from ptychobench.diagnose.card import card_html
+
+    photo, ramp = diagnose_many(
+        [str(files["photo.jpg"]), str(files["ramp_vortices.npy"])], dataset=str(tiny_dataset), advisor="text-probe"
+    )
+    assert photo.warnings and ramp.notes  # what the card must show
+    for d in (photo, ramp):
+        html = card_html(d)
+        for line in d.warnings:
+            assert f"warning: {escape(line)}" in html
+        for line in d.notes:
+            assert f"note: {escape(line)}" in html
+    assert ramp.advice is not None and ramp.advice.generic
+    assert "Generic parameter advice" in card_html(ramp)
+
+
 def test_advice_rules(tmp_path: Path, tiny_dataset: Path, home: Path) -> None:
     from ptychobench.diagnose.advice import CurrentParams, _recon_fields, advise, no_change_rule
     from ptychobench.diagnose.io import to_recon
