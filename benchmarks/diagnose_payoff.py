@@ -22,37 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+DIAGNOSE = "diagnose (text probe fitted on diagnose's train texts)"
+BEFORE = "diagnose's text, probe fitted on the dataset's texts (before)"
 
-def diagnose_letters(sample, exp, advisor: str) -> tuple[list[str], dict]:
-    """diagnose's advice for one experiment, from its current reconstruction only."""
-    from ptychobench.diagnose.advice import CurrentParams
-    from ptychobench.diagnose.api import diagnose_many
-    from ptychobench.loop.cache import acquisition
-    from ptychobench.sim.defects import centre_of_mass_offset, instrument_for
-    from ptychobench.sim.pipeline import field, run_recon
 
-    acq = acquisition(exp)
-    r = run_recon(exp, acq, exp.params, seed_index=0)
-    obj = field(r["result"].obj, exp, r["factor"])
-    inst = instrument_for(exp)
-    com = centre_of_mass_offset(acq.patterns)
-    cur = CurrentParams(
-        exp.params.to_dict(),
-        {
-            "sample_type": exp.sample_type,
-            "instrument": f"{inst.beam}, {inst.energy_kev:g} keV",
-            "scan": f"{'raster grid' if exp.scan == 'raster' else 'Fermat spiral'}, {len(acq.positions)} points",
-            "n_positions": len(acq.positions),
-            "detector_px": inst.detector_px,
-            "loss": [float(v) for v in r["loss"]],
-            "com_offset_px": [float(com[0]), float(com[1])],
-            "mean_counts": float(acq.patterns.sum((1, 2)).mean()),
-        },
-    )
-    step = inst.step_px if exp.scan == "raster" else None
-    d = diagnose_many([obj], params=cur, scan_step=step, advisor=advisor)[0]
-    letters = d.advice.chosen if d.advice else []
-    return letters, {"labels": d.labels, "notes": d.notes, "letters": letters}
+def advice_letters(text: str, cur, clean: bool, advisor) -> list[str]:
+    """The options ``advisor`` chooses on diagnose's text, with diagnose's rules (options that
+    cannot apply are not chosen; a clean image gets "No changes needed")."""
+    return advisor.advise(text, cur, clean).chosen
 
 
 def main() -> None:
@@ -63,15 +40,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
 
+    from diagnose_texts import diagnose_experiment
     from ptychobench.data import load_dataset
-    from ptychobench.diagnose.advice import get_advisor
+    from ptychobench.diagnose.advice import get_advisor, is_clean, load_probe_advisor
     from ptychobench.loop.cache import ReconCache
     from ptychobench.loop.payoff import GOLD, NO_CHANGE, dataset_scale, experiment_of, outcome, plan, summarize
 
     ds = load_dataset(args.dataset)
     scale = dataset_scale(ds)
     test = ds.samples("params", "test")[: args.limit]
-    probe = get_advisor("text-probe", None, args.dataset)
+    own = get_advisor("text-probe", None, args.dataset)  # diagnose's default: fitted on diagnose's train texts
+    probe = load_probe_advisor("text-probe", args.dataset, own_texts=False)  # fitted on the dataset's texts
+    if not own.own_texts:
+        raise SystemExit(f"no diagnose texts of {args.dataset} train are shipped: run benchmarks/diagnose_texts.py")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     plans, per_sample = [], {}
@@ -84,19 +65,35 @@ def main() -> None:
         if s.id in done:
             per_sample[s.id] = done[s.id]
         else:
-            letters, info = diagnose_letters(s, exp, "text-probe")
-            tp = probe.advise(s.text).chosen  # the text probe on the dataset's text, as the runner's cell
-            per_sample[s.id] = {**info, "text_probe": tp, "gold": sorted(s.labels)}
+            d, cur, text = diagnose_experiment(exp)
+            withheld = bool(d.warnings)  # diagnose gives no advice on what it takes for no reconstruction
+            clean = is_clean(d.labels, d.measurements)
+            per_sample[s.id] = {
+                "labels": d.labels,
+                "notes": d.notes,
+                "warnings": d.warnings,
+                "clean": clean,
+                "text": text,
+                "letters": [] if withheld else advice_letters(text, cur, clean, own),
+                "letters_dataset_probe": [] if withheld else advice_letters(text, cur, clean, probe),
+                "text_probe": probe.advise(s.text).chosen,  # on the dataset's text, as the runner's cell
+                "gold": sorted(s.labels),
+            }
             args.out.mkdir(parents=True, exist_ok=True)
             done_path.write_text(json.dumps(per_sample, indent=1))
         r = per_sample[s.id]
         plans += [
-            plan("diagnose (text-probe)", s, exp, r["letters"]),
+            plan(DIAGNOSE, s, exp, r["letters"]),
+            plan(BEFORE, s, exp, r["letters_dataset_probe"]),
             plan("text-probe on the dataset's text", s, exp, r["text_probe"]),
             plan(NO_CHANGE, s, exp, []),
             plan(GOLD, s, exp, sorted(s.labels)),
         ]
-        print(f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} text-probe {r['text_probe']} gold {r['gold']}")
+        print(
+            f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} before {r['letters_dataset_probe']} "
+            f"text-probe {r['text_probe']} gold {r['gold']} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     cache = ReconCache(args.out / "payoff-cache")
     cache.ensure((j for p in plans for j in p.jobs(1)), workers=args.workers)
     rows = [outcome(p, cache, 1) for p in plans]

@@ -238,3 +238,34 @@ def test_sim_v2_detector_on_truth_known_cases(files, home: Path, tmp_path: Path)
     assert ds["clean.npy"].labels == ["No obvious artifacts"], ds["clean.npy"].probabilities
     assert "Phase ramp" in ds["ramp.npy"].detector_labels, ds["ramp.npy"].probabilities
     assert ds["photo_grey.png"].warnings and not ds["photo_grey.png"].labels
+
+
+def test_advisor_is_fitted_on_diagnose_texts_of_train_only(
+    tiny_dataset: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where diagnose's own texts of the train experiments are shipped, the advisor is fitted
+    on them (the kind of text it reads at use), with the dataset's labels; a row naming an
+    experiment outside the train split is refused."""
+    import json
+
+    from ptychobench.diagnose import advice
+    from ptychobench.diagnose.io import DiagnoseError
+
+    texts = tmp_path / "advisor_texts"
+    texts.mkdir()
+    monkeypatch.setattr(advice, "OWN_TEXTS_DIR", texts)
+    base = advice.load_probe_advisor("text-probe", str(tiny_dataset))
+    assert not base.own_texts and "diagnose's texts" not in base.name
+    ids = [m["sample_id"] for m in base.train_meta]
+    rows = [
+        {"id": sid, "text": f"Reconstruction log, sample array0\nVisible artifacts: Phase ramp {i}."}
+        for i, sid in enumerate(ids)
+    ]
+    (texts / "tiny-train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    own = advice.load_probe_advisor("text-probe", str(tiny_dataset))
+    assert own.own_texts and "diagnose's texts of tiny train" in own.name
+    assert [m["sample_id"] for m in own.train_meta] == ids and (own.train_Y == base.train_Y).all()
+    assert not np.allclose(own.train_X, base.train_X)  # fitted on the other texts
+    (texts / "tiny-train.jsonl").write_text(json.dumps({"id": "ptest000", "text": "a test experiment"}))
+    with pytest.raises(DiagnoseError, match="not an experiment of the params train split"):
+        advice.load_probe_advisor("text-probe", str(tiny_dataset))

@@ -6,7 +6,10 @@ diagnostics), from the user's parameters (a YAML/JSON file of ``ReconParams`` fi
 pty-chi options dump, ``options.get_dict()``), the detector's labels and the truth-free
 measurements. The chosen advisor answers it: ``text-probe`` (default; fitted once on the
 default dataset's params TRAIN split and cached beside the detectors), ``knn-vote``, or any
-model the runner knows. Each option comes with its evidence: the advisor's probability
+model the runner knows. The probes are fitted on diagnose's own texts of the train
+experiments where they are shipped (``advisor_texts/<dataset>-train.jsonl``: each train
+experiment reconstructed and diagnosed as a user's run would be), so the advisor reads at
+use the kind of text it was fitted on. Each option comes with its evidence: the advisor's probability
 against its tuned threshold, and the most similar training experiments where the option
 was verified to help, with the error reduction measured there.
 """
@@ -48,6 +51,8 @@ NO_CHANGE = "L"
 #: far-field data preparation: recentring, binning and re-orienting diffraction patterns
 #: mean nothing for near-field holograms (no beam centre, every pixel is image)
 FAR_FIELD_ONLY = ("M", "O", "Q")
+#: diagnose's own texts of a dataset's params TRAIN experiments (benchmarks/diagnose_texts.py)
+OWN_TEXTS_DIR = Path(__file__).parent / "advisor_texts"
 GENERIC_NOTE = (
     "generic advice: no --params given, so your run is assumed to use this project's default "
     "parameters; give --params (your parameters) for advice on your run"
@@ -250,10 +255,12 @@ class ProbeAdvisor:
     train_meta: list[dict]
     labels: list[str]
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
+    own_texts: bool = False  # fitted on diagnose's texts of the train experiments, not the dataset's
 
     @property
     def name(self) -> str:
-        return f"{self.kind} (MiniLM, fitted on {self.dataset} train)"
+        on = f"diagnose's texts of {self.dataset} train" if self.own_texts else f"{self.dataset} train"
+        return f"{self.kind} (MiniLM, fitted on {on})"
 
     def advise(self, text: str, cur: CurrentParams | None = None, clean: bool = False) -> Advice:
         """The options for ``text``; ``cur`` rules out options that cannot apply to the
@@ -323,23 +330,56 @@ def _embed_texts(texts: list[str]) -> np.ndarray:
     return emb.embed([Sample(f"t{i}", "test", "params", "unknown", t, None, frozenset()) for i, t in enumerate(texts)])
 
 
-def _advisor_cache(kind: str, dataset: str | None) -> Path:
+def own_texts_path(dataset_name: str) -> Path:
+    """Where diagnose's own texts of ``dataset_name``'s params train experiments are shipped."""
+    return OWN_TEXTS_DIR / f"{dataset_name}-train.jsonl"
+
+
+def read_own_texts(path: Path, train: list) -> list:
+    """The train samples with diagnose's text of each in place of the dataset's (labels and
+    metadata unchanged). Every row must name a train experiment: nothing else is fitted on."""
+    import dataclasses
+    import json
+
+    by_id = {s.id: s for s in train}
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            sid, text = row["id"], row["text"]
+        except (ValueError, KeyError, TypeError):
+            raise DiagnoseError(f"{path}: line {i}: expected a JSON object with 'id' and 'text'") from None
+        if sid not in by_id:
+            raise DiagnoseError(f"{path}: line {i}: {sid!r} is not an experiment of the params train split")
+        out.append(dataclasses.replace(by_id[sid], text=str(text)))
+    return out
+
+
+def _advisor_cache(kind: str, dataset: str | None, own_texts: bool) -> Path:
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
     from .detector import CACHE_VERSION, _source_hash, detectors_dir
 
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
-    key = "|".join([kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION)])
+    texts = own_texts_path(ds.name)
+    texts_hash = hashlib.sha256(texts.read_bytes()).hexdigest() if own_texts and texts.is_file() else "dataset"
+    key = "|".join(
+        [kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION), texts_hash]
+    )
     return detectors_dir() / f"{kind}-{ds.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
 
 
-def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) -> ProbeAdvisor:
+def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None, own_texts: bool = True) -> ProbeAdvisor:
+    """The probe advisor, fitted on the params train split: on diagnose's own texts of those
+    experiments where they are shipped (``own_texts``), else on the dataset's texts."""
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
     from ..strategies.embeddings import normalize
     from ..strategies.probes import LinearProbe, label_matrix
 
-    path = _advisor_cache(kind, dataset)
+    path = _advisor_cache(kind, dataset, own_texts)
     if path.is_file():
         try:
             with path.open("rb") as f:
@@ -350,6 +390,10 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
             pass
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
     train = ds.samples("params", "train")
+    texts = own_texts_path(ds.name)
+    own = own_texts and texts.is_file()
+    if own:
+        train = read_own_texts(texts, train)
     labels = list(get_task("params").labels)
     X = _embed_texts([s.text for s in train])
     Y = label_matrix(train, labels)
@@ -363,7 +407,7 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
         votes = knn_vote(sims, Y, N_NEIGHBOURS)
         oof = {lab: votes[:, j] for j, lab in enumerate(labels)}
     calib = fit_calibration(oof, Y, labels)
-    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, [s.metadata for s in train], labels, calib)
+    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, [s.metadata for s in train], labels, calib, own)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, pickle.dumps(adv))
     return adv
@@ -444,16 +488,20 @@ def advise(
     if near_field:
         cur.extras["near_field"] = True
     text = advice_text(name, labels, measurements, cur)
-    clean = not (set(labels) - {NO_ARTIFACTS}) and not any(
-        present for present, _, _ in measured_verdicts(measurements).values()
-    )
-    adv = get_advisor(advisor, adapter, dataset).advise(text, cur, clean)
+    adv = get_advisor(advisor, adapter, dataset).advise(text, cur, is_clean(labels, measurements))
     adv.generic = generic
     adv.notes = cur.notes + adv.notes
     return adv
 
 
 # --------------------------------------------------------------------------- rules
+
+
+def is_clean(labels: list[str], measurements: dict[str, Measurement]) -> bool:
+    """No visible artifact after the measurements, and no decisive measurement."""
+    return not (set(labels) - {NO_ARTIFACTS}) and not any(
+        present for present, _, _ in measured_verdicts(measurements).values()
+    )
 
 
 def blocked_by(letter: str, cur: CurrentParams | None) -> str | None:
