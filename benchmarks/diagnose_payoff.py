@@ -1,13 +1,16 @@
 """The payoff of ``diagnose``'s advice on a simulated dataset's params test split.
 
-For each test experiment: reconstruct it with its current parameters (seed 0), hand the
-field a user would look at (``sim.pipeline.field``) and the run's facts (parameters,
-loss curve, scan, counts; never the truth or the dataset's labels) to ``diagnose``, take
-its advised options, and score them with the payoff protocol of ``ptychobench payoff``
-(:mod:`ptychobench.loop.payoff`: apply jointly, reconstruct, error against the truth,
-gain as a fraction of the oracle's). The text probe on the dataset's own texts (the
-default run's best params cell) and the reference policies are scored on the same
-reconstructions.
+For each test experiment: reconstruct it with its current parameters (seed 0) and diagnose
+it as a user's run (``diagnose_texts.diagnose_experiment``: the field a user would look
+at, the run's facts, never the truth or the dataset's labels); take the options diagnose's
+advisor chooses on that text (the text probe fitted on diagnose's own texts of the train
+experiments, with the expected-gain rule), and score them with the payoff protocol of
+``ptychobench payoff`` (:mod:`ptychobench.loop.payoff`: apply jointly, reconstruct, error
+against the truth, gain as a fraction of the oracle's). The text probe on the dataset's
+own texts (the default run's params cell) and the reference policies are scored on the
+same experiments. ``letters.json`` keeps diagnose's text of each experiment; a rerun
+recomputes the advice from it (the advisors as they are then) and reuses every
+reconstruction already in the cache.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/diagnose_payoff.py --dataset sim-v2 \
         --out runs/diagnose-payoff --workers 2
@@ -22,14 +25,27 @@ from pathlib import Path
 
 import numpy as np
 
-DIAGNOSE = "diagnose (text probe fitted on diagnose's train texts)"
-BEFORE = "diagnose's text, probe fitted on the dataset's texts (before)"
+DIAGNOSE = "diagnose (probe fitted on diagnose's train texts, expected-gain rule)"
+TEXT_PROBE = "text probe on the dataset's text"
 
 
-def advice_letters(text: str, cur, clean: bool, advisor) -> list[str]:
-    """The options ``advisor`` chooses on diagnose's text, with diagnose's rules (options that
-    cannot apply are not chosen; a clean image gets "No changes needed")."""
-    return advisor.advise(text, cur, clean).chosen
+def cell_letters(advisor, text: str) -> list[str]:
+    """The text probe as the runner's params cell answers: every option at or above its
+    threshold, else the one closest to it; "No changes needed" dropped beside a change."""
+    p = advisor.probe.predict_proba(advisor_embed([text]))[0]
+    t = advisor.probe.threshold_vector()
+    chosen = {lab for lab, pj, tj in zip(advisor.labels, p, t) if pj >= tj}
+    if not chosen:
+        chosen = {advisor.labels[int(np.argmax(p - np.where(np.isfinite(t), t, 1.0)))]}
+    if "L" in chosen and len(chosen) > 1:
+        chosen -= {"L"}
+    return sorted(chosen)
+
+
+def advisor_embed(texts: list[str]) -> np.ndarray:
+    from ptychobench.diagnose.advice import _embed_texts
+
+    return _embed_texts(texts)
 
 
 def main() -> None:
@@ -40,17 +56,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
 
-    from diagnose_texts import diagnose_experiment
+    from diagnose_texts import diagnose_experiment, run_facts
     from ptychobench.data import load_dataset
     from ptychobench.diagnose.advice import get_advisor, is_clean, load_probe_advisor
-    from ptychobench.loop.cache import ReconCache
+    from ptychobench.loop.cache import ReconCache, acquisition
     from ptychobench.loop.payoff import GOLD, NO_CHANGE, dataset_scale, experiment_of, outcome, plan, summarize
 
     ds = load_dataset(args.dataset)
     scale = dataset_scale(ds)
     test = ds.samples("params", "test")[: args.limit]
     own = get_advisor("text-probe", None, args.dataset)  # diagnose's default: fitted on diagnose's train texts
-    probe = load_probe_advisor("text-probe", args.dataset, own_texts=False)  # fitted on the dataset's texts
+    probe = load_probe_advisor("text-probe", args.dataset, own_texts=False)  # the runner's cell: the dataset's texts
     if not own.own_texts:
         raise SystemExit(f"no diagnose texts of {args.dataset} train are shipped: run benchmarks/diagnose_texts.py")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -62,36 +78,35 @@ def main() -> None:
         exp = experiment_of(s, scale)
         if exp is None:
             continue
-        if s.id in done:
-            per_sample[s.id] = done[s.id]
-        else:
-            d, cur, text = diagnose_experiment(exp)
-            withheld = bool(d.warnings)  # diagnose gives no advice on what it takes for no reconstruction
-            clean = is_clean(d.labels, d.measurements)
-            per_sample[s.id] = {
+        if s.id not in done:  # diagnose's text of the current reconstruction (the slow part)
+            d, _, text = diagnose_experiment(exp)
+            done[s.id] = {
                 "labels": d.labels,
                 "notes": d.notes,
                 "warnings": d.warnings,
-                "clean": clean,
+                "clean": is_clean(d.labels, d.measurements),
                 "text": text,
-                "letters": [] if withheld else advice_letters(text, cur, clean, own),
-                "letters_dataset_probe": [] if withheld else advice_letters(text, cur, clean, probe),
-                "text_probe": probe.advise(s.text).chosen,  # on the dataset's text, as the runner's cell
                 "gold": sorted(s.labels),
             }
-            args.out.mkdir(parents=True, exist_ok=True)
-            done_path.write_text(json.dumps(per_sample, indent=1))
-        r = per_sample[s.id]
+            done_path.write_text(json.dumps(done, indent=1))
+        r = dict(done[s.id])
+        # the advice itself is recomputed from the stored text with the advisors as they are now
+        cur = run_facts(exp, acquisition(exp))
+        withheld = bool(r["warnings"])  # diagnose gives no advice on what it takes for no reconstruction
+        advice = None if withheld else own.advise(r["text"], cur, r["clean"])
+        r["letters"] = advice.chosen if advice else []
+        r["advice_notes"] = advice.notes if advice else []
+        r["text_probe"] = cell_letters(probe, s.text)  # on the dataset's text, as the runner's cell
+        per_sample[s.id] = r
         plans += [
             plan(DIAGNOSE, s, exp, r["letters"]),
-            plan(BEFORE, s, exp, r["letters_dataset_probe"]),
-            plan("text-probe on the dataset's text", s, exp, r["text_probe"]),
+            plan(TEXT_PROBE, s, exp, r["text_probe"]),
             plan(NO_CHANGE, s, exp, []),
             plan(GOLD, s, exp, sorted(s.labels)),
         ]
         print(
-            f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} before {r['letters_dataset_probe']} "
-            f"text-probe {r['text_probe']} gold {r['gold']} ({time.time() - t0:.0f} s)",
+            f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} text-probe {r['text_probe']} "
+            f"gold {r['gold']} ({time.time() - t0:.0f} s)",
             flush=True,
         )
     cache = ReconCache(args.out / "payoff-cache")

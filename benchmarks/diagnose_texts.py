@@ -24,34 +24,42 @@ from pathlib import Path
 from typing import Any
 
 
+def run_facts(exp: Any, acq: Any, loss: list[float] | None = None) -> Any:
+    """The run's facts a user would give ``--params``: parameters, instrument, scan, counts,
+    centre of mass, loss curve (never the truth or the dataset's labels)."""
+    from ptychobench.diagnose.advice import CurrentParams
+    from ptychobench.sim.defects import centre_of_mass_offset, instrument_for
+
+    inst = instrument_for(exp)
+    com = centre_of_mass_offset(acq.patterns)
+    extras = {
+        "sample_type": exp.sample_type,
+        "instrument": f"{inst.beam}, {inst.energy_kev:g} keV",
+        "scan": f"{'raster grid' if exp.scan == 'raster' else 'Fermat spiral'}, {len(acq.positions)} points",
+        "n_positions": len(acq.positions),
+        "detector_px": inst.detector_px,
+        "com_offset_px": [float(com[0]), float(com[1])],
+        "mean_counts": float(acq.patterns.sum((1, 2)).mean()),
+    }
+    if loss is not None:
+        extras["loss"] = [float(v) for v in loss]
+    return CurrentParams(exp.params.to_dict(), extras)
+
+
 def diagnose_experiment(exp: Any) -> tuple[Any, Any, str]:
     """(Diagnosis without advice, the run's CurrentParams, the text the advisor reads) for
     one simulated experiment, from its current reconstruction only."""
-    from ptychobench.diagnose.advice import CurrentParams, advice_text
+    from ptychobench.diagnose.advice import advice_text
     from ptychobench.diagnose.api import diagnose_many
     from ptychobench.loop.cache import acquisition
-    from ptychobench.sim.defects import centre_of_mass_offset, instrument_for
+    from ptychobench.sim.defects import instrument_for
     from ptychobench.sim.pipeline import field, run_recon
 
     acq = acquisition(exp)
     r = run_recon(exp, acq, exp.params, seed_index=0)
     obj = field(r["result"].obj, exp, r["factor"])
-    inst = instrument_for(exp)
-    com = centre_of_mass_offset(acq.patterns)
-    cur = CurrentParams(
-        exp.params.to_dict(),
-        {
-            "sample_type": exp.sample_type,
-            "instrument": f"{inst.beam}, {inst.energy_kev:g} keV",
-            "scan": f"{'raster grid' if exp.scan == 'raster' else 'Fermat spiral'}, {len(acq.positions)} points",
-            "n_positions": len(acq.positions),
-            "detector_px": inst.detector_px,
-            "loss": [float(v) for v in r["loss"]],
-            "com_offset_px": [float(com[0]), float(com[1])],
-            "mean_counts": float(acq.patterns.sum((1, 2)).mean()),
-        },
-    )
-    step = inst.step_px if exp.scan == "raster" else None
+    cur = run_facts(exp, acq, r["loss"])
+    step = instrument_for(exp).step_px if exp.scan == "raster" else None
     d = diagnose_many([obj], params=cur, scan_step=step, advisor=None)[0]
     return d, cur, advice_text(d.name, d.labels, d.measurements, cur)
 

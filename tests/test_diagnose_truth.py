@@ -269,3 +269,26 @@ def test_advisor_is_fitted_on_diagnose_texts_of_train_only(
     (texts / "tiny-train.jsonl").write_text(json.dumps({"id": "ptest000", "text": "a test experiment"}))
     with pytest.raises(DiagnoseError, match="not an experiment of the params train split"):
         advice.load_probe_advisor("text-probe", str(tiny_dataset))
+
+
+def test_expected_gain_rule(tiny_dataset: Path, home: Path) -> None:
+    """An option the probe finds likely is not advised when, at its probability, the train
+    experiments measured a larger error on average; with nothing left the advice is "No
+    changes needed", and each shown option states its expected error change."""
+    import dataclasses
+
+    from ptychobench.diagnose.advice import CurrentParams, _recon_fields, expected_gains, load_probe_advisor
+
+    assert expected_gains({"K": (0.2, -0.1)}, ["K", "Q"], np.array([0.5, 0.9]))[0] == pytest.approx(0.05)
+    assert np.isnan(expected_gains({"K": (0.2, -0.1)}, ["K", "Q"], np.array([0.5, 0.9]))[1])
+    adv = load_probe_advisor("text-probe", str(tiny_dataset))
+    cur = CurrentParams(_recon_fields(), {"n_positions": 200})
+    text = "Sample train000: a zone plate, data error stalls at 0.0."
+    helpful = dataclasses.replace(adv, gains={lab: (0.3, 0.1) for lab in adv.labels})
+    harmful = dataclasses.replace(adv, gains={lab: (-0.5, -0.5) for lab in adv.labels})
+    good = helpful.advise(text, cur)
+    assert good.chosen and good.chosen != ["L"]
+    assert any("expected error change" in e for o in good.options for e in o.evidence)
+    bad = harmful.advise(text, cur)
+    assert bad.chosen == ["L"]
+    assert any("not advised" in n for n in bad.notes) and any("no changes advised" in n for n in bad.notes)

@@ -256,6 +256,9 @@ class ProbeAdvisor:
     labels: list[str]
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
     own_texts: bool = False  # fitted on diagnose's texts of the train experiments, not the dataset's
+    #: per option, the mean measured error reduction on the train experiments where it was
+    #: verified and where it was not (``option_gains``; the expected-gain rule)
+    gains: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -282,10 +285,19 @@ class ProbeAdvisor:
         shown_t = calibrate(self.calibration, self.labels, thr)
         blocked = {lab: why for lab in self.labels if (why := blocked_by(lab, cur))}
         ok = [lab not in blocked for lab in self.labels]
-        chosen = {lab for lab, p, t, o in zip(self.labels, proba, thr, ok) if o and p >= t}
-        if not chosen:  # the params task has no "none" label: the most likely option
-            margin = np.where(ok, proba - np.where(np.isfinite(thr), thr, 1.0), -np.inf)
-            chosen = {self.labels[int(np.argmax(margin))]}
+        likely = {lab for lab, p, t, o in zip(self.labels, proba, thr, ok) if o and p >= t}
+        eg = expected_gains(self.gains, self.labels, shown_p)
+        harmful = {lab for lab, g in zip(self.labels, eg) if lab in likely and lab != NO_CHANGE and g <= 0}
+        chosen = likely - harmful
+        notes = []
+        if harmful:
+            notes.append(
+                f"{', '.join(sorted(harmful))} passed the threshold but, at this probability, the train experiments "
+                "measured a larger error on average: not advised"
+            )
+        if not chosen:  # nothing both likely and expected to help
+            chosen = {NO_CHANGE}
+            notes.append("no option is both likely and expected to lower the error: no changes advised")
         chosen, rule = no_change_rule(chosen, clean)
         order = sorted(range(len(self.labels)), key=lambda j: (self.labels[j] != NO_CHANGE or not clean, -proba[j]))
         shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
@@ -296,6 +308,8 @@ class ProbeAdvisor:
             letter = self.labels[j]
             t = "never" if not np.isfinite(shown_t[j]) else f"{shown_t[j]:.2f}"
             ev = [f"{self.kind} probability {shown_p[j]:.2f} (threshold {t}; calibrated on held-out folds of train)"]
+            if np.isfinite(eg[j]) and letter != NO_CHANGE:
+                ev.append(f"expected error change at this probability: {-100 * eg[j]:+.0f}% (train experiments)")
             if letter in blocked:
                 ev.insert(0, blocked[letter])
             support = [i for i in nearest if self.train_Y[i, j]]
@@ -318,7 +332,7 @@ class ProbeAdvisor:
                     ev,
                 )
             )
-        return Advice(self.name, text, options, [rule] if rule else [])
+        return Advice(self.name, text, options, notes + ([rule] if rule else []))
 
 
 def _embed_texts(texts: list[str]) -> np.ndarray:
@@ -365,8 +379,10 @@ def _advisor_cache(kind: str, dataset: str | None, own_texts: bool) -> Path:
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
     texts = own_texts_path(ds.name)
     texts_hash = hashlib.sha256(texts.read_bytes()).hexdigest() if own_texts and texts.is_file() else "dataset"
+    own_source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # this module's rules and fields
     key = "|".join(
         [kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION), texts_hash]
+        + [own_source]
     )
     return detectors_dir() / f"{kind}-{ds.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
 
@@ -407,7 +423,8 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None, 
         votes = knn_vote(sims, Y, N_NEIGHBOURS)
         oof = {lab: votes[:, j] for j, lab in enumerate(labels)}
     calib = fit_calibration(oof, Y, labels)
-    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, [s.metadata for s in train], labels, calib, own)
+    meta = [s.metadata for s in train]
+    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, meta, labels, calib, own, option_gains(meta, Y, labels))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, pickle.dumps(adv))
     return adv
@@ -560,6 +577,39 @@ def fit_calibration(oof: dict[str, np.ndarray], Y: np.ndarray, labels: list[str]
         a, b = float(m.coef_[0, 0]), float(m.intercept_[0])
         if a > 0:  # a monotone map; otherwise the raw probability is shown
             out[lab] = (a, b)
+    return out
+
+
+def option_gains(meta: list[dict], Y: np.ndarray, labels: list[str]) -> dict[str, tuple[float, float]]:
+    """Per option, the mean relative error reduction measured on the train experiments
+    (``metadata["option_gains"]``, the option applied alone) where it was verified and
+    where it was not; options never measured are left out."""
+    out: dict[str, tuple[float, float]] = {}
+    for j, lab in enumerate(labels):
+        g = np.array([_gain(m, lab) for m in meta], float)
+        have = np.isfinite(g)
+        yes, no = g[have & (Y[:, j] == 1)], g[have & (Y[:, j] == 0)]
+        if len(yes) or len(no):
+            out[lab] = (float(yes.mean()) if len(yes) else 0.0, float(no.mean()) if len(no) else 0.0)
+    return out
+
+
+def _gain(m: dict, letter: str) -> float:
+    v = (m.get("option_gains") or {}).get(letter)
+    return float(v) if isinstance(v, (int, float)) else np.nan
+
+
+def expected_gains(gains: dict[str, tuple[float, float]], labels: list[str], p: np.ndarray) -> np.ndarray:
+    """Each option's expected relative error reduction at calibrated probability ``p``:
+    p x (its mean gain where verified) + (1 - p) x (its mean gain where not); NaN where the
+    train split never measured it. An option the probe finds likely enough but whose
+    wrong use costs more than its right use gains (a wrong orientation, Q, tripled the
+    error in training) is then not advised."""
+    out = np.full(len(labels), np.nan)
+    for j, lab in enumerate(labels):
+        if lab in gains:
+            yes, no = gains[lab]
+            out[j] = p[j] * yes + (1 - p[j]) * no
     return out
 
 
