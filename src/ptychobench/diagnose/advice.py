@@ -309,7 +309,8 @@ class ProbeAdvisor:
             t = "never" if not np.isfinite(shown_t[j]) else f"{shown_t[j]:.2f}"
             ev = [f"{self.kind} probability {shown_p[j]:.2f} (threshold {t}; calibrated on held-out folds of train)"]
             if np.isfinite(eg[j]) and letter != NO_CHANGE:
-                ev.append(f"expected error change at this probability: {-100 * eg[j]:+.0f}% (train experiments)")
+                change = round(-100 * float(eg[j])) + 0  # + 0: no "-0"
+                ev.append(f"expected error change at this probability: {change:+d}% (train experiments)")
             if letter in blocked:
                 ev.insert(0, blocked[letter])
             support = [i for i in nearest if self.train_Y[i, j]]
