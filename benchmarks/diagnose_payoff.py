@@ -60,7 +60,16 @@ def main() -> None:
     from ptychobench.data import load_dataset
     from ptychobench.diagnose.advice import get_advisor, is_clean, load_probe_advisor
     from ptychobench.loop.cache import ReconCache, acquisition
-    from ptychobench.loop.payoff import GOLD, NO_CHANGE, dataset_scale, experiment_of, outcome, plan, summarize
+    from ptychobench.loop.payoff import (
+        GOLD,
+        NO_CHANGE,
+        dataset_scale,
+        experiment_of,
+        outcome,
+        paired,
+        plan,
+        summarize,
+    )
 
     ds = load_dataset(args.dataset)
     scale = dataset_scale(ds)
@@ -120,6 +129,8 @@ def main() -> None:
         "n": len(per_sample),
         "seconds": round(time.time() - t0, 1),
         "summaries": [summarize(c, v) for c, v in by.items()],
+        # diagnose against the text probe, experiment by experiment (bootstrap of the gain difference)
+        "paired": paired(DIAGNOSE, TEXT_PROBE, {c: {r["sample_id"]: r for r in v} for c, v in by.items()}),
         "samples": per_sample,
         "rows": rows,
     }
@@ -132,6 +143,13 @@ def main() -> None:
         print(
             f"| {s['config']} | {s['n']} | {100 * s['mean_change']:+.1f}% | {100 * s['improved']:.0f}% | "
             f"{100 * s['harmed']:.0f}% | {pay} |"
+        )
+    pr = result["paired"]
+    if pr:
+        print(
+            f"paired, {pr['n']} experiments: diagnose's error reduction minus the text probe's "
+            f"{100 * pr['gain_diff']:+.1f} points (95% CI {100 * pr['ci'][0]:+.1f} to {100 * pr['ci'][1]:+.1f}; "
+            f"p = {pr['p']:.2f})"
         )
     print(f"seconds: {result['seconds']}", np.round(result["seconds"] / 60, 1), "min")
 
