@@ -7,12 +7,20 @@ mean probability in each bin with how often the option is a verified label there
 (the probe's class-balanced logistic regressions) and calibrated side by side, with the
 Brier score and the expected calibration error (ECE, bin-weighted |mean p - frequency|).
 
-    PYTHONPATH=src python benchmarks/advice_calibration.py --dataset sim-v2 --split test
+The advisor reads diagnose's texts at use: ``--texts`` takes them for the held-out
+experiments from ``benchmarks/diagnose_payoff.py``'s ``letters.json`` (diagnose's text of
+each test experiment's current reconstruction); without it the dataset's own texts are
+scored.
+
+    PYTHONPATH=src python benchmarks/advice_calibration.py --dataset sim-v2 --split test \
+        --texts runs/diagnose-payoff/letters.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +43,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="sim-v2")
     ap.add_argument("--split", default="test")
     ap.add_argument("--advisor", default="text-probe")
+    ap.add_argument("--texts", type=Path, default=None, help="diagnose's texts of the held-out experiments")
     args = ap.parse_args()
 
     from ptychobench.data import load_dataset
@@ -46,14 +55,21 @@ def main() -> None:
     adv = get_advisor(args.advisor, None, args.dataset)
     ds = load_dataset(args.dataset, check_images=False)
     held = ds.samples("params", args.split)
-    X = _embed_texts([s.text for s in held])
+    texts = [s.text for s in held]
+    kind = "the dataset's texts"
+    if args.texts:
+        own = json.loads(args.texts.read_text())
+        held = [s for s in held if s.id in own]
+        texts = [own[s.id]["text"] for s in held]
+        kind = f"diagnose's texts ({args.texts})"
+    X = _embed_texts(texts)
     Y = label_matrix(held, adv.labels).astype(float)
     if adv.kind == "text-probe":
         raw = adv.probe.predict_proba(X)
     else:
         raw = knn_vote(normalize(X) @ adv.train_X.T, adv.train_Y, 5)
     cal = np.stack([calibrate(adv.calibration, adv.labels, r) for r in raw])
-    print(f"{adv.name}; held-out {args.dataset} {args.split}: {len(held)} texts x {len(adv.labels)} options\n")
+    print(f"{adv.name}; held-out {args.dataset} {args.split}, {kind}: {len(held)} texts x {len(adv.labels)} options\n")
     print("| probability bin | n raw | mean p raw | frequency raw | n calibrated | mean p | frequency |")
     print("|---|---|---|---|---|---|---|")
     tr, br, er = table(raw.ravel(), Y.ravel())

@@ -1,13 +1,16 @@
 """The payoff of ``diagnose``'s advice on a simulated dataset's params test split.
 
-For each test experiment: reconstruct it with its current parameters (seed 0), hand the
-field a user would look at (``sim.pipeline.field``) and the run's facts (parameters,
-loss curve, scan, counts; never the truth or the dataset's labels) to ``diagnose``, take
-its advised options, and score them with the payoff protocol of ``ptychobench payoff``
-(:mod:`ptychobench.loop.payoff`: apply jointly, reconstruct, error against the truth,
-gain as a fraction of the oracle's). The text probe on the dataset's own texts (the
-default run's best params cell) and the reference policies are scored on the same
-reconstructions.
+For each test experiment: reconstruct it with its current parameters (seed 0) and diagnose
+it as a user's run (``diagnose_texts.diagnose_experiment``: the field a user would look
+at, the run's facts, never the truth or the dataset's labels); take the options diagnose's
+advisor chooses on that text (the text probe fitted on diagnose's own texts of the train
+experiments, with the expected-gain rule), and score them with the payoff protocol of
+``ptychobench payoff`` (:mod:`ptychobench.loop.payoff`: apply jointly, reconstruct, error
+against the truth, gain as a fraction of the oracle's). The text probe on the dataset's
+own texts (the default run's params cell) and the reference policies are scored on the
+same experiments. ``letters.json`` keeps diagnose's text of each experiment; a rerun
+recomputes the advice from it (the advisors as they are then) and reuses every
+reconstruction already in the cache.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/diagnose_payoff.py --dataset sim-v2 \
         --out runs/diagnose-payoff --workers 2
@@ -22,37 +25,27 @@ from pathlib import Path
 
 import numpy as np
 
+DIAGNOSE = "diagnose (probe fitted on diagnose's train texts, expected-gain rule)"
+TEXT_PROBE = "text probe on the dataset's text"
 
-def diagnose_letters(sample, exp, advisor: str) -> tuple[list[str], dict]:
-    """diagnose's advice for one experiment, from its current reconstruction only."""
-    from ptychobench.diagnose.advice import CurrentParams
-    from ptychobench.diagnose.api import diagnose_many
-    from ptychobench.loop.cache import acquisition
-    from ptychobench.sim.defects import centre_of_mass_offset, instrument_for
-    from ptychobench.sim.pipeline import field, run_recon
 
-    acq = acquisition(exp)
-    r = run_recon(exp, acq, exp.params, seed_index=0)
-    obj = field(r["result"].obj, exp, r["factor"])
-    inst = instrument_for(exp)
-    com = centre_of_mass_offset(acq.patterns)
-    cur = CurrentParams(
-        exp.params.to_dict(),
-        {
-            "sample_type": exp.sample_type,
-            "instrument": f"{inst.beam}, {inst.energy_kev:g} keV",
-            "scan": f"{'raster grid' if exp.scan == 'raster' else 'Fermat spiral'}, {len(acq.positions)} points",
-            "n_positions": len(acq.positions),
-            "detector_px": inst.detector_px,
-            "loss": [float(v) for v in r["loss"]],
-            "com_offset_px": [float(com[0]), float(com[1])],
-            "mean_counts": float(acq.patterns.sum((1, 2)).mean()),
-        },
-    )
-    step = inst.step_px if exp.scan == "raster" else None
-    d = diagnose_many([obj], params=cur, scan_step=step, advisor=advisor)[0]
-    letters = d.advice.chosen if d.advice else []
-    return letters, {"labels": d.labels, "notes": d.notes, "letters": letters}
+def cell_letters(advisor, text: str) -> list[str]:
+    """The text probe as the runner's params cell answers: every option at or above its
+    threshold, else the one closest to it; "No changes needed" dropped beside a change."""
+    p = advisor.probe.predict_proba(advisor_embed([text]))[0]
+    t = advisor.probe.threshold_vector()
+    chosen = {lab for lab, pj, tj in zip(advisor.labels, p, t) if pj >= tj}
+    if not chosen:
+        chosen = {advisor.labels[int(np.argmax(p - np.where(np.isfinite(t), t, 1.0)))]}
+    if "L" in chosen and len(chosen) > 1:
+        chosen -= {"L"}
+    return sorted(chosen)
+
+
+def advisor_embed(texts: list[str]) -> np.ndarray:
+    from ptychobench.diagnose.advice import _embed_texts
+
+    return _embed_texts(texts)
 
 
 def main() -> None:
@@ -63,15 +56,28 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
 
+    from diagnose_texts import diagnose_experiment, run_facts
     from ptychobench.data import load_dataset
-    from ptychobench.diagnose.advice import get_advisor
-    from ptychobench.loop.cache import ReconCache
-    from ptychobench.loop.payoff import GOLD, NO_CHANGE, dataset_scale, experiment_of, outcome, plan, summarize
+    from ptychobench.diagnose.advice import get_advisor, is_clean, load_probe_advisor
+    from ptychobench.loop.cache import ReconCache, acquisition
+    from ptychobench.loop.payoff import (
+        GOLD,
+        NO_CHANGE,
+        dataset_scale,
+        experiment_of,
+        outcome,
+        paired,
+        plan,
+        summarize,
+    )
 
     ds = load_dataset(args.dataset)
     scale = dataset_scale(ds)
     test = ds.samples("params", "test")[: args.limit]
-    probe = get_advisor("text-probe", None, args.dataset)
+    own = get_advisor("text-probe", None, args.dataset)  # diagnose's default: fitted on diagnose's train texts
+    probe = load_probe_advisor("text-probe", args.dataset, own_texts=False)  # the runner's cell: the dataset's texts
+    if not own.own_texts:
+        raise SystemExit(f"no diagnose texts of {args.dataset} train are shipped: run benchmarks/diagnose_texts.py")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     plans, per_sample = [], {}
@@ -81,22 +87,37 @@ def main() -> None:
         exp = experiment_of(s, scale)
         if exp is None:
             continue
-        if s.id in done:
-            per_sample[s.id] = done[s.id]
-        else:
-            letters, info = diagnose_letters(s, exp, "text-probe")
-            tp = probe.advise(s.text).chosen  # the text probe on the dataset's text, as the runner's cell
-            per_sample[s.id] = {**info, "text_probe": tp, "gold": sorted(s.labels)}
-            args.out.mkdir(parents=True, exist_ok=True)
-            done_path.write_text(json.dumps(per_sample, indent=1))
-        r = per_sample[s.id]
+        if s.id not in done:  # diagnose's text of the current reconstruction (the slow part)
+            d, _, text = diagnose_experiment(exp)
+            done[s.id] = {
+                "labels": d.labels,
+                "notes": d.notes,
+                "warnings": d.warnings,
+                "clean": is_clean(d.labels, d.measurements),
+                "text": text,
+                "gold": sorted(s.labels),
+            }
+            done_path.write_text(json.dumps(done, indent=1))
+        r = dict(done[s.id])
+        # the advice itself is recomputed from the stored text with the advisors as they are now
+        cur = run_facts(exp, acquisition(exp))
+        withheld = bool(r["warnings"])  # diagnose gives no advice on what it takes for no reconstruction
+        advice = None if withheld else own.advise(r["text"], cur, r["clean"])
+        r["letters"] = advice.chosen if advice else []
+        r["advice_notes"] = advice.notes if advice else []
+        r["text_probe"] = cell_letters(probe, s.text)  # on the dataset's text, as the runner's cell
+        per_sample[s.id] = r
         plans += [
-            plan("diagnose (text-probe)", s, exp, r["letters"]),
-            plan("text-probe on the dataset's text", s, exp, r["text_probe"]),
+            plan(DIAGNOSE, s, exp, r["letters"]),
+            plan(TEXT_PROBE, s, exp, r["text_probe"]),
             plan(NO_CHANGE, s, exp, []),
             plan(GOLD, s, exp, sorted(s.labels)),
         ]
-        print(f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} text-probe {r['text_probe']} gold {r['gold']}")
+        print(
+            f"{i + 1}/{len(test)} {s.id}: diagnose {r['letters']} text-probe {r['text_probe']} "
+            f"gold {r['gold']} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     cache = ReconCache(args.out / "payoff-cache")
     cache.ensure((j for p in plans for j in p.jobs(1)), workers=args.workers)
     rows = [outcome(p, cache, 1) for p in plans]
@@ -108,6 +129,8 @@ def main() -> None:
         "n": len(per_sample),
         "seconds": round(time.time() - t0, 1),
         "summaries": [summarize(c, v) for c, v in by.items()],
+        # diagnose against the text probe, experiment by experiment (bootstrap of the gain difference)
+        "paired": paired(DIAGNOSE, TEXT_PROBE, {c: {r["sample_id"]: r for r in v} for c, v in by.items()}),
         "samples": per_sample,
         "rows": rows,
     }
@@ -120,6 +143,13 @@ def main() -> None:
         print(
             f"| {s['config']} | {s['n']} | {100 * s['mean_change']:+.1f}% | {100 * s['improved']:.0f}% | "
             f"{100 * s['harmed']:.0f}% | {pay} |"
+        )
+    pr = result["paired"]
+    if pr:
+        print(
+            f"paired, {pr['n']} experiments: diagnose's error reduction minus the text probe's "
+            f"{100 * pr['gain_diff']:+.1f} points (95% CI {100 * pr['ci'][0]:+.1f} to {100 * pr['ci'][1]:+.1f}; "
+            f"p = {pr['p']:.2f})"
         )
     print(f"seconds: {result['seconds']}", np.round(result["seconds"] / 60, 1), "min")
 

@@ -1,12 +1,13 @@
 """The figures of docs/diagnose.md's P25 section, from a ``reconstruct --apply`` folder.
 
-    PYTHONPATH=src python benchmarks/p25_figures.py runs/p25 docs/images
+    PYTHONPATH=src python benchmarks/p25_figures.py runs/p25 docs/images ["V (declined by diagnose)"]
 
 ``runs/p25/current`` and ``runs/p25/advised`` are ``ptychobench reconstruct`` folders
 (object.h5, half1.h5, half2.h5); writes ``p25-field.png`` (the whole object as pty-chi
 keeps it, the field diagnose finds and renders, the amplitude), ``p25-frc.png`` (the
 half-data FRC with the first-crossing and the near-field rule) and ``p25-advice.png``
-(current against advised: phase and data-fit loss).
+(current against advised: phase and data-fit loss; the optional third argument names the
+advised run in the figure).
 """
 
 from __future__ import annotations
@@ -71,19 +72,20 @@ def frc_figure(run: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def advice_figure(root: Path, out: Path) -> None:
+def advice_figure(root: Path, out: Path, advised: str = "advised parameters") -> None:
     fig, ax = plt.subplots(1, 3, figsize=(10.5, 3.6))
     for i, name in enumerate(("current", "advised")):
         r = read(root / name / "object.h5")
+        title = "current parameters" if name == "current" else advised
         ax[i].imshow(render_phase(r.data), cmap="gray")
-        ax[i].set_title(f"{name} parameters", fontsize=9)
+        ax[i].set_title(title, fontsize=9)
         ax[i].set_xticks([])
         ax[i].set_yticks([])
         style = {"current": {"lw": 4, "alpha": 0.5}, "advised": {"lw": 1.5}}[name]
-        ax[2].semilogy(_load(root / name / "object.h5")[1], label=f"{name} parameters", **style)
+        ax[2].semilogy(_load(root / name / "object.h5")[1], label=title, **style)
     ax[2].set_xlabel("epoch")
     ax[2].set_title("data-fit loss (LSQML)", fontsize=9)
-    ax[2].legend(fontsize=8)
+    ax[2].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "p25-advice.png", dpi=80)
     plt.close(fig)
@@ -95,7 +97,7 @@ def main() -> None:
     field_figure(root / "current", out)
     frc_figure(root / "current", out)
     if (root / "advised" / "object.h5").is_file():
-        advice_figure(root, out)
+        advice_figure(root, out, *sys.argv[3:4])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ and the geometry the file does not hold (the focus-to-sample distance of the div
 beam, 3.65 mm, from the dataset's description) as attributes of ``entry_1``.
 
     python benchmarks/repack_p25.py PETRAIII_P25_Near_Field_Ptycho.cxi \
-        src/ptychobench/realdata/p25_near_field.cxi
+        src/ptychobench/beamline_data/p25_near_field.cxi
 """
 
 from __future__ import annotations

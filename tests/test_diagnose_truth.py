@@ -176,6 +176,27 @@ def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, home: Path) ->
     assert "withheld" in r.output
 
 
+def test_card_shows_the_warnings_and_notes(files, tiny_dataset: Path, home: Path, tmp_path: Path) -> None:
+    """The HTML card says what the terminal says: every warning and every note."""
+    from html import escape
+
+    from ptychobench.diagnose.api import diagnose_many
+    from ptychobench.diagnose.card import card_html
+
+    photo, ramp = diagnose_many(
+        [str(files["photo.jpg"]), str(files["ramp_vortices.npy"])], dataset=str(tiny_dataset), advisor="text-probe"
+    )
+    assert photo.warnings and ramp.notes  # what the card must show
+    for d in (photo, ramp):
+        html = card_html(d)
+        for line in d.warnings:
+            assert f"warning: {escape(line)}" in html
+        for line in d.notes:
+            assert f"note: {escape(line)}" in html
+    assert ramp.advice is not None and ramp.advice.generic
+    assert "Generic parameter advice" in card_html(ramp)
+
+
 def test_advice_rules(tmp_path: Path, tiny_dataset: Path, home: Path) -> None:
     from ptychobench.diagnose.advice import CurrentParams, _recon_fields, advise, no_change_rule
     from ptychobench.diagnose.io import to_recon
@@ -217,3 +238,57 @@ def test_sim_v2_detector_on_truth_known_cases(files, home: Path, tmp_path: Path)
     assert ds["clean.npy"].labels == ["No obvious artifacts"], ds["clean.npy"].probabilities
     assert "Phase ramp" in ds["ramp.npy"].detector_labels, ds["ramp.npy"].probabilities
     assert ds["photo_grey.png"].warnings and not ds["photo_grey.png"].labels
+
+
+def test_advisor_is_fitted_on_diagnose_texts_of_train_only(
+    tiny_dataset: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where diagnose's own texts of the train experiments are shipped, the advisor is fitted
+    on them (the kind of text it reads at use), with the dataset's labels; a row naming an
+    experiment outside the train split is refused."""
+    import json
+
+    from ptychobench.diagnose import advice
+    from ptychobench.diagnose.io import DiagnoseError
+
+    texts = tmp_path / "advisor_texts"
+    texts.mkdir()
+    monkeypatch.setattr(advice, "OWN_TEXTS_DIR", texts)
+    base = advice.load_probe_advisor("text-probe", str(tiny_dataset))
+    assert not base.own_texts and "diagnose's texts" not in base.name
+    ids = [m["sample_id"] for m in base.train_meta]
+    rows = [
+        {"id": sid, "text": f"Reconstruction log, sample array0\nVisible artifacts: Phase ramp {i}."}
+        for i, sid in enumerate(ids)
+    ]
+    (texts / "tiny-train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    own = advice.load_probe_advisor("text-probe", str(tiny_dataset))
+    assert own.own_texts and "diagnose's texts of tiny train" in own.name
+    assert [m["sample_id"] for m in own.train_meta] == ids and (own.train_Y == base.train_Y).all()
+    assert not np.allclose(own.train_X, base.train_X)  # fitted on the other texts
+    (texts / "tiny-train.jsonl").write_text(json.dumps({"id": "ptest000", "text": "a test experiment"}))
+    with pytest.raises(DiagnoseError, match="not an experiment of the params train split"):
+        advice.load_probe_advisor("text-probe", str(tiny_dataset))
+
+
+def test_expected_gain_rule(tiny_dataset: Path, home: Path) -> None:
+    """An option the probe finds likely is not advised when, at its probability, the train
+    experiments measured a larger error on average; with nothing left the advice is "No
+    changes needed", and each shown option states its expected error change."""
+    import dataclasses
+
+    from ptychobench.diagnose.advice import CurrentParams, _recon_fields, expected_gains, load_probe_advisor
+
+    assert expected_gains({"K": (0.2, -0.1)}, ["K", "Q"], np.array([0.5, 0.9]))[0] == pytest.approx(0.05)
+    assert np.isnan(expected_gains({"K": (0.2, -0.1)}, ["K", "Q"], np.array([0.5, 0.9]))[1])
+    adv = load_probe_advisor("text-probe", str(tiny_dataset))
+    cur = CurrentParams(_recon_fields(), {"n_positions": 200})
+    text = "Sample train000: a zone plate, data error stalls at 0.0."
+    helpful = dataclasses.replace(adv, gains={lab: (0.3, 0.1) for lab in adv.labels})
+    harmful = dataclasses.replace(adv, gains={lab: (-0.5, -0.5) for lab in adv.labels})
+    good = helpful.advise(text, cur)
+    assert good.chosen and good.chosen != ["L"]
+    assert any("expected error change" in e for o in good.options for e in o.evidence)
+    bad = harmful.advise(text, cur)
+    assert bad.chosen == ["L"]
+    assert any("not advised" in n for n in bad.notes) and any("no changes advised" in n for n in bad.notes)

@@ -141,3 +141,14 @@ def test_the_layer_check_sees_an_arrow_back_up(tmp_path):
         assert "run.runner" in _imports(bad) and _layer("run.runner") > _layer("data._layout_probe")
     finally:
         bad.unlink()
+
+
+def test_no_folder_shares_a_modules_name():
+    """A data folder named like the module beside it (``realdata/`` beside ``realdata.py``)
+    makes two things answer to one name: the import finds the module, a reader the folder."""
+    clashes = [
+        str(d.relative_to(PKG))
+        for d in PKG.rglob("*")
+        if d.is_dir() and d.name != "__pycache__" and d.with_suffix(".py").is_file()
+    ]
+    assert not clashes, f"folders named like a module beside them: {clashes}"

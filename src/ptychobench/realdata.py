@@ -10,8 +10,8 @@ rules), and the two runs are compared by what a scientist can check without a tr
   positions), and the Fourier ring correlation of the two halves gives a resolution
   (:func:`ptychobench.diagnose.measure.frc`, near-field data past their low-frequency gap).
 
-The shipped example is the PETRA III P25 near-field scan (``realdata/p25_near_field.cxi``,
-CC BY 4.0, ``realdata/LICENSE-DATA.md``).
+The shipped example is the PETRA III P25 near-field scan (``beamline_data/p25_near_field.cxi``,
+CC BY 4.0, ``beamline_data/LICENSE-DATA.md``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .files import write_atomic
 from .sim.cxi import Measured, read_cxi, reconstruct_measured
 from .sim.recon import ReconParams, ReconResult
 
-SHIPPED = {"p25": Path(__file__).parent / "realdata" / "p25_near_field.cxi"}
+SHIPPED = {"p25": Path(__file__).parent / "beamline_data" / "p25_near_field.cxi"}
 #: the P25 scan's reconstruction in docs/diagnose.md: LSQML with 2 probe modes
 P25_PARAMS = ReconParams(n_epochs=200, batch_size=40, n_probe_modes=2)
 

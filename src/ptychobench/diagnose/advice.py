@@ -6,7 +6,10 @@ diagnostics), from the user's parameters (a YAML/JSON file of ``ReconParams`` fi
 pty-chi options dump, ``options.get_dict()``), the detector's labels and the truth-free
 measurements. The chosen advisor answers it: ``text-probe`` (default; fitted once on the
 default dataset's params TRAIN split and cached beside the detectors), ``knn-vote``, or any
-model the runner knows. Each option comes with its evidence: the advisor's probability
+model the runner knows. The probes are fitted on diagnose's own texts of the train
+experiments where they are shipped (``advisor_texts/<dataset>-train.jsonl``: each train
+experiment reconstructed and diagnosed as a user's run would be), so the advisor reads at
+use the kind of text it was fitted on. Each option comes with its evidence: the advisor's probability
 against its tuned threshold, and the most similar training experiments where the option
 was verified to help, with the error reduction measured there.
 """
@@ -48,6 +51,8 @@ NO_CHANGE = "L"
 #: far-field data preparation: recentring, binning and re-orienting diffraction patterns
 #: mean nothing for near-field holograms (no beam centre, every pixel is image)
 FAR_FIELD_ONLY = ("M", "O", "Q")
+#: diagnose's own texts of a dataset's params TRAIN experiments (benchmarks/diagnose_texts.py)
+OWN_TEXTS_DIR = Path(__file__).parent / "advisor_texts"
 GENERIC_NOTE = (
     "generic advice: no --params given, so your run is assumed to use this project's default "
     "parameters; give --params (your parameters) for advice on your run"
@@ -250,10 +255,15 @@ class ProbeAdvisor:
     train_meta: list[dict]
     labels: list[str]
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
+    own_texts: bool = False  # fitted on diagnose's texts of the train experiments, not the dataset's
+    #: per option, the mean measured error reduction on the train experiments where it was
+    #: verified and where it was not (``option_gains``; the expected-gain rule)
+    gains: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return f"{self.kind} (MiniLM, fitted on {self.dataset} train)"
+        on = f"diagnose's texts of {self.dataset} train" if self.own_texts else f"{self.dataset} train"
+        return f"{self.kind} (MiniLM, fitted on {on})"
 
     def advise(self, text: str, cur: CurrentParams | None = None, clean: bool = False) -> Advice:
         """The options for ``text``; ``cur`` rules out options that cannot apply to the
@@ -275,10 +285,19 @@ class ProbeAdvisor:
         shown_t = calibrate(self.calibration, self.labels, thr)
         blocked = {lab: why for lab in self.labels if (why := blocked_by(lab, cur))}
         ok = [lab not in blocked for lab in self.labels]
-        chosen = {lab for lab, p, t, o in zip(self.labels, proba, thr, ok) if o and p >= t}
-        if not chosen:  # the params task has no "none" label: the most likely option
-            margin = np.where(ok, proba - np.where(np.isfinite(thr), thr, 1.0), -np.inf)
-            chosen = {self.labels[int(np.argmax(margin))]}
+        likely = {lab for lab, p, t, o in zip(self.labels, proba, thr, ok) if o and p >= t}
+        eg = expected_gains(self.gains, self.labels, shown_p)
+        harmful = {lab for lab, g in zip(self.labels, eg) if lab in likely and lab != NO_CHANGE and g <= 0}
+        chosen = likely - harmful
+        notes = []
+        if harmful:
+            notes.append(
+                f"{', '.join(sorted(harmful))} passed the threshold but, at this probability, the train experiments "
+                "measured a larger error on average: not advised"
+            )
+        if not chosen:  # nothing both likely and expected to help
+            chosen = {NO_CHANGE}
+            notes.append("no option is both likely and expected to lower the error: no changes advised")
         chosen, rule = no_change_rule(chosen, clean)
         order = sorted(range(len(self.labels)), key=lambda j: (self.labels[j] != NO_CHANGE or not clean, -proba[j]))
         shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
@@ -289,6 +308,9 @@ class ProbeAdvisor:
             letter = self.labels[j]
             t = "never" if not np.isfinite(shown_t[j]) else f"{shown_t[j]:.2f}"
             ev = [f"{self.kind} probability {shown_p[j]:.2f} (threshold {t}; calibrated on held-out folds of train)"]
+            if np.isfinite(eg[j]) and letter != NO_CHANGE:
+                change = round(-100 * float(eg[j])) + 0  # + 0: no "-0"
+                ev.append(f"expected error change at this probability: {change:+d}% (train experiments)")
             if letter in blocked:
                 ev.insert(0, blocked[letter])
             support = [i for i in nearest if self.train_Y[i, j]]
@@ -311,7 +333,7 @@ class ProbeAdvisor:
                     ev,
                 )
             )
-        return Advice(self.name, text, options, [rule] if rule else [])
+        return Advice(self.name, text, options, notes + ([rule] if rule else []))
 
 
 def _embed_texts(texts: list[str]) -> np.ndarray:
@@ -323,23 +345,58 @@ def _embed_texts(texts: list[str]) -> np.ndarray:
     return emb.embed([Sample(f"t{i}", "test", "params", "unknown", t, None, frozenset()) for i, t in enumerate(texts)])
 
 
-def _advisor_cache(kind: str, dataset: str | None) -> Path:
+def own_texts_path(dataset_name: str) -> Path:
+    """Where diagnose's own texts of ``dataset_name``'s params train experiments are shipped."""
+    return OWN_TEXTS_DIR / f"{dataset_name}-train.jsonl"
+
+
+def read_own_texts(path: Path, train: list) -> list:
+    """The train samples with diagnose's text of each in place of the dataset's (labels and
+    metadata unchanged). Every row must name a train experiment: nothing else is fitted on."""
+    import dataclasses
+    import json
+
+    by_id = {s.id: s for s in train}
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            sid, text = row["id"], row["text"]
+        except (ValueError, KeyError, TypeError):
+            raise DiagnoseError(f"{path}: line {i}: expected a JSON object with 'id' and 'text'") from None
+        if sid not in by_id:
+            raise DiagnoseError(f"{path}: line {i}: {sid!r} is not an experiment of the params train split")
+        out.append(dataclasses.replace(by_id[sid], text=str(text)))
+    return out
+
+
+def _advisor_cache(kind: str, dataset: str | None, own_texts: bool) -> Path:
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
     from .detector import CACHE_VERSION, _source_hash, detectors_dir
 
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
-    key = "|".join([kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION)])
+    texts = own_texts_path(ds.name)
+    texts_hash = hashlib.sha256(texts.read_bytes()).hexdigest() if own_texts and texts.is_file() else "dataset"
+    own_source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # this module's rules and fields
+    key = "|".join(
+        [kind, ds.manifest.get("content_hash", ""), str(ds.root), _source_hash(), str(CACHE_VERSION), texts_hash]
+        + [own_source]
+    )
     return detectors_dir() / f"{kind}-{ds.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
 
 
-def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) -> ProbeAdvisor:
+def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None, own_texts: bool = True) -> ProbeAdvisor:
+    """The probe advisor, fitted on the params train split: on diagnose's own texts of those
+    experiments where they are shipped (``own_texts``), else on the dataset's texts."""
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
     from ..strategies.embeddings import normalize
     from ..strategies.probes import LinearProbe, label_matrix
 
-    path = _advisor_cache(kind, dataset)
+    path = _advisor_cache(kind, dataset, own_texts)
     if path.is_file():
         try:
             with path.open("rb") as f:
@@ -350,6 +407,10 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
             pass
     ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
     train = ds.samples("params", "train")
+    texts = own_texts_path(ds.name)
+    own = own_texts and texts.is_file()
+    if own:
+        train = read_own_texts(texts, train)
     labels = list(get_task("params").labels)
     X = _embed_texts([s.text for s in train])
     Y = label_matrix(train, labels)
@@ -363,7 +424,8 @@ def load_probe_advisor(kind: str = DEFAULT_ADVISOR, dataset: str | None = None) 
         votes = knn_vote(sims, Y, N_NEIGHBOURS)
         oof = {lab: votes[:, j] for j, lab in enumerate(labels)}
     calib = fit_calibration(oof, Y, labels)
-    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, [s.metadata for s in train], labels, calib)
+    meta = [s.metadata for s in train]
+    adv = ProbeAdvisor(kind, ds.name, probe, Xn, Y, meta, labels, calib, own, option_gains(meta, Y, labels))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, pickle.dumps(adv))
     return adv
@@ -444,16 +506,20 @@ def advise(
     if near_field:
         cur.extras["near_field"] = True
     text = advice_text(name, labels, measurements, cur)
-    clean = not (set(labels) - {NO_ARTIFACTS}) and not any(
-        present for present, _, _ in measured_verdicts(measurements).values()
-    )
-    adv = get_advisor(advisor, adapter, dataset).advise(text, cur, clean)
+    adv = get_advisor(advisor, adapter, dataset).advise(text, cur, is_clean(labels, measurements))
     adv.generic = generic
     adv.notes = cur.notes + adv.notes
     return adv
 
 
 # --------------------------------------------------------------------------- rules
+
+
+def is_clean(labels: list[str], measurements: dict[str, Measurement]) -> bool:
+    """No visible artifact after the measurements, and no decisive measurement."""
+    return not (set(labels) - {NO_ARTIFACTS}) and not any(
+        present for present, _, _ in measured_verdicts(measurements).values()
+    )
 
 
 def blocked_by(letter: str, cur: CurrentParams | None) -> str | None:
@@ -512,6 +578,39 @@ def fit_calibration(oof: dict[str, np.ndarray], Y: np.ndarray, labels: list[str]
         a, b = float(m.coef_[0, 0]), float(m.intercept_[0])
         if a > 0:  # a monotone map; otherwise the raw probability is shown
             out[lab] = (a, b)
+    return out
+
+
+def option_gains(meta: list[dict], Y: np.ndarray, labels: list[str]) -> dict[str, tuple[float, float]]:
+    """Per option, the mean relative error reduction measured on the train experiments
+    (``metadata["option_gains"]``, the option applied alone) where it was verified and
+    where it was not; options never measured are left out."""
+    out: dict[str, tuple[float, float]] = {}
+    for j, lab in enumerate(labels):
+        g = np.array([_gain(m, lab) for m in meta], float)
+        have = np.isfinite(g)
+        yes, no = g[have & (Y[:, j] == 1)], g[have & (Y[:, j] == 0)]
+        if len(yes) or len(no):
+            out[lab] = (float(yes.mean()) if len(yes) else 0.0, float(no.mean()) if len(no) else 0.0)
+    return out
+
+
+def _gain(m: dict, letter: str) -> float:
+    v = (m.get("option_gains") or {}).get(letter)
+    return float(v) if isinstance(v, (int, float)) else np.nan
+
+
+def expected_gains(gains: dict[str, tuple[float, float]], labels: list[str], p: np.ndarray) -> np.ndarray:
+    """Each option's expected relative error reduction at calibrated probability ``p``:
+    p x (its mean gain where verified) + (1 - p) x (its mean gain where not); NaN where the
+    train split never measured it. An option the probe finds likely enough but whose
+    wrong use costs more than its right use gains (a wrong orientation, Q, tripled the
+    error in training) is then not advised."""
+    out = np.full(len(labels), np.nan)
+    for j, lab in enumerate(labels):
+        if lab in gains:
+            yes, no = gains[lab]
+            out[j] = p[j] * yes + (1 - p[j]) * no
     return out
 
 

@@ -1,7 +1,8 @@
 """A self-contained HTML card per diagnosed image: the image the detector saw, its labels
-with probabilities, the measurements with units and meanings, and the advice with its
-evidence. One file, the image inline, no scripts or external resources, so it can be
-mailed or attached to a logbook as it is."""
+with probabilities, the warnings and notes the terminal prints (why this may not be a
+reconstruction; where a measurement overruled the detector), the measurements with units
+and meanings, and the advice with its evidence. One file, the image inline, no scripts or
+external resources, so it can be mailed or attached to a logbook as it is."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}
 h1{font-size:1.3em;word-break:break-all} h2{font-size:1.05em;margin-top:1.4em}
 table{border-collapse:collapse}
 td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-.on{font-weight:bold;color:#a40000} .muted{color:#777} img{image-rendering:pixelated;border:1px solid #999}
+.on{font-weight:bold;color:#a40000} .muted{color:#777} .warn{color:#8a5a00;font-weight:bold}
+img{image-rendering:pixelated;border:1px solid #999}
 pre{background:#f5f5f5;padding:.8em;white-space:pre-wrap;font-size:.85em}
 """
 
@@ -44,10 +46,14 @@ def card_html(d: Diagnosis) -> str:
     ]
     if d.image is not None:
         parts.append(f"<img src='{_png_data_url(d.image)}' width='384' alt='rendered phase'>")
+    for w in d.warnings:
+        parts.append(f"<p class='warn'>warning: {escape(w)}</p>")
     parts.append(
-        f"<h2>Artifacts</h2><p>{escape(', '.join(d.labels))} "
+        f"<h2>Artifacts</h2><p>{escape(', '.join(d.labels) or 'none given')} "
         f"<span class='muted'>(detector: {escape(d.detector)})</span></p>"
     )
+    for n in d.notes:
+        parts.append(f"<p>note: {escape(n)}</p>")
     if d.probabilities:
         parts.append("<table><tr><th>label</th><th>probability</th><th>threshold</th></tr>")
         for lab, p in sorted(d.probabilities.items(), key=lambda kv: -kv[1]):
@@ -77,8 +83,9 @@ def card_html(d: Diagnosis) -> str:
         )
     if d.advice is not None:
         a = d.advice
+        title = "Generic parameter advice" if a.generic else "Parameter advice"
         parts.append(
-            f"<h2>Parameter advice</h2><p class='muted'>advisor: {escape(a.advisor)}</p><table>"
+            f"<h2>{title}</h2><p class='muted'>advisor: {escape(a.advisor)}</p><table>"
             "<tr><th>option</th><th>recommended</th><th>evidence</th></tr>"
         )
         for o in a.options:
