@@ -7,6 +7,8 @@ left padding: conversations are sorted by length and cut into batches of ``batch
 so little padding is computed; replies come back in the caller's order. The prompts'
 shared start (the task's system turn) is computed once and its KV cache reused, and the
 cache grows in place (``kvcache.GrowingCache``) rather than being copied at every token.
+Float32 weights on the CPU get a pre-packed copy for the few-row products of decoding
+(``packed``).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class HFBackend:
         batch_size: int = 8,
         extra_fingerprint: dict[str, Any] | None = None,
         prefix_cache: bool = True,
+        packed_weights: bool = True,
     ):
         self.model = model
         self.processor = processor
@@ -177,6 +180,12 @@ class HFBackend:
         #: its KV cache for every prompt of every batch (see _prefix_inputs).
         self.prefix_cache = prefix_cache and not vision
         self._prefix: tuple[tuple[int, ...], Any] | None = None
+        #: float32 linear layers on the CPU with a packed weight for decoding (``packed``)
+        self.packed_layers = 0
+        if packed_weights:
+            from .packed import pack_linears
+
+            self.packed_layers = pack_linears(model, rows=self.batch_size)
 
     @classmethod
     def load(
@@ -188,6 +197,7 @@ class HFBackend:
         revision: str | None = None,
         name: str | None = None,
         prefix_cache: bool = True,
+        packed_weights: bool = True,
         **options: Any,
     ) -> HFBackend:
         model, processor, vision = load_hf_model(model_id, adapter=adapter, revision=revision, **options)
@@ -204,6 +214,7 @@ class HFBackend:
             adapter=adapter,
             batch_size=batch_size,
             prefix_cache=prefix_cache,
+            packed_weights=packed_weights,
         )
 
     # ------------------------------------------------------------------ identity
