@@ -1,6 +1,6 @@
 """Pre-packed linear weights for decoding on the CPU (models/packed.py): the packed product
-equals ``F.linear`` up to float32 rounding, prefill-sized inputs, gradients and a weight
-changed in place all go back to ``F.linear`` itself, and the float32 backend packs."""
+equals ``F.linear`` up to float32 rounding; prefill-sized and one-row inputs, gradients and
+a weight changed in place all go back to ``F.linear`` itself; only float32 layers pack."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ptychobench.models.packed import MAX_PACKED_ROWS, pack_linears, packing_available
+from ptychobench.models.packed import MAX_PACKED_ROWS, MIN_PACKED_ROWS, pack_linears, packing_available
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="torch built without oneDNN")
 F = torch.nn.functional
@@ -33,9 +33,10 @@ def test_packed_decode_product_matches_linear_and_is_the_packed_kernel():
 def test_prefill_gradients_and_changed_weights_use_the_weight_itself():
     model = layers()
     pack_linears(model)
-    big = torch.randn(MAX_PACKED_ROWS + 1, 64)
+    big, one = torch.randn(MAX_PACKED_ROWS + 1, 64), torch.randn(MIN_PACKED_ROWS - 1, 1, 64)
     with torch.inference_mode():
         assert torch.equal(model[0](big), F.linear(big, model[0].weight, model[0].bias))
+        assert torch.equal(model[0](one), F.linear(one, model[0].weight, model[0].bias))
     x = torch.randn(4, 64)
     out = model[0](x)  # gradients on: the plain product, differentiable
     assert out.requires_grad and torch.equal(out, F.linear(x, model[0].weight, model[0].bias))

@@ -3,15 +3,17 @@
 A decode step multiplies a handful of rows (one new token per prompt of the batch) by every
 weight matrix of the model, so it is bound by reading the weights, not by arithmetic. A
 plain ``F.linear`` hands MKL a row-major weight that sgemm repacks into its own blocked
-layout on every call: for so few rows that repacking costs as much as the multiply.
+layout on every call, a large share of the work for so few rows.
 oneDNN's ``_reorder_linear_weight`` packs each weight once into the layout its kernel
 reads directly; measured on one thread (AVX512) with weights streamed from memory, a
-decode-sized product (8 rows) is 1.5-2.5x faster (smollm2's output layer, 49152 x 576:
-42 ms -> 18 ms; docs/backends.md). Products over many rows (prefill) stay on ``F.linear``:
-there the packing is amortised and the packed kernel is no faster.
+decode-sized product (8 rows) is 1.4-2.6x faster (smollm2's output layer, 49152 x 576:
+29.9 ms -> 11.4 ms; benchmarks/bench_decode_products.py) and a whole decode step of
+smollm2-135m 1.23-1.29x (benchmarks/bench_decode_step.py). Products over many rows
+(prefill) stay on ``F.linear``: there the packing is amortised and the packed kernel is no
+faster; so do products of fewer than 4 rows, where it was slower.
 
 The packed kernel sums in another order, so a decode step's outputs differ from
-``F.linear``'s in the last bits (about 1e-5 relative), as a different batch or padding
+``F.linear``'s in the last bits (smollm2's logits by up to 6e-5), as a different batch or padding
 already makes them differ; greedy replies are checked against plain ``generate`` in
 tests/test_kvcache.py. The packed copy costs as much memory as the weights; it is only
 made for float32 weights on the CPU, used only without gradients, and dropped in favour of
@@ -25,6 +27,9 @@ from typing import Any
 
 #: Inputs with more rows than this (prefill) use the plain ``F.linear``.
 MAX_PACKED_ROWS = 256
+#: ... and so do inputs with fewer: a one-row decode step was slower packed (0.079 vs
+#: 0.063 CPU s, benchmarks/bench_decode_step.py), four rows faster (0.102-0.107 vs 0.116-0.118).
+MIN_PACKED_ROWS = 4
 
 
 def packing_available() -> bool:
@@ -41,7 +46,7 @@ def _packed_forward(self: Any, x: Any) -> Any:
         packed is None
         or torch.is_grad_enabled()
         or x.dtype != torch.float32
-        or x.numel() > MAX_PACKED_ROWS * x.shape[-1]
+        or not MIN_PACKED_ROWS * x.shape[-1] <= x.numel() <= MAX_PACKED_ROWS * x.shape[-1]
     ):
         return torch.nn.functional.linear(x, self.weight, self.bias)
     if self.weight._version != self._ptychobench_version:  # changed in place since packing
