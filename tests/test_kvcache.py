@@ -99,3 +99,26 @@ def test_fast_path_replies_equal_plain_generate(smol32):
         want = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         want = want[: want.find("</answer>") + len("</answer>")] if "</answer>" in want else want
         assert got.ok and got.text == want.strip()
+
+
+def test_a_batch_sharing_less_of_the_start_crops_the_cached_start(smol32):
+    """The first batch's rows may share more than the system turn (the same opening words);
+    a later batch sharing less reuses the cached start cut to what it shares, whose keys
+    and values are those a fresh pass over the shorter start gives."""
+    base = smol32.prompt_text(PARAMS.render(param_samples(1)[0]))
+    head = base[: base.index("NCM")]
+    first = [head + "NCM battery particle one", head + "NCM battery particle two"]
+    second = [head + "Zone plate three", head + "NCM battery particle four"]
+    smol32._prefix = None
+    smol32._prefix_inputs(first)
+    assert smol32._prefix is not None
+    long_key, cache = smol32._prefix
+    smol32._prefix_inputs(second)
+    key, cropped = smol32._prefix
+    assert cropped is cache and len(key) < len(long_key) and key == long_key[: len(key)]
+    smol32._prefix = None
+    smol32._prefix_inputs(second)
+    fresh = smol32._prefix[1]
+    assert smol32._prefix[0] == key
+    for a, b in zip(cropped.layers, fresh.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)

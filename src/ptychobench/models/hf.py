@@ -341,8 +341,15 @@ class HFBackend:
             n += 1
         if self._prefix is not None:  # reuse the cached start where every row has it
             key = self._prefix[0]
-            if len(key) < shortest and all(tuple(x[: len(key)]) == key for x in ids) and len(key) >= 0.9 * n:
-                n = len(key)
+            # the part of the cached start these rows share (a batch may share less than the
+            # one that filled the cache): its keys and values are the cached ones, cut short
+            same = next((i for i, (a, b) in enumerate(zip(key, ids[0])) if a != b), min(len(key), len(ids[0])))
+            shared = min(n, same)
+            if shared >= 0.9 * n and shared >= 32:
+                if shared < len(key):
+                    self._prefix[1].crop(shared - len(key))  # negative: tokens to drop
+                    self._prefix = (key[:shared], self._prefix[1])
+                n = shared
             else:
                 self._prefix = None
         if n < 32:
