@@ -77,8 +77,8 @@ def smol32():
 
 def test_fast_path_replies_equal_plain_generate(smol32):
     """Greedy float32: the backend (length-sorted batches with padding, the shared start's
-    cache, the growing cache, stop at </answer>) answers as ``model.generate`` does on each
-    prompt alone with transformers' own cache. Prompts of different lengths, with and
+    cache, the growing cache, packed weights, stop at </answer>) answers as ``model.generate``
+    does on each prompt alone with transformers' own cache and the plain weights. Prompts of different lengths, with and
     without a demonstration."""
     samples = param_samples(5)
     convs = [PARAMS.render(s) for s in samples[:3]] + [PARAMS.render(samples[3], [samples[0]])]
@@ -86,7 +86,11 @@ def test_fast_path_replies_equal_plain_generate(smol32):
     smol32._prefix = None
     fast = smol32.generate(convs, config)
     assert smol32._growing_cache and smol32._prefix is not None  # the fast path ran
-    tok, model = smol32.tokenizer, smol32.model
+    assert smol32.packed_layers > 0  # decode products on the packed weights
+    # the reference: transformers' generate on the plain weights, one prompt at a time
+    ref = load_backend("smollm2-135m", batch_size=4, dtype="float32", packed_weights=False)
+    assert ref.packed_layers == 0
+    tok, model = ref.tokenizer, ref.model
     gc = smol32._hf_generation_config(config)
     for conv, got in zip(convs, fast):
         ids = tok(smol32.prompt_text(conv), return_tensors="pt", add_special_tokens=False)
@@ -95,3 +99,26 @@ def test_fast_path_replies_equal_plain_generate(smol32):
         want = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         want = want[: want.find("</answer>") + len("</answer>")] if "</answer>" in want else want
         assert got.ok and got.text == want.strip()
+
+
+def test_a_batch_sharing_less_of_the_start_crops_the_cached_start(smol32):
+    """The first batch's rows may share more than the system turn (the same opening words);
+    a later batch sharing less reuses the cached start cut to what it shares, whose keys
+    and values are those a fresh pass over the shorter start gives."""
+    base = smol32.prompt_text(PARAMS.render(param_samples(1)[0]))
+    head = base[: base.index("NCM")]
+    first = [head + "NCM battery particle one", head + "NCM battery particle two"]
+    second = [head + "Zone plate three", head + "NCM battery particle four"]
+    smol32._prefix = None
+    smol32._prefix_inputs(first)
+    assert smol32._prefix is not None
+    long_key, cache = smol32._prefix
+    smol32._prefix_inputs(second)
+    key, cropped = smol32._prefix
+    assert cropped is cache and len(key) < len(long_key) and key == long_key[: len(key)]
+    smol32._prefix = None
+    smol32._prefix_inputs(second)
+    fresh = smol32._prefix[1]
+    assert smol32._prefix[0] == key
+    for a, b in zip(cropped.layers, fresh.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)

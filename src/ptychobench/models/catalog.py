@@ -138,6 +138,7 @@ BACKEND_OPTIONS: dict[str, frozenset[str]] = {
             "revision",
             "trust_remote_code",
             "prefix_cache",
+            "packed_weights",
             "device_map",
             "attn_implementation",
             "quantization_config",

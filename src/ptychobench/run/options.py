@@ -114,6 +114,7 @@ BACKEND: dict[str, Check] = {
     "kind": _text,
     "trust_remote_code": _bool,
     "prefix_cache": _bool,
+    "packed_weights": _bool,
     "low_cpu_mem_usage": _bool,
     "attn_implementation": _text,
 }

@@ -49,6 +49,7 @@ OPERATIONAL_OPTIONS = frozenset(
         "low_cpu_mem_usage",
         "max_memory",
         "prefix_cache",
+        "packed_weights",
     }
 )
 #: backend options that are secrets: never hashed, never written
