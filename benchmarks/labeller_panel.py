@@ -125,7 +125,8 @@ def main() -> None:
     lines += ["", "## Held out by part: fitted on part 1, scored on part 2 (micro-F1)", ""]
     lines += ["| labeller | vs part-2 majority | vs raters 4, 5, 6 |", "|---|---|---|"]
     for name, cols in sets.items():
-        held = lb.fit(x[tr][:, cols], [panel[ids[k]] for k in tr], a.seed, cross_validate=False)
+        names = [f for f, c in zip(lb.FEATURES, cols) if c]
+        held = lb.fit(x[tr][:, cols], [panel[ids[k]] for k in tr], a.seed, cross_validate=False, names=names)
         p2 = _labels(held, x[te][:, cols])
         lines.append(f"| {name} | {micro(p2, truth[te]):.3f} | {_vs_raters(p2, [ids[k] for k in te], rated)} |")
     top = int(np.argmax(truth[tr].sum(0)))
@@ -135,10 +136,7 @@ def main() -> None:
     lines.append(f"| constant ({lb.SCORED[top]}) | {micro(const, truth[te]):.3f} | {vs} |")
     print(f"held out done, {time.time() - t0:.0f} s", flush=True)
     if a.labeller:
-        meta = {"dataset": pf.dataset, "content_hash": pf.content_hash, "n": len(ids)}
-        import hashlib
-
-        meta["majority_sha256"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in majority]
+        meta = lb.provenance(pf, majority)
         lab = lb.fit(x, [panel[i] for i in ids], a.seed, trained_on=meta, oof=oofs["both"])
         lb.save(lab, a.labeller)
         cv = lab.cv

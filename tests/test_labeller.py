@@ -228,3 +228,20 @@ def test_the_shipped_file_is_the_fit_of_the_shipped_panel(shipped, tmp_path):
         p, q = m.probability(z), ref.predict_proba(z)[:, 1]
         # the solver's tolerance on ~950 features: within 0.01, the same decisions
         assert np.allclose(p, q, atol=0.01) and ((p >= 0.5) == (q >= 0.5)).all(), m.label
+
+
+def test_features_file_refused_when_foreign_or_stale(tmp_path, shipped):
+    """A features file from another labeller version, or no features file at all: one
+    clear error naming the file (the CLI prints it and exits 2)."""
+    ids, x, _ = shipped
+    pf = lb.PanelFeatures(ids[:3], x[:3], "calib", None)
+    again = lb.load_features(lb.save_features(pf, tmp_path / "f.npz"))
+    assert again.ids == ids[:3] and np.allclose(again.x, x[:3], rtol=1e-6)
+    with pytest.raises(DatasetError, match="majority.csv: sample 'exp0003' has no features"):
+        again.rows(["exp0003"], "majority.csv")
+    np.savez(tmp_path / "old.npz", ids=np.array(ids[:3]), x=x[:3, :57], names=np.array(lb.FEATURES[:57]), meta="{}")
+    with pytest.raises(DatasetError, match="old.npz: features of another labeller version"):
+        lb.load_features(tmp_path / "old.npz")
+    (tmp_path / "bad.npz").write_text("not numpy")
+    with pytest.raises(DatasetError, match="bad.npz: not a labeller features file"):
+        lb.load_features(tmp_path / "bad.npz")

@@ -361,20 +361,22 @@ def load_features(path: Path | str) -> PanelFeatures:
 def fit_panel(source: Dataset | PanelFeatures, majority: Sequence[Path | str], seed: int = 0) -> Labeller:
     """The labeller fitted to a panel's majority (every rated sample; one ``majority.csv``
     per packet of a panel rated in parts), on a calibration dataset or its saved features."""
-    import hashlib
-
     labels = read_panel(majority)
     ids = sorted(labels)
     where = ", ".join(str(p) for p in majority)
     pf = panel_features(source, ids, where) if isinstance(source, Dataset) else source
     x = pf.rows(ids, where)
-    trained_on = {
-        "dataset": pf.dataset,
-        "content_hash": pf.content_hash,
-        "majority_sha256": [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in majority],
-        "n": len(ids),
-    }
-    return fit(x, [labels[i] for i in ids], seed=seed, trained_on=trained_on)
+    return fit(x, [labels[i] for i in ids], seed=seed, trained_on=provenance(pf, majority))
+
+
+def provenance(pf: PanelFeatures, majority: Sequence[Path | str]) -> dict[str, Any]:
+    """What a labeller was fitted on (its file's ``trained_on``): the build, and the panel
+    files by hash, so a test can tell a stale file from a refit."""
+    import hashlib
+
+    n = len(read_panel(majority))
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in majority]
+    return {"dataset": pf.dataset, "content_hash": pf.content_hash, "majority_sha256": digests, "n": n}
 
 
 # --------------------------------------------------------------------------- model
