@@ -8,8 +8,12 @@ raters see (issue 24: micro-F1 0.33-0.38 against raters who agree with each othe
   ``diagnose``, taken on the 8-bit image exactly as a user's PNG is read, with the scan
   lattice looked for whatever the scan pattern, since a spiral scan can leave a lattice
   imprint too), image measurements of streaks, grain and appearance (contrast, detail per
-  scale, sharpness, the rim, periodicity, patchiness: :func:`appearance`), and the residuals against the
-  truth that :mod:`.measure` already computes (:data:`RESIDUALS`).
+  scale, sharpness, the rim, periodicity, patchiness: :func:`appearance`), the residuals against the
+  truth that :mod:`.measure` already computes (:data:`RESIDUALS`), and a frozen image
+  embedding (:func:`embedding`: the offline ImageNet EfficientNet-Lite0's mid-level block
+  outputs, mean- and std-pooled), which sees the whole-picture look raters judge at a
+  glance (lines, a lattice, no structure) that the hand-made measurements miss
+  (out-of-fold micro-F1 0.575 without it; see ``benchmarks/sim-v3-calib/README.md``).
 - :func:`fit`: one standardised, class-balanced logistic regression per label
   (scikit-learn) on the panel's majority, its regularisation chosen per label by an
   inner cross-validation (:data:`CS`). Out-of-fold probabilities (stratified k-fold, the
@@ -18,13 +22,14 @@ raters see (issue 24: micro-F1 0.33-0.38 against raters who agree with each othe
   share of calibration images whose least sure label is nearest the 0.5 decision; it is
   set from the probabilities alone, so the agreement on the kept images is not tuned
   to the panel's labels. An image unsure of any label is left out of the shipped splits.
-- :func:`save` / :func:`load`: the fitted models as JSON (means, scales, coefficients,
-  cut-offs, cross-validated figures): a versioned, reviewable file inside the package,
+- :func:`save` / :func:`load`: the fitted models as JSON (the shared feature means and
+  scales, per-label coefficients, cut-offs, cross-validated figures): a versioned, reviewable file inside the package,
   no pickle. :func:`Labeller.probabilities` recomputes what scikit-learn would.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -37,7 +42,9 @@ import numpy as np
 from ..data import Dataset, DatasetError, Sample
 from ..tasks import ARTIFACT_LABELS, NO_ARTIFACTS
 
-LABELLER_VERSION = "3.0"
+LABELLER_VERSION = "3.1"
+#: the labeller fitted on the calibration panel (``benchmarks/labeller_panel.py --labeller``)
+SHIPPED = Path(__file__).with_name(f"labeller-{LABELLER_VERSION}.json")
 SCORED = tuple(lab for lab in ARTIFACT_LABELS if lab != NO_ARTIFACTS)
 #: residuals against the truth (keys of :func:`.measure.metrics`) used as features
 RESIDUALS = (
@@ -75,10 +82,20 @@ APPEARANCE = (
 EXTRA = ("streak_concentration", "grain", "speckle", *APPEARANCE)
 #: heavy-tailed features enter as log(1 + x)
 LOG = {"res_grid_peak", "res_grid_truth_peak", "res_vortices", "res_lines_concentration", "img_grid_peak"}
-FEATURES = (*(f"res_{k}" for k in RESIDUALS), *(f"img_{k}" for k in IMAGE), *(f"img_{k}" for k in EXTRA))
+#: EfficientNet-Lite0 block -> its output channels: the last block of stages 2-6 (strides
+#: 4-16 at 256 px: grain, edges, lattices and shapes; the 1280-wide head adds nothing here)
+BLOCKS = {2: 24, 4: 40, 7: 80, 10: 112, 14: 192}
+EMBED_PX = 256  # the encoder sees the image at the size a rater's sheet shows it
+EMBEDDING = tuple(f"emb_b{b}_{stat}{k}" for b, c in BLOCKS.items() for stat in ("mean", "std") for k in range(c))
+FEATURES = (
+    *(f"res_{k}" for k in RESIDUALS),
+    *(f"img_{k}" for k in IMAGE),
+    *(f"img_{k}" for k in EXTRA),
+    *EMBEDDING,
+)
 MIN_POSITIVES = 5  # a label the panel gave fewer times is not learnt (and never assigned)
 LEFT_OUT = 0.25  # share of calibration images the gray zone leaves out (the least sure ones)
-CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # inverse regularisation strengths tried per label (inner CV)
+CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # inverse regularisation strengths tried per label (inner CV)
 FOLDS = 5
 INNER_FOLDS = 3
 
@@ -191,6 +208,35 @@ def appearance(img: np.ndarray) -> dict[str, float]:
     return {k: float(out[k]) for k in APPEARANCE}
 
 
+@functools.cache
+def _encoder() -> tuple[Any, dict[int, Any]]:
+    """The frozen encoder, loaded once per process, and the block outputs it leaves behind
+    on each forward pass (forward hooks on :data:`BLOCKS`)."""
+    from ..models.assets import load_efficientnet_lite0
+
+    net = load_efficientnet_lite0()
+    taps: dict[int, Any] = {}
+    for b in BLOCKS:
+        net._blocks[b].register_forward_hook(lambda _m, _i, out, b=b: taps.__setitem__(b, out))
+    return net, taps
+
+
+def embedding(image: np.ndarray) -> np.ndarray:
+    """:data:`EMBEDDING` of an 8-bit image: each block's output channels averaged and
+    their spread over the image (std: texture strength, e.g. grain or a lattice), as the
+    rater sees it (grey, :data:`EMBED_PX` wide)."""
+    import torch
+    from PIL import Image
+
+    from ..strategies.embeddings import efficientnet_pixels
+
+    net, taps = _encoder()
+    with torch.no_grad():
+        net.extract_features(efficientnet_pixels([Image.fromarray(image)], EMBED_PX))
+        out = [torch.cat([taps[b].mean((2, 3)), taps[b].std((2, 3))], 1)[0] for b in BLOCKS]
+    return torch.cat(out).double().numpy()
+
+
 def features(metrics: dict[str, Any], image: np.ndarray, step_px_image: float) -> dict[str, float]:
     """Every feature of one reconstruction: its residual metrics (:mod:`.measure`), its
     8-bit rendered ``image`` and the scan step in that image's pixels."""
@@ -202,7 +248,8 @@ def features(metrics: dict[str, Any], image: np.ndarray, step_px_image: float) -
     out |= {f"img_{k}": float(ms[k].value or 0.0) for k in IMAGE}
     out |= {f"img_{k}": v for k, v in streaks_and_grain(image).items()}
     out |= {f"img_{k}": v for k, v in appearance(image).items()}
-    return {k: (math.log1p(max(v, 0.0)) if k in LOG else v) for k, v in out.items()}
+    out = {k: (math.log1p(max(v, 0.0)) if k in LOG else v) for k, v in out.items()}
+    return out | dict(zip(EMBEDDING, embedding(image).tolist()))
 
 
 def matrix(rows: list[dict[str, float]]) -> np.ndarray:
@@ -244,31 +291,92 @@ def read_majority(path: Path | str) -> dict[str, frozenset[str]]:
     return {r["sample_id"]: frozenset(x for x in r["labels"].split(";") if x) for r in rows}
 
 
-def fit_panel(dataset: Dataset, majority: Sequence[Path | str], seed: int = 0) -> Labeller:
-    """The labeller fitted to a calibration dataset's panel majority (every rated sample;
-    one ``majority.csv`` per packet of a panel rated in parts)."""
-    import hashlib
-
-    by_id = {s.id: s for sp in dataset.split_names("artifacts") for s in dataset.samples("artifacts", sp)}
+def read_panel(majority: Sequence[Path | str]) -> dict[str, frozenset[str]]:
+    """``sample_id -> labels`` of a panel rated in parts (one ``majority.csv`` per packet);
+    an image in two parts is refused."""
     labels: dict[str, frozenset[str]] = {}
     for path in majority:
         part = read_majority(path)
         twice = sorted(set(part) & set(labels))
         if twice:
             raise DatasetError(f"{path}: sample {twice[0]!r} is also in an earlier majority file")
-        missing = sorted(set(part) - set(by_id))
-        if missing:
-            raise DatasetError(f"{path}: sample {missing[0]!r} is not in dataset {dataset.name!r} ({dataset.root})")
         labels |= part
-    ids = sorted(labels)
+    return labels
+
+
+@dataclass
+class PanelFeatures:
+    """:data:`FEATURES` of a calibration build's rated images, one row per id. Saved beside
+    the panel (``benchmarks/sim-v3-calib/features.npz``) so the labeller can be refitted,
+    and its figures rerun, without the build (hours of simulation)."""
+
+    ids: list[str]
+    x: np.ndarray
+    dataset: str
+    content_hash: str | None
+
+    def rows(self, ids: Sequence[str], where: str) -> np.ndarray:
+        index = {i: k for k, i in enumerate(self.ids)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise DatasetError(f"{where}: sample {missing[0]!r} has no features (not in {self.dataset!r})")
+        return self.x[[index[i] for i in ids]]
+
+
+def panel_features(dataset: Dataset, ids: Sequence[str], where: str = "panel") -> PanelFeatures:
+    """:func:`sample_features` of a calibration dataset's samples ``ids`` (``where``: the
+    files that named them, for the error)."""
+    by_id = {s.id: s for sp in dataset.split_names("artifacts") for s in dataset.samples("artifacts", sp)}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DatasetError(f"{where}: sample {missing[0]!r} is not in dataset {dataset.name!r} ({dataset.root})")
     x = matrix([sample_features(by_id[i]) for i in ids])
-    trained_on = {
-        "dataset": dataset.name,
-        "content_hash": dataset.manifest.get("content_hash"),
-        "majority_sha256": [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in majority],
-        "n": len(ids),
-    }
-    return fit(x, [labels[i] for i in ids], seed=seed, trained_on=trained_on)
+    return PanelFeatures(list(ids), x, dataset.name, dataset.manifest.get("content_hash"))
+
+
+def save_features(pf: PanelFeatures, path: Path | str) -> Path:
+    """As ``.npz`` (float32: ~1 MB for 340 images), with the feature names to check on load."""
+    path = Path(path)
+    meta = json.dumps({"dataset": pf.dataset, "content_hash": pf.content_hash})
+    with path.open("wb") as f:
+        np.savez_compressed(f, ids=np.array(pf.ids), x=pf.x.astype(np.float32), names=np.array(FEATURES), meta=meta)
+    return path
+
+
+def load_features(path: Path | str) -> PanelFeatures:
+    """A file written by :func:`save_features`; one clear error for anything else."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names, ids, x, meta = list(z["names"]), [str(i) for i in z["ids"]], z["x"], json.loads(str(z["meta"]))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such features file") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{path}: not a labeller features file ({e})") from None
+    if names != list(FEATURES):
+        raise DatasetError(f"{path}: features of another labeller version; recompute them from the build")
+    return PanelFeatures(ids, x.astype(np.float64), meta["dataset"], meta["content_hash"])
+
+
+def fit_panel(source: Dataset | PanelFeatures, majority: Sequence[Path | str], seed: int = 0) -> Labeller:
+    """The labeller fitted to a panel's majority (every rated sample; one ``majority.csv``
+    per packet of a panel rated in parts), on a calibration dataset or its saved features."""
+    labels = read_panel(majority)
+    ids = sorted(labels)
+    where = ", ".join(str(p) for p in majority)
+    pf = panel_features(source, ids, where) if isinstance(source, Dataset) else source
+    x = pf.rows(ids, where)
+    return fit(x, [labels[i] for i in ids], seed=seed, trained_on=provenance(pf, majority))
+
+
+def provenance(pf: PanelFeatures, majority: Sequence[Path | str]) -> dict[str, Any]:
+    """What a labeller was fitted on (its file's ``trained_on``): the build, and the panel
+    files by hash, so a test can tell a stale file from a refit."""
+    import hashlib
+
+    n = len(read_panel(majority))
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in majority]
+    return {"dataset": pf.dataset, "content_hash": pf.content_hash, "majority_sha256": digests, "n": n}
 
 
 # --------------------------------------------------------------------------- model
@@ -276,11 +384,9 @@ def fit_panel(dataset: Dataset, majority: Sequence[Path | str], seed: int = 0) -
 
 @dataclass
 class LabelModel:
-    """One label's logistic model on standardised features, and its gray zone."""
+    """One label's logistic model on the standardised features, and its gray zone."""
 
     label: str
-    mean: list[float]
-    scale: list[float]
     coef: list[float]
     intercept: float
     lo: float
@@ -288,8 +394,8 @@ class LabelModel:
     positives: int
     cv: dict[str, Any] = field(default_factory=dict)
 
-    def probability(self, x: np.ndarray) -> np.ndarray:
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+    def probability(self, z: np.ndarray) -> np.ndarray:
+        """``z``: standardised features (:meth:`Labeller.standardise`)."""
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
 
@@ -297,13 +403,19 @@ class LabelModel:
 class Labeller:
     version: str
     features: list[str]
+    mean: list[float]  # the standardisation, the same for every label (one fit on the panel)
+    scale: list[float]
     models: list[LabelModel]
     not_learnt: dict[str, int]  # label -> panel positives, too few to learn
     cv: dict[str, Any]
     trained_on: dict[str, Any]
 
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(x) - np.asarray(self.mean)) / np.asarray(self.scale)
+
     def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {m.label: m.probability(x) for m in self.models}
+        z = self.standardise(x)
+        return {m.label: m.probability(z) for m in self.models}
 
     def label(self, x: np.ndarray) -> list[tuple[frozenset[str], frozenset[str]]]:
         """(labels, unsure labels) per row; labels are "No obvious artifacts" when none holds."""
@@ -334,54 +446,95 @@ def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
     return kappa(a.astype(int), b.astype(int))
 
 
-def fit(x: np.ndarray, panel: list[frozenset[str]], seed: int = 0, trained_on: dict | None = None) -> Labeller:
-    """Per-label models fitted to the panel's majority (module doc), with out-of-fold
-    figures: micro-F1 and per-label kappa of all images, and of the sure ones. The
-    regularisation is chosen inside each outer fold (nested), so the figures are honest."""
+def _model(seed: int) -> Any:
+    """One label's model: standardised features, class-balanced logistic regression (most
+    labels are rare, and a rare label must not be learnt as "never"), its L2 strength
+    chosen by an inner CV on log-loss (~100-350 images, ~950 features)."""
     from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
+    lr = LogisticRegressionCV(Cs=list(CS), cv=inner, scoring="neg_log_loss", class_weight="balanced", max_iter=5000)
+    return make_pipeline(StandardScaler(), lr)
+
+
+def learnable(y: np.ndarray) -> bool:
+    pos = int(y.sum())
+    return pos >= MIN_POSITIVES and len(y) - pos >= MIN_POSITIVES
+
+
+def out_of_fold(x: np.ndarray, panel: list[frozenset[str]], seed: int = 0) -> np.ndarray:
+    """Out-of-fold probabilities (images x :data:`SCORED`; 0 for a label not learnt):
+    stratified k-fold per label, the inner choice of C redone in each outer fold (nested),
+    so no image's own rating reaches its prediction."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     from ..eval.metrics import binarize
 
-    def model():
-        # balanced: most labels are rare, and a rare label must not be learnt as "never";
-        # C per label by an inner CV on log-loss: ~100-350 images, ~60 features
-        inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
-        lr = LogisticRegressionCV(Cs=list(CS), cv=inner, scoring="neg_log_loss", class_weight="balanced", max_iter=5000)
-        return make_pipeline(StandardScaler(), lr)
-
     y_all = binarize(panel, list(SCORED))
-    fitted, not_learnt = [], {}
     oof = np.zeros(y_all.shape)
-    for j, label in enumerate(SCORED):
+    for j in range(len(SCORED)):
         y = y_all[:, j]
-        pos = int(y.sum())
-        if pos < MIN_POSITIVES or len(y) - pos < MIN_POSITIVES:
-            not_learnt[label] = pos
-            continue
-        folds = StratifiedKFold(min(FOLDS, pos, len(y) - pos), shuffle=True, random_state=seed)
-        oof[:, j] = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
-        fitted.append((j, label, pos, model().fit(x, y)))
+        if learnable(y):
+            pos = int(y.sum())
+            folds = StratifiedKFold(min(FOLDS, pos, len(y) - pos), shuffle=True, random_state=seed)
+            oof[:, j] = cross_val_predict(_model(seed), x, y, cv=folds, method="predict_proba")[:, 1]
+    return oof
+
+
+def fit(
+    x: np.ndarray,
+    panel: list[frozenset[str]],
+    seed: int = 0,
+    trained_on: dict | None = None,
+    oof: np.ndarray | None = None,
+    cross_validate: bool = True,
+    names: Sequence[str] = FEATURES,
+) -> Labeller:
+    """Per-label models fitted to the panel's majority (module doc), with out-of-fold
+    figures (:func:`out_of_fold`, or ``oof`` if already computed): micro-F1 and per-label
+    kappa of all images, and of the sure ones. ``cross_validate=False`` skips them (and
+    the gray zone: lo = hi = 0.5), for a fit judged on other data. ``names``: the columns
+    of ``x`` (another set than :data:`FEATURES` makes a labeller :func:`load` refuses)."""
+    from ..eval.metrics import binarize
+
+    if x.shape[1] != len(names):
+        raise ValueError(f"{x.shape[1]} feature columns for {len(names)} names")
+    y_all = binarize(panel, list(SCORED))
+    if oof is None and cross_validate:
+        oof = out_of_fold(x, panel, seed)
+    fitted, not_learnt = [], {}
+    for j, label in enumerate(SCORED):
+        if learnable(y_all[:, j]):
+            fitted.append((j, label, int(y_all[:, j].sum()), _model(seed).fit(x, y_all[:, j])))
+        else:
+            not_learnt[label] = int(y_all[:, j].sum())
     learnt = [j for j, *_ in fitted]
-    lo, hi = gray_zone(oof[:, learnt]) if learnt else (0.5, 0.5)
+    lo, hi = gray_zone(oof[:, learnt]) if learnt and oof is not None else (0.5, 0.5)
     models = []
     for j, label, pos, full in fitted:
-        scaler, lr = full[0], full[1]
-        p, y = oof[:, j], y_all[:, j]
-        sure = (p < lo) | (p >= hi)
-        cv = {
-            "C": float(np.ravel(lr.C_)[0]),
-            "f1": _micro_f1(p >= 0.5, y.astype(bool)),
-            "kappa": _kappa(p >= 0.5, y),
-            "kappa_sure": _kappa((p >= hi)[sure], y[sure]) if sure.any() else None,
-            "unsure": int((~sure).sum()),
-        }
-        coef, icpt = lr.coef_[0].tolist(), float(lr.intercept_[0])
-        models.append(LabelModel(label, scaler.mean_.tolist(), scaler.scale_.tolist(), coef, icpt, lo, hi, pos, cv))
-    cv = _cv_summary(oof, y_all, learnt, [(lo, hi)] * len(learnt))
-    return Labeller(LABELLER_VERSION, list(FEATURES), models, not_learnt, cv, trained_on or {"n": len(panel)})
+        lr = full[1]
+        cv: dict[str, Any] = {"C": float(np.ravel(lr.C_)[0])}
+        if oof is not None:
+            p, y = oof[:, j], y_all[:, j]
+            sure = (p < lo) | (p >= hi)
+            cv |= {
+                "f1": _micro_f1(p >= 0.5, y.astype(bool)),
+                "kappa": _kappa(p >= 0.5, y),
+                "kappa_sure": _kappa((p >= hi)[sure], y[sure]) if sure.any() else None,
+                "unsure": int((~sure).sum()),
+            }
+        models.append(LabelModel(label, lr.coef_[0].tolist(), float(lr.intercept_[0]), lo, hi, pos, cv))
+    # every label's scaler is fitted on the same x: one standardisation for all
+    scaler = fitted[0][3][0] if fitted else None
+    mean = scaler.mean_.tolist() if scaler is not None else x.mean(0).tolist()
+    scale = scaler.scale_.tolist() if scaler is not None else np.ones(x.shape[1]).tolist()
+    summary = _cv_summary(oof, y_all, learnt, [(lo, hi)] * len(learnt)) if oof is not None else {}
+    return Labeller(
+        LABELLER_VERSION, list(names), mean, scale, models, not_learnt, summary, trained_on or {"n": len(panel)}
+    )
 
 
 def _micro_f1(pred: np.ndarray, truth: np.ndarray) -> float | None:
@@ -417,9 +570,25 @@ def _cv_summary(oof: np.ndarray, y: np.ndarray, learnt: list[int], zones: list[t
 # --------------------------------------------------------------------------- file
 
 
+def _rounded(v: Any) -> Any:
+    """Floats to 7 significant digits (probabilities move by ~1e-7): a file of ~150 kB."""
+    if isinstance(v, float):
+        return float(f"{v:.7g}")
+    if isinstance(v, list):
+        return [_rounded(u) for u in v]
+    if isinstance(v, dict):
+        return {k: _rounded(u) for k, u in v.items()}
+    return v
+
+
 def save(labeller: Labeller, path: Path | str) -> Path:
+    """Indented JSON, each list of numbers on one line (a reviewable diff per label)."""
+    import re
+
     path = Path(path)
-    path.write_text(json.dumps(asdict(labeller), indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(_rounded(asdict(labeller)), indent=1)
+    text = re.sub(r"\[\s+([-0-9.eE+,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 
@@ -440,12 +609,15 @@ def load(path: Path | str) -> Labeller:
 
 
 def main(
-    dataset: str,
+    source: str,
     out: Path,
     majority: list[Path],
     seed: int = 0,
+    save_features_to: Path | None = None,
 ) -> None:
-    """Fit the labeller to a panel's majority.csv files on a calibration dataset and write it.
+    """Fit the labeller to a panel's majority.csv files and write it. SOURCE: the calibration
+    build (its images are measured and embedded, a few minutes) or a features file that
+    --save-features-to wrote (seconds to load; the fit itself takes minutes).
 
     Example: python -m ptychobench.labelling.labeller CALIB_BUILD OUT.json part1/majority.csv part2/majority.csv
     """
@@ -454,7 +626,14 @@ def main(
     from ..data import load_dataset
 
     try:
-        lab = fit_panel(load_dataset(dataset), majority, seed=seed)
+        if source.endswith(".npz"):
+            pf = load_features(source)
+        else:
+            ids = sorted(read_panel(majority))
+            pf = panel_features(load_dataset(source), ids, ", ".join(map(str, majority)))
+        if save_features_to is not None:
+            save_features(pf, save_features_to)
+        lab = fit_panel(pf, majority, seed=seed)
     except DatasetError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
