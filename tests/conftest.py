@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ def make_samples(tmp: Path, n_train: int = 12, n_test: int = 6, seed: int = 0) -
         for i in range(n):
             sid = f"{split}{i:03d}"
             img = img_dir / f"{sid}.png"
-            arr = np.random.default_rng(seed * 1000 + hash(sid) % 1000).integers(0, 255, (16, 16), dtype=np.uint8)
+            pixels = np.random.default_rng(seed * 1000 + zlib.crc32(sid.encode()) % 1000)  # not hash(): per process
+            arr = pixels.integers(0, 255, (16, 16), dtype=np.uint8)
             Image.fromarray(arr).save(img)
             st = SAMPLE_TYPES[i % len(SAMPLE_TYPES)]
             art = frozenset(rng.sample(ARTIFACT_LABELS[:-1], rng.randint(0, 3))) or frozenset({ARTIFACT_LABELS[-1]})
