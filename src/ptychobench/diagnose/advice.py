@@ -27,6 +27,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
+from .convergence import MORE_ITERATIONS, loss_rule, still_falling
 from .detector import knn_vote
 from .evidence import measured_verdicts
 from .io import DiagnoseError
@@ -299,6 +300,12 @@ class ProbeAdvisor:
             chosen = {NO_CHANGE}
             notes.append("no option is both likely and expected to lower the error: no changes advised")
         chosen, rule = no_change_rule(chosen, clean)
+        jk = self.labels.index(MORE_ITERATIONS)
+        falling = still_falling(cur.extras) if cur is not None else None
+        said = f"{self.kind} probability {shown_p[jk]:.2f}, threshold " + (
+            f"{shown_t[jk]:.2f}" if np.isfinite(shown_t[jk]) else "never"
+        )
+        chosen, overridden = loss_rule(chosen, falling, MORE_ITERATIONS in blocked, said)
         order = sorted(range(len(self.labels)), key=lambda j: (self.labels[j] != NO_CHANGE or not clean, -proba[j]))
         shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
             : max(0, 5 - len(chosen))
@@ -313,6 +320,8 @@ class ProbeAdvisor:
                 ev.append(f"expected error change at this probability: {change:+d}% (train experiments)")
             if letter in blocked:
                 ev.insert(0, blocked[letter])
+            if letter == MORE_ITERATIONS and overridden:
+                ev.insert(0, f"advised by the measurement: {falling}")
             support = [i for i in nearest if self.train_Y[i, j]]
             ev.append(f"{len(support)} of the {len(nearest)} most similar training experiments had it verified")
             for i in support[:2]:
@@ -333,7 +342,7 @@ class ProbeAdvisor:
                     ev,
                 )
             )
-        return Advice(self.name, text, options, notes + ([rule] if rule else []))
+        return Advice(self.name, text, options, notes + [n for n in (rule, overridden) if n])
 
 
 def _embed_texts(texts: list[str]) -> np.ndarray:
@@ -459,6 +468,10 @@ class ModelAdvisor:
         named = set(task.parse(gen.text).labels)
         blocked = {x: why for x in named if (why := blocked_by(x, cur))}
         letters, rule = no_change_rule(named - set(blocked), clean)
+        falling = still_falling(cur.extras) if cur is not None else None
+        letters, overridden = loss_rule(
+            letters, falling, bool(blocked_by(MORE_ITERATIONS, cur)), f"{self.name} did not name it"
+        )
         options = [
             Option(
                 x,
@@ -466,11 +479,12 @@ class ModelAdvisor:
                 x in letters,
                 None,
                 None,
-                [f"named by {self.name}", *([blocked[x]] if x in blocked else [])],
+                [f"named by {self.name}" if x in named else f"advised by the measurement: {falling}"]
+                + ([blocked[x]] if x in blocked else []),
             )
             for x in sorted(named | letters)
         ]
-        notes = ([] if named else ["the model's reply named no option"]) + ([rule] if rule else [])
+        notes = ([] if named else ["the model's reply named no option"]) + [n for n in (rule, overridden) if n]
         return Advice(self.name, text, options, notes, reply=gen.text)
 
 
