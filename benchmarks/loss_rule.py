@@ -19,9 +19,12 @@ def main() -> None:
     ap.add_argument("--dataset", default=None)
     args = ap.parse_args()
 
+    from ptychobench.diagnose.advice import NO_CHANGE, own_train_samples
     from ptychobench.diagnose.convergence import STILL_FALLING, train_falls, tuned_threshold
 
-    drops, k, none = train_falls(args.dataset)
+    train = own_train_samples(args.dataset)
+    drops, k = train_falls(train)
+    none = np.array([NO_CHANGE in s.labels for s in train])
     n = len(drops)
     print(f"{n} train experiments; K verified in {k.sum()} ({100 * k.mean():.0f}%), ", end="")
     print(f"'No changes needed' in {none.sum()}")

@@ -52,7 +52,8 @@ def _clean(tmp_path: Path) -> Path:
 
 
 def test_the_rule_reads_the_last_quarter() -> None:
-    from ptychobench.diagnose.convergence import STILL_FALLING, loss_rule, still_falling
+    from ptychobench.diagnose.advice import loss_rule
+    from ptychobench.diagnose.convergence import STILL_FALLING, still_falling
     from ptychobench.sim.text import _trend, recent_drop
 
     drop, q = recent_drop(FALLING)
@@ -114,24 +115,34 @@ def test_model_advisor_gets_the_rule_too(tmp_path: Path, monkeypatch: pytest.Mon
     from ptychobench.models import Generation
 
     class Fake:
-        def generate(self, batch, _):
-            return [Generation(text="<answer>L</answer>") for _ in batch]
+        reply = "<answer>L</answer>"
 
-    monkeypatch.setattr(backends, "load_backend", lambda model, adapter=None, **kw: Fake())
+        def generate(self, batch, _):
+            return [Generation(text=self.reply) for _ in batch]
+
+    fake = Fake()
+    monkeypatch.setattr(backends, "load_backend", lambda model, adapter=None, **kw: fake)
     falling = load_params(_params(tmp_path / "f.yaml", FALLING))
     adv = ModelAdvisor("some-llm").advise("Reconstruction log ...", falling)
     assert adv.chosen == ["K"] and any("some-llm did not name it" in n for n in adv.notes)
+    k = next(o for o in adv.options if o.letter == "K")
+    assert k.evidence[0].startswith("advised by the measurement: the loss is still falling")
     converged = load_params(_params(tmp_path / "c.yaml", CONVERGED))
     assert ModelAdvisor("some-llm").advise("Reconstruction log ...", converged).chosen == ["L"]
+    fake.reply = "<answer>J</answer>"  # on a clean image the rule answers L, and says so
+    clean = ModelAdvisor("some-llm").advise("Reconstruction log ...", converged, clean=True)
+    assert clean.chosen == ["L"]
+    assert next(o for o in clean.options if o.letter == "L").evidence[0].startswith("not named by some-llm")
 
 
 def test_threshold_is_the_train_splits_tuned_one() -> None:
     """The shipped threshold is what the advisor's threshold rule gives on sim-v2's train
     texts (benchmarks/loss_rule.py prints the table), and the rule does sort them: K was
     verified far more often where it fires than where it does not."""
+    from ptychobench.diagnose.advice import own_train_samples
     from ptychobench.diagnose.convergence import STILL_FALLING, train_falls, tuned_threshold
 
-    drops, k, _ = train_falls("sim-v2")
+    drops, k = train_falls(own_train_samples("sim-v2"))
     assert len(drops) == 91 and tuned_threshold(drops, k) == pytest.approx(STILL_FALLING)
     fire = drops >= STILL_FALLING
     assert k[fire].mean() > 2 * k.mean() > 4 * k[~fire].mean()

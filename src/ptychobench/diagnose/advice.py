@@ -27,7 +27,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
-from .convergence import MORE_ITERATIONS, loss_rule, still_falling
+from .convergence import MORE_ITERATIONS, still_falling
 from .detector import knn_vote
 from .evidence import measured_verdicts
 from .io import DiagnoseError
@@ -381,6 +381,18 @@ def read_own_texts(path: Path, train: list) -> list:
     return out
 
 
+def own_train_samples(dataset: str | None = None) -> list:
+    """The params train samples of ``dataset`` with diagnose's shipped texts of them."""
+    from ..data import load_dataset
+    from ..data.registry import DEFAULT_DATASET
+
+    ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
+    path = own_texts_path(ds.name)
+    if not path.is_file():
+        raise DiagnoseError(f"{path}: no diagnose texts of {ds.name} train (benchmarks/diagnose_texts.py writes them)")
+    return read_own_texts(path, ds.samples("params", "train"))
+
+
 def _advisor_cache(kind: str, dataset: str | None, own_texts: bool) -> Path:
     from ..data import load_dataset
     from ..data.registry import DEFAULT_DATASET
@@ -472,16 +484,16 @@ class ModelAdvisor:
         letters, overridden = loss_rule(
             letters, falling, bool(blocked_by(MORE_ITERATIONS, cur)), f"{self.name} did not name it"
         )
+
+        def source(x: str) -> str:
+            if x in named:
+                return f"named by {self.name}"
+            if x == MORE_ITERATIONS and overridden:
+                return f"advised by the measurement: {falling}"
+            return f"not named by {self.name}; added by the rule: {rule}"
+
         options = [
-            Option(
-                x,
-                PARAM_OPTIONS[x],
-                x in letters,
-                None,
-                None,
-                [f"named by {self.name}" if x in named else f"advised by the measurement: {falling}"]
-                + ([blocked[x]] if x in blocked else []),
-            )
+            Option(x, PARAM_OPTIONS[x], x in letters, None, None, [source(x), *([blocked[x]] if x in blocked else [])])
             for x in sorted(named | letters)
         ]
         notes = ([] if named else ["the model's reply named no option"]) + [n for n in (rule, overridden) if n]
@@ -575,6 +587,17 @@ def no_change_rule(chosen: set[str], clean: bool) -> tuple[set[str], str | None]
             NO_CHANGE
         }, "artifacts are visible: the advised changes stand and 'No changes needed' is dropped"
     return chosen, None
+
+
+def loss_rule(chosen: set[str], why: str | None, blocked: bool, advisor_said: str) -> tuple[set[str], str | None]:
+    """K added (and "No changes needed" dropped) where ``why`` (``convergence.still_falling``)
+    says the loss still falls and the advisor did not choose K; the note names what the
+    advisor said (``advisor_said``)."""
+    if why is None or blocked or MORE_ITERATIONS in chosen:
+        return chosen, None
+    dropped = " and 'No changes needed' withdrawn" if NO_CHANGE in chosen else ""
+    out = (chosen - {NO_CHANGE}) | {MORE_ITERATIONS}
+    return out, f"K, more iterations: {why}: the measurement overrides the advisor ({advisor_said}){dropped}"
 
 
 def fit_calibration(oof: dict[str, np.ndarray], Y: np.ndarray, labels: list[str]) -> dict[str, tuple[float, float]]:

@@ -7,7 +7,7 @@ its own text said the loss was still falling 8.2% over the last quarter of the i
 (:mod:`.evidence`), a loss curve from ``--params`` that still falls by ``STILL_FALLING`` or
 more over the last quarter of its iterations (:func:`~ptychobench.sim.text.recent_drop`,
 the number the text's trend line prints) makes K the advice, withdraws "No changes
-needed", and a note says that the measurement overrode the advisor.
+needed", and a note says that the measurement overrode the advisor (``advice.loss_rule``).
 
 ``STILL_FALLING`` is tuned on the params TRAIN split only, the way the advisor's own
 thresholds are (:func:`~ptychobench.strategies.probes.best_f1_threshold`: the highest F1
@@ -58,18 +58,6 @@ def still_falling(extras: dict[str, Any]) -> str | None:
     )
 
 
-def loss_rule(chosen: set[str], why: str | None, blocked: bool, advisor_said: str) -> tuple[set[str], str | None]:
-    """K added (and "No changes needed" dropped) where ``why`` says the loss still falls and
-    the advisor did not choose K; the note names what the advisor said (``advisor_said``)."""
-    from .advice import NO_CHANGE
-
-    if why is None or blocked or MORE_ITERATIONS in chosen:
-        return chosen, None
-    dropped = " and 'No changes needed' withdrawn" if NO_CHANGE in chosen else ""
-    out = (chosen - {NO_CHANGE}) | {MORE_ITERATIONS}
-    return out, f"K, more iterations: {why}: the measurement overrides the advisor ({advisor_said}){dropped}"
-
-
 def text_drop(text: str) -> float:
     """The signed fall (fraction) a text's trend line gives; 0 where it prints no percent
     ("flat", "fluctuating" and "too few iterations" are all within 2% of no change)."""
@@ -88,20 +76,8 @@ def tuned_threshold(drops: np.ndarray, verified: np.ndarray) -> float:
     return round(float(best_f1_threshold(np.asarray(verified, int), np.asarray(drops, float))), 4)
 
 
-def train_falls(dataset: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fall, K verified, "No changes needed" verified) per params train experiment, from
-    diagnose's shipped texts of them (never the test split)."""
-    from ..data import load_dataset
-    from ..data.registry import DEFAULT_DATASET
-    from .advice import NO_CHANGE, own_texts_path, read_own_texts
-    from .io import DiagnoseError
-
-    ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
-    path = own_texts_path(ds.name)
-    if not path.is_file():
-        raise DiagnoseError(f"{path}: no diagnose texts of {ds.name} train (benchmarks/diagnose_texts.py writes them)")
-    train = read_own_texts(path, ds.samples("params", "train"))
+def train_falls(train: list) -> tuple[np.ndarray, np.ndarray]:
+    """(fall, K verified) per params train experiment, from diagnose's texts of them
+    (``advice.own_train_samples``; never the test split)."""
     drops = np.array([text_drop(s.text) for s in train])
-    k = np.array([MORE_ITERATIONS in s.labels for s in train])
-    none = np.array([NO_CHANGE in s.labels for s in train])
-    return drops, k, none
+    return drops, np.array([MORE_ITERATIONS in s.labels for s in train])
