@@ -83,10 +83,12 @@ def main() -> None:
     plans, per_sample = [], {}
     done_path = args.out / "letters.json"  # the advice per sample: a rerun goes straight to the payoff
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    cache = ReconCache(args.out / "payoff-cache")
     for i, s in enumerate(test):
         exp = experiment_of(s, scale)
         if exp is None:
             continue
+        cache.ensure([(exp, exp.params, 0)])  # the current run (the one diagnosed): its loss curve
         if s.id not in done:  # diagnose's text of the current reconstruction (the slow part)
             d, _, text = diagnose_experiment(exp)
             done[s.id] = {
@@ -100,7 +102,8 @@ def main() -> None:
             done_path.write_text(json.dumps(done, indent=1))
         r = dict(done[s.id])
         # the advice itself is recomputed from the stored text with the advisors as they are now
-        cur = run_facts(exp, acquisition(exp))
+        # the run's facts with its loss curve, as a user's --params carries it (the convergence rule reads it)
+        cur = run_facts(exp, acquisition(exp), (cache.get(exp, exp.params, 0) or {}).get("loss"))
         withheld = bool(r["warnings"])  # diagnose gives no advice on what it takes for no reconstruction
         advice = None if withheld else own.advise(r["text"], cur, r["clean"])
         r["letters"] = advice.chosen if advice else []
@@ -118,7 +121,6 @@ def main() -> None:
             f"gold {r['gold']} ({time.time() - t0:.0f} s)",
             flush=True,
         )
-    cache = ReconCache(args.out / "payoff-cache")
     cache.ensure((j for p in plans for j in p.jobs(1)), workers=args.workers)
     rows = [outcome(p, cache, 1) for p in plans]
     by: dict[str, list] = {}

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..tasks import NO_ARTIFACTS, PARAM_OPTIONS, get_task
+from .convergence import MORE_ITERATIONS, still_falling
 from .detector import knn_vote
 from .evidence import measured_verdicts
 from .io import DiagnoseError
@@ -299,6 +300,12 @@ class ProbeAdvisor:
             chosen = {NO_CHANGE}
             notes.append("no option is both likely and expected to lower the error: no changes advised")
         chosen, rule = no_change_rule(chosen, clean)
+        jk = self.labels.index(MORE_ITERATIONS)
+        falling = still_falling(cur.extras) if cur is not None else None
+        said = f"{self.kind} probability {shown_p[jk]:.2f}, threshold " + (
+            f"{shown_t[jk]:.2f}" if np.isfinite(shown_t[jk]) else "never"
+        )
+        chosen, overridden = loss_rule(chosen, falling, MORE_ITERATIONS in blocked, said)
         order = sorted(range(len(self.labels)), key=lambda j: (self.labels[j] != NO_CHANGE or not clean, -proba[j]))
         shown = [j for j in order if self.labels[j] in chosen] + [j for j in order if self.labels[j] not in chosen][
             : max(0, 5 - len(chosen))
@@ -313,6 +320,8 @@ class ProbeAdvisor:
                 ev.append(f"expected error change at this probability: {change:+d}% (train experiments)")
             if letter in blocked:
                 ev.insert(0, blocked[letter])
+            if letter == MORE_ITERATIONS and overridden:
+                ev.insert(0, f"advised by the measurement: {falling}")
             support = [i for i in nearest if self.train_Y[i, j]]
             ev.append(f"{len(support)} of the {len(nearest)} most similar training experiments had it verified")
             for i in support[:2]:
@@ -333,7 +342,7 @@ class ProbeAdvisor:
                     ev,
                 )
             )
-        return Advice(self.name, text, options, notes + ([rule] if rule else []))
+        return Advice(self.name, text, options, notes + [n for n in (rule, overridden) if n])
 
 
 def _embed_texts(texts: list[str]) -> np.ndarray:
@@ -370,6 +379,18 @@ def read_own_texts(path: Path, train: list) -> list:
             raise DiagnoseError(f"{path}: line {i}: {sid!r} is not an experiment of the params train split")
         out.append(dataclasses.replace(by_id[sid], text=str(text)))
     return out
+
+
+def own_train_samples(dataset: str | None = None) -> list:
+    """The params train samples of ``dataset`` with diagnose's shipped texts of them."""
+    from ..data import load_dataset
+    from ..data.registry import DEFAULT_DATASET
+
+    ds = load_dataset(dataset or DEFAULT_DATASET, check_images=False)
+    path = own_texts_path(ds.name)
+    if not path.is_file():
+        raise DiagnoseError(f"{path}: no diagnose texts of {ds.name} train (benchmarks/diagnose_texts.py writes them)")
+    return read_own_texts(path, ds.samples("params", "train"))
 
 
 def _advisor_cache(kind: str, dataset: str | None, own_texts: bool) -> Path:
@@ -459,18 +480,23 @@ class ModelAdvisor:
         named = set(task.parse(gen.text).labels)
         blocked = {x: why for x in named if (why := blocked_by(x, cur))}
         letters, rule = no_change_rule(named - set(blocked), clean)
+        falling = still_falling(cur.extras) if cur is not None else None
+        letters, overridden = loss_rule(
+            letters, falling, bool(blocked_by(MORE_ITERATIONS, cur)), f"{self.name} did not name it"
+        )
+
+        def source(x: str) -> str:
+            if x in named:
+                return f"named by {self.name}"
+            if x == MORE_ITERATIONS and overridden:
+                return f"advised by the measurement: {falling}"
+            return f"not named by {self.name}; added by the rule: {rule}"
+
         options = [
-            Option(
-                x,
-                PARAM_OPTIONS[x],
-                x in letters,
-                None,
-                None,
-                [f"named by {self.name}", *([blocked[x]] if x in blocked else [])],
-            )
+            Option(x, PARAM_OPTIONS[x], x in letters, None, None, [source(x), *([blocked[x]] if x in blocked else [])])
             for x in sorted(named | letters)
         ]
-        notes = ([] if named else ["the model's reply named no option"]) + ([rule] if rule else [])
+        notes = ([] if named else ["the model's reply named no option"]) + [n for n in (rule, overridden) if n]
         return Advice(self.name, text, options, notes, reply=gen.text)
 
 
@@ -561,6 +587,17 @@ def no_change_rule(chosen: set[str], clean: bool) -> tuple[set[str], str | None]
             NO_CHANGE
         }, "artifacts are visible: the advised changes stand and 'No changes needed' is dropped"
     return chosen, None
+
+
+def loss_rule(chosen: set[str], why: str | None, blocked: bool, advisor_said: str) -> tuple[set[str], str | None]:
+    """K added (and "No changes needed" dropped) where ``why`` (``convergence.still_falling``)
+    says the loss still falls and the advisor did not choose K; the note names what the
+    advisor said (``advisor_said``)."""
+    if why is None or blocked or MORE_ITERATIONS in chosen:
+        return chosen, None
+    dropped = " and 'No changes needed' withdrawn" if NO_CHANGE in chosen else ""
+    out = (chosen - {NO_CHANGE}) | {MORE_ITERATIONS}
+    return out, f"K, more iterations: {why}: the measurement overrides the advisor ({advisor_said}){dropped}"
 
 
 def fit_calibration(oof: dict[str, np.ndarray], Y: np.ndarray, labels: list[str]) -> dict[str, tuple[float, float]]:

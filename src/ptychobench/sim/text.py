@@ -40,12 +40,25 @@ def describe_params(p: dict, n_pos: int, det_px: int) -> list[str]:
     return lines
 
 
-def _trend(loss: list[float]) -> str:
+def recent_drop(loss: list[float]) -> tuple[float, int] | None:
+    """(relative fall of the loss over the last quarter of the iterations, that many
+    iterations); None below 4 iterations. A quarter, not a fixed count: if the loss falls
+    as a power of the iteration count, the fall over the last quarter is the same for
+    every run length, so a long and a short run are judged alike (and "more iterations"
+    doubles them). The trend line of the texts and diagnose's convergence rule both read it."""
     if len(loss) < 4:
-        return "too few iterations to judge"
+        return None
     q = max(1, len(loss) // 4)
+    first, last = float(loss[-q - 1]), float(loss[-1])
+    return (first - last) / max(abs(first), 1e-12), q
+
+
+def _trend(loss: list[float]) -> str:
+    drop = recent_drop(loss)
+    if drop is None:
+        return "too few iterations to judge"
+    rel, q = drop
     last = np.asarray(loss[-q - 1 :])
-    rel = (last[0] - last[-1]) / max(abs(last[0]), 1e-12)
     wiggle = np.abs(np.diff(np.sign(np.diff(last)))).sum() / 2 if len(last) > 2 else 0
     if rel > 0.02:
         return f"still decreasing ({100 * rel:.1f}% over the last {q} iterations)"
