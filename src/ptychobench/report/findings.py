@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..eval.compare import ALPHA, MIN_N, Comparison, compare_cells
 from ..eval.score import ConfigScores
 from ..tasks import get_task
-from .format import fmt, short_config
+from .format import fmt, fmt_p, short_config
 
 #: demo selectors that look at the query (the paper's "context-aware" demos)
 CONTEXT_AWARE = ("knn", "knn-diverse", "sample-type")
@@ -91,7 +91,7 @@ class Finding:
             fmt(c.f1_a),
             fmt(c.f1_b),
             f"{c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]",
-            fmt(c.p),
+            fmt_p(c.p),
             self.verdict,
         ]
 

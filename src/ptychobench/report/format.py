@@ -9,6 +9,12 @@ def fmt(x: float | None, nd: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value in a table cell: below 0.001 as "< 0.001", never "0.000" (a bootstrap of
+    10,000 resamples cannot tell p = 0 from p = 0.0001)."""
+    return "< 0.001" if p is not None and p < 0.001 else fmt(p)
+
+
 def md_safe(line: str) -> str:
     """A line of ``report.md`` with no raw HTML: ``<``, ``>`` and ``&`` from ids and names
     become entities, outside code spans (where Markdown shows text as written)."""

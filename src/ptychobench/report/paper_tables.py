@@ -27,7 +27,7 @@ from ..eval.compare import Comparison
 from ..eval.metrics import binarize, bootstrap_stats, released_scores
 from ..eval.score import ConfigScores
 from ..tasks import NO_ARTIFACTS, get_task
-from .format import fmt, short_config
+from .format import fmt, fmt_p, short_config
 from .tables import html_table, md_table
 
 SELECTOR_NAMES = {"random": "random (RFS)", "sample-type": "sample-type (SSFS)", "knn": "knn"}
@@ -190,7 +190,7 @@ def comparison_rows(comps: Sequence[Comparison], task: str) -> list[list[str]]:
             short_config(c.b),
             f"{c.diff:+.3f}",
             f"{c.diff_mean:+.3f} ± {c.diff_std:.3f}" if c.diff_mean is not None else "n/a",
-            fmt(c.p),
+            fmt_p(c.p),
             fmt(c.p_authors),
             fmt(c.d, 2),
             fmt(c.d_authors, 2),

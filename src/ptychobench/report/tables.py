@@ -10,7 +10,7 @@ from ..eval.compare import Comparison
 from ..eval.score import ConfigScores
 from ..names import FAMILY_ORDER
 from ..strategies.sft.manifest import training_summary
-from .format import fmt, short_config
+from .format import fmt, fmt_p, short_config
 
 
 def main_rows(results: list[ConfigScores]) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def comp_cells(c: Comparison) -> list[str]:
         fmt(c.f1_b),
         f"{c.diff:+.3f}",
         f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]",
-        fmt(c.p),
+        fmt_p(c.p),
         fmt(c.d, 2),
         c.verdict,
     ]
