@@ -61,3 +61,19 @@ def build_quick(out: Path, workers: int = 1) -> Path:
 @pytest.fixture(scope="session")
 def quick_build(tmp_path_factory) -> Path:
     return build_quick(tmp_path_factory.mktemp("quick") / "ds")
+
+
+@pytest.fixture
+def diagnose_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The project's home folder in the test's temporary folder, with diagnose's cached
+    detector and advisor cleared before and after (they are keyed by nothing the home
+    changes, so a test would otherwise see another test's fitted models)."""
+    from ptychobench.diagnose import advice, detector
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PTYCHOBENCH_HOME", str(home))
+    detector.get_detector.cache_clear()
+    advice.get_advisor.cache_clear()
+    yield home
+    detector.get_detector.cache_clear()
+    advice.get_advisor.cache_clear()

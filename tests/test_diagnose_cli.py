@@ -17,19 +17,6 @@ from ptychobench.tasks import ARTIFACT_LABELS, PARAM_OPTIONS
 pytest.importorskip("efficientnet_lite_pytorch")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from ptychobench.diagnose import advice, detector
-
-    h = tmp_path / "home"
-    monkeypatch.setenv("PTYCHOBENCH_HOME", str(h))
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-    yield h
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-
-
 def _recon(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:64, 0:64]
@@ -41,7 +28,7 @@ def _recon(tmp_path: Path) -> Path:
 
 
 def test_api_diagnosis_and_cached_detector(
-    tmp_path: Path, tiny_dataset: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_dataset: Path, diagnose_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ptychobench
     from ptychobench.diagnose import detector
@@ -53,7 +40,7 @@ def test_api_diagnosis_and_cached_detector(
     assert all(0 <= p <= 1 for p in d.probabilities.values())
     assert d.measurements["ramp"].value == pytest.approx(0.05 * 64, rel=0.1)
     assert d.image.dtype == np.uint8 and d.image.shape == (256, 256)
-    cached = list((home / "detectors").glob("vision-probe-tiny-*.pkl"))
+    cached = list((diagnose_home / "detectors").glob("vision-probe-tiny-*.pkl"))
     assert len(cached) == 1
     # a second process (fresh in-memory cache) loads the fit instead of training again
     detector.get_detector.cache_clear()
@@ -103,7 +90,7 @@ def test_params_yaml_and_ptychi_dump(tmp_path: Path) -> None:
     assert any("probe modes" in n for n in cur.notes)
 
 
-def test_cli_json_html_and_advice(tmp_path: Path, tiny_dataset: Path, home: Path) -> None:
+def test_cli_json_html_and_advice(tmp_path: Path, tiny_dataset: Path, diagnose_home: Path) -> None:
     from ptychobench.cli import app
 
     path = _recon(tmp_path)
@@ -143,7 +130,7 @@ def test_cli_json_html_and_advice(tmp_path: Path, tiny_dataset: Path, home: Path
     assert sorted(p.name for p in card.parent.iterdir()) == ["card.html"]
 
 
-def test_cli_folder_table_and_bad_file(tmp_path: Path, tiny_dataset: Path, home: Path) -> None:
+def test_cli_folder_table_and_bad_file(tmp_path: Path, tiny_dataset: Path, diagnose_home: Path) -> None:
     from ptychobench.cli import app
 
     path = _recon(tmp_path)

@@ -22,18 +22,6 @@ FALLING = [100.0 * (i + 1) ** -0.35 for i in range(20)]
 CONVERGED = [1.0 + 9.0 * np.exp(-i / 2.0) for i in range(20)]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from ptychobench.diagnose import advice, detector
-
-    monkeypatch.setenv("PTYCHOBENCH_HOME", str(tmp_path / "home"))
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-    yield tmp_path / "home"
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-
-
 def _params(path: Path, loss: list[float]) -> Path:
     path.write_text(
         "n_epochs: 20\nn_probe_modes: 2\nbatch_size: 40\nn_positions: 200\nnear_field: true\n"
@@ -71,7 +59,7 @@ def test_the_rule_reads_the_last_quarter() -> None:
 
 
 def test_falling_loss_gets_k_with_a_note_and_converged_does_not(
-    tmp_path: Path, tiny_dataset: Path, home, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_dataset: Path, diagnose_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through ``--params``, with a probe advisor that on its own answers "No changes
     needed" (every option measured harmful in training): a converged loss keeps that

@@ -55,18 +55,6 @@ def grid_object(step: float = 15.0) -> np.ndarray:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from ptychobench.diagnose import advice, detector
-
-    monkeypatch.setenv("PTYCHOBENCH_HOME", str(tmp_path / "home"))
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-    yield tmp_path / "home"
-    detector.get_detector.cache_clear()
-    advice.get_advisor.cache_clear()
-
-
-@pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     import tifffile
 
@@ -106,7 +94,7 @@ def _diag(paths, dataset, **kw):
     return {Path(d.name).name: d for d in diagnose_many([str(p) for p in paths], dataset=dataset, advisor=None, **kw)}
 
 
-def test_labels_follow_the_decisive_measurements(files, tiny_dataset: Path, home: Path) -> None:
+def test_labels_follow_the_decisive_measurements(files, tiny_dataset: Path, diagnose_home: Path) -> None:
     keys = ["ramp.npy", "ramp.png", "ramp_float.npy", "ramp_float.tif", "ramp_vortices.npy"]
     ds = _diag([files[k] for k in keys], str(tiny_dataset))
     for k in keys:
@@ -125,7 +113,7 @@ def test_labels_follow_the_decisive_measurements(files, tiny_dataset: Path, home
                 assert sum(n.startswith(lab + ":") for n in d.notes) == 1, (lab, d.notes)
 
 
-def test_grid_follows_the_lattice_peak(files, tiny_dataset: Path, home: Path) -> None:
+def test_grid_follows_the_lattice_peak(files, tiny_dataset: Path, diagnose_home: Path) -> None:
     ds = _diag([files["grid.npy"], files["clean.npy"]], str(tiny_dataset), scan_step=15)
     assert ds["grid.npy"].measurements["grid_peak"].value >= 100
     assert "Grid artifacts" in ds["grid.npy"].labels
@@ -133,7 +121,9 @@ def test_grid_follows_the_lattice_peak(files, tiny_dataset: Path, home: Path) ->
     assert ds["clean.npy"].measurements["vortices"].value == 0
 
 
-def test_not_a_reconstruction_gets_warnings_and_no_labels(files, tiny_dataset: Path, home: Path, tmp_path) -> None:
+def test_not_a_reconstruction_gets_warnings_and_no_labels(
+    files, tiny_dataset: Path, diagnose_home: Path, tmp_path
+) -> None:
     from ptychobench.diagnose.io import DiagnoseError
 
     ds = _diag([files["photo.jpg"], files["amplitude.npy"]], str(tiny_dataset))
@@ -154,7 +144,7 @@ def test_not_a_reconstruction_gets_warnings_and_no_labels(files, tiny_dataset: P
         _diag([const], str(tiny_dataset))
 
 
-def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, home: Path) -> None:
+def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, diagnose_home: Path) -> None:
     from typer.testing import CliRunner
 
     from ptychobench.cli import app
@@ -176,7 +166,7 @@ def test_cli_prints_warnings_and_notes(files, tiny_dataset: Path, home: Path) ->
     assert "withheld" in r.output
 
 
-def test_card_shows_the_warnings_and_notes(files, tiny_dataset: Path, home: Path, tmp_path: Path) -> None:
+def test_card_shows_the_warnings_and_notes(files, tiny_dataset: Path, diagnose_home: Path, tmp_path: Path) -> None:
     """The HTML card says what the terminal says: every warning and every note."""
     from html import escape
 
@@ -197,7 +187,7 @@ def test_card_shows_the_warnings_and_notes(files, tiny_dataset: Path, home: Path
     assert "Generic parameter advice" in card_html(ramp)
 
 
-def test_advice_rules(tmp_path: Path, tiny_dataset: Path, home: Path) -> None:
+def test_advice_rules(tmp_path: Path, tiny_dataset: Path, diagnose_home: Path) -> None:
     from ptychobench.diagnose.advice import CurrentParams, _recon_fields, advise, no_change_rule
     from ptychobench.diagnose.io import to_recon
     from ptychobench.diagnose.measure import measure
@@ -229,7 +219,7 @@ def test_knn_vote_breaks_ties_by_distance() -> None:
 
 
 @pytest.mark.slow
-def test_sim_v2_detector_on_truth_known_cases(files, home: Path, tmp_path: Path) -> None:
+def test_sim_v2_detector_on_truth_known_cases(files, diagnose_home: Path, tmp_path: Path) -> None:
     """With the shipped detector (sim-v2 + single-defect images): a clean specimen is clean,
     a pure ramp is a phase ramp to the detector too, a grey photograph is flagged."""
     grey = tmp_path / "photo_grey.png"
@@ -241,7 +231,7 @@ def test_sim_v2_detector_on_truth_known_cases(files, home: Path, tmp_path: Path)
 
 
 def test_advisor_is_fitted_on_diagnose_texts_of_train_only(
-    tiny_dataset: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dataset: Path, diagnose_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where diagnose's own texts of the train experiments are shipped, the advisor is fitted
     on them (the kind of text it reads at use), with the dataset's labels; a row naming an
@@ -271,7 +261,7 @@ def test_advisor_is_fitted_on_diagnose_texts_of_train_only(
         advice.load_probe_advisor("text-probe", str(tiny_dataset))
 
 
-def test_expected_gain_rule(tiny_dataset: Path, home: Path) -> None:
+def test_expected_gain_rule(tiny_dataset: Path, diagnose_home: Path) -> None:
     """An option the probe finds likely is not advised when, at its probability, the train
     experiments measured a larger error on average; with nothing left the advice is "No
     changes needed", and each shown option states its expected error change."""
