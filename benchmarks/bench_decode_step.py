@@ -18,11 +18,10 @@ import time
 
 import torch
 
-from ptychobench.data import load_dataset
+from bench_kvcache import prefill, prompts  # benchmarks/ is the script's folder
 from ptychobench.models import load_backend
 from ptychobench.models.hf import HFBackend
 from ptychobench.models.kvcache import GrowingCache
-from ptychobench.tasks import get_task
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    convs = [get_task("params").render(s) for s in load_dataset("sim-v1").samples("params", "test")[:8]]
+    convs = prompts()
     b = load_backend("smollm2-135m", dtype="float32", batch_size=8)
     plain = load_backend("smollm2-135m", dtype="float32", batch_size=8, packed_weights=False)
     assert isinstance(b, HFBackend) and isinstance(plain, HFBackend)
@@ -46,14 +45,7 @@ def main() -> None:
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; batch {tuple(mask.shape)}, shared start {n}")
     with torch.inference_mode():
-        out = b.model(
-            input_ids=inputs["input_ids"][:, n:],
-            attention_mask=mask,
-            position_ids=positions[:, n:],
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out = prefill(b.model, inputs, n, mask, positions, cache)
     first = out.logits[:, -1].argmax(-1, keepdim=True)
     snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
 

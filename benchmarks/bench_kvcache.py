@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -26,12 +27,30 @@ from ptychobench.models.kvcache import GrowingCache
 from ptychobench.tasks import get_task
 
 
+def prompts() -> list:
+    """The benchmark's batch: the first 8 of sim-v1's parameter test prompts."""
+    return [get_task("params").render(s) for s in load_dataset("sim-v1").samples("params", "test")[:8]]
+
+
+def prefill(model: Any, inputs: dict, n: int, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
+    """One prefill pass over each row after the shared start of ``n`` tokens (already in
+    ``cache``), the LM head at the last position only, as the backend's generate runs it."""
+    return model(
+        input_ids=inputs["input_ids"][:, n:],
+        attention_mask=mask,
+        position_ids=positions[:, n:],
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    convs = [get_task("params").render(s) for s in load_dataset("sim-v1").samples("params", "test")[:8]]
+    convs = prompts()
     b = load_backend("smollm2-135m", dtype="float32", batch_size=8)
     assert isinstance(b, HFBackend)
     inputs = b._prefix_inputs([b.prompt_text(c) for c in convs], 32)
@@ -56,15 +75,8 @@ def main() -> None:
             cache, m = fresh(kind), mask
             with torch.inference_mode():
                 t = time.process_time()
-                out = b.model(
-                    input_ids=inputs["input_ids"][:, n:],
-                    attention_mask=m,
-                    position_ids=positions[:, n:],
-                    cache=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                prefill = time.process_time() - t
+                out = prefill(b.model, inputs, n, m, positions, cache)
+                prefill_s = time.process_time() - t
                 pos = positions[:, -1:]
                 t = time.process_time()
                 for _ in range(8):
@@ -72,21 +84,14 @@ def main() -> None:
                     m, pos = torch.cat([m, m.new_ones(8, 1)], 1), pos + 1
                     out = b.model(input_ids=nxt, attention_mask=m, position_ids=pos, cache=cache, use_cache=True)
                 step = (time.process_time() - t) / 8
-            print(f"{kind:13s} prefill {prefill:6.2f} CPU s, decode {step:.3f} CPU s/step", flush=True)
+            print(f"{kind:13s} prefill {prefill_s:6.2f} CPU s, decode {step:.3f} CPU s/step", flush=True)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         cache = fresh("DynamicCache")
         with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as p:
-            b.model(
-                input_ids=inputs["input_ids"][:, n:],
-                attention_mask=mask,
-                position_ids=positions[:, n:],
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            prefill(b.model, inputs, n, mask, positions, cache)
         print("prefill pass:\n" + p.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
         plain = HFBackend(b.model, b.processor, vision=False, name="plain", batch_size=8)
         plain.__dict__["_growing_cache"] = False  # transformers' own cache, as before issue 28
