@@ -115,8 +115,8 @@ def test_adapters_trained_before_the_stages_keep_their_settings():
     def recipe_keys(recipe) -> set[str]:
         return set(settings_of("artifacts", "tiny-vlm", ds, "h", recipe, None, 0, 0, 1, ["a"])["recipe"])
 
-    assert not recipe_keys(recipe_for("cpu", True)) & {"balance", "shuffle_labels", "align_epochs"}
-    assert {"balance", "shuffle_labels", "align_epochs", "align_learning_rate"} <= recipe_keys(
+    assert not recipe_keys(recipe_for("cpu", True)) & {"balance", "shuffle_labels", "align_epochs", "word_align_steps"}
+    assert {"balance", "shuffle_labels", "align_epochs", "align_learning_rate", "word_align_steps"} <= recipe_keys(
         recipe_for("lowdata", True)
     )
 
@@ -160,3 +160,40 @@ def test_the_aligned_projector_is_the_one_lora_starts_from_and_saves(tiny_datase
     w0 = fresh.projector.fc1.weight
     w1 = tuned.get_base_model().projector.fc1.weight
     assert (w1 - w0).abs().max() > 1e-4
+
+
+def test_word_alignment_points_image_tokens_at_their_label_words():
+    """Word alignment moves the projector alone, so that the mean of an image's tokens is
+    nearer its own labels' words than the other labels' words; before it, the random
+    projector's tokens show no such preference."""
+    import torch
+    from torch.nn import functional as F
+
+    from ptychobench.models import load_for_training
+    from ptychobench.strategies.sft.align import align_projector_to_words, label_words
+    from ptychobench.tasks import ARTIFACT_LABELS
+
+    model, processor = load_for_training("tiny-vlm")
+    samples = sorted(load_dataset("sim-v2").samples("artifacts", "train"), key=lambda s: s.id)[:32]
+    backbone = model.model
+    embeddings = backbone.language_model.get_input_embeddings().weight
+    directions = F.normalize(label_words(embeddings.detach(), processor, ARTIFACT_LABELS), dim=-1)
+    pixels = torch.stack([processor.preprocess_image(s.image) for s in samples])
+    y = torch.tensor([[lab in s.labels for lab in ARTIFACT_LABELS] for s in samples])
+
+    def margin() -> float:
+        with torch.no_grad():
+            readout = F.normalize(backbone.image_features(pixels).mean(1), dim=-1) @ directions.T
+        return float(readout[y].mean() - readout[~y].mean())
+
+    lm_before = embeddings.detach().clone()
+    trains = {n: p.requires_grad for n, p in model.named_parameters()}
+    before = margin()
+    info = align_projector_to_words(
+        model, processor, samples, ARTIFACT_LABELS, recipe_for("lowdata", True, word_align_steps=80)
+    )
+    after = margin()
+    assert abs(before) < 0.05 < after, (before, after)
+    assert info["steps"] == 80 and info["loss_curve"][-1]["loss"] < info["loss_curve"][0]["loss"]
+    assert torch.equal(embeddings.detach(), lm_before)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == trains

@@ -273,13 +273,18 @@ class TinyVLMBackbone(nn.Module):
                 out.append(feats)
         return torch.stack(out)
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n_images, 3, 224, 224) -> (n_images, image_grid**2, text_hidden)."""
+    def grid_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n_images, 3, 224, 224) -> (n_images, image_grid**2, vision_hidden): the
+        encoder's feature map on the token grid, what the projector maps to tokens."""
         feats = self.encode_images(pixel_values)
         g = self.config.image_grid
         if feats.shape[-1] != g:
             feats = nn.functional.adaptive_avg_pool2d(feats, g)
-        return self.projector(feats.flatten(2).transpose(1, 2))
+        return feats.flatten(2).transpose(1, 2)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n_images, 3, 224, 224) -> (n_images, image_grid**2, text_hidden)."""
+        return self.projector(self.grid_features(pixel_values))
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         if self.config.image_token_id is None:

@@ -167,6 +167,8 @@ SFT: dict[str, Check] = {
     "shuffle_labels": _bool,
     "align_epochs": _number(0),
     "align_learning_rate": _number(0, low_open=True),
+    "word_align_steps": _int(0),
+    "word_align_learning_rate": _number(0, low_open=True),
     "profile": _one_of("auto", *SFT_PROFILES),
     "demo_selector": _selector,
     "k": _int(0, 32),

@@ -68,11 +68,23 @@ class Recipe:
     #: projector starts random; without it a short LoRA run learns the majority answer.
     align_epochs: float = 0.0
     align_learning_rate: float = 1e-3
+    #: Word alignment before LoRA (tiny-vlm): this many steps train the projector alone, on
+    #: cached encoder features, toward the input embeddings of each image's label words
+    #: (``align.align_projector_to_words``); no language-model pass, so cheap.
+    word_align_steps: int = 0
+    word_align_learning_rate: float = 1e-3
 
 
 #: Recipe fields added after adapters were trained: left out of an adapter's settings while
 #: at these values, so those adapters keep their settings (and are reused).
-LATER_FIELDS = {"balance": 0.0, "shuffle_labels": False, "align_epochs": 0.0, "align_learning_rate": 1e-3}
+LATER_FIELDS = {
+    "balance": 0.0,
+    "shuffle_labels": False,
+    "align_epochs": 0.0,
+    "align_learning_rate": 1e-3,
+    "word_align_steps": 0,
+    "word_align_learning_rate": 1e-3,
+}
 
 
 def _gpu(vision: bool) -> Recipe:
@@ -130,6 +142,7 @@ LOWDATA_STAGES: dict[str, Any] = {
     "align_learning_rate": 2e-3,
     "balance": 0.5,
     "shuffle_labels": True,
+    "word_align_steps": 300,
 }
 
 PROFILES = {"cpu": _cpu, "lowdata": _lowdata, "gpu": _gpu, "paper": _paper}

@@ -30,7 +30,7 @@ from typing import Any
 from ...errors import TrainingCutShort
 from ...models.cpu import torch_threads
 from ...models.precision import cpu_dtype_probe
-from .align import align_projector
+from .align import align_projector, align_projector_to_words
 from .callbacks import step_clock, time_budget
 from .examples import Collator, HubVLMCollator, as_dataset, balanced_draw, training_conversations
 from .manifest import MANIFEST, library_versions, read_manifest, settings_of
@@ -248,10 +248,14 @@ def train_adapter(
 
         t0 = time.perf_counter()
         align: dict[str, Any] = {}
+        if recipe.word_align_steps:
+            if not tiny:
+                raise ValueError("word_align_steps: word alignment is for tiny-vlm (it trains its projector)")
+            align["words"] = align_projector_to_words(base, processor, train, spec.labels, recipe)
         if recipe.align_epochs:
             if not tiny:
                 raise ValueError("align_epochs: a projector-alignment stage is for tiny-vlm (it trains its projector)")
-            align = align_projector(base, make_trainer, recipe, str(work / "align"))
+            align.update(align_projector(base, make_trainer, recipe, str(work / "align")))
         peft_model = get_peft_model(base, lora_config(base, recipe, spec.modality == "image", tiny))
         clock = step_clock()
         callbacks = [clock] + ([time_budget(recipe.time_budget_s)] if recipe.time_budget_s else [])
