@@ -55,9 +55,8 @@ class ShippedLabelling:
         sample = Sample(unit, "train", "artifacts", experiment["sample_type"], "", Path(image), frozenset(), {})
         sample.metadata.update(metrics=metrics, experiment=experiment)
         # one thread, as every work unit: the same sums in any build (a probability near a
-        # cut-off cannot flip with the thread count), and no fight with the worker
-        # processes beside it (two threads on the shared 2-core machine: 0.3-2 s an image,
-        # one thread: 0.14 s)
+        # cut-off cannot flip with the thread count), and no fight for the cores with the
+        # worker processes beside it (benchmarks/bench_v3_labelling.py times a decision)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
