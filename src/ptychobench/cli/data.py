@@ -100,6 +100,9 @@ def validate_cmd(dataset: str = typer.Argument(..., help="Dataset folder or name
 
 @command("generate")
 def generate_command(
+    dataset: str = typer.Argument(
+        "sim-v2", help="Which dataset to build: sim-v2 or sim-v3 (labels from the labeller)."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder to build the dataset in (resumable)."),
     n_visual: int = typer.Option(None, "--n-visual", help="Artifact-task images (default 391; quick 12)."),
     n_text: int = typer.Option(None, "--n-text", help="Parameter-task samples (default 135; quick 3)."),
@@ -108,16 +111,17 @@ def generate_command(
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same files."),
     workers: int = typer.Option(1, "--workers", help="Worker processes (one CPU thread each)."),
     quick: bool = typer.Option(False, "--quick", help="Small field and few samples; under 2 minutes."),
-    name: str = typer.Option("sim-v2", "--name", help="Dataset name written to the manifest."),
+    name: str = typer.Option(None, "--name", help="Dataset name written to the manifest (default: DATASET)."),
     calibration: bool = typer.Option(
         False, "--calibration", help="Seeds disjoint from every shipped build: the build thresholds are tuned on."
     ),
 ) -> None:
     """Simulate ptychography experiments with known defects, reconstruct them with pty-chi,
-    and label them by measurement. Rerun the same command to resume an interrupted build.
+    and label them: sim-v2 by measurement thresholds, sim-v3 by the shipped labeller (images
+    it is unsure of are left out). Rerun the same command to resume an interrupted build.
 
     Example: ptychobench generate --out runs/sim-v2 --workers 2
-    Example: ptychobench generate --out /tmp/quick --quick
+    Example: ptychobench generate sim-v3 --out /tmp/quick-v3 --quick
     """
     from rich.progress import (
         BarColumn,
@@ -128,8 +132,11 @@ def generate_command(
     )
 
     from ..eval.confounds import confound_section
-    from ..sim.build import QUICK, BuildConfig, BuildError, build
+    from ..sim.build import QUICK, RECIPES, BuildConfig, BuildError, build
 
+    if dataset not in RECIPES:
+        raise typer.BadParameter(f"{dataset!r}: generate builds {' or '.join(RECIPES)}", param_hint="DATASET")
+    recipe = RECIPES[dataset]
     nv = n_visual if n_visual is not None else (QUICK["n_visual"] if quick else 391)
     nt = n_text if n_text is not None else (QUICK["n_text"] if quick else 135)
     nov = n_ood_visual if n_ood_visual is not None else (QUICK["n_ood_visual"] if quick else 79)
@@ -144,8 +151,14 @@ def generate_command(
         seed=seed,
         quick=quick,
         calibration=calibration,
-        name=name,
+        name=name or recipe.name,
+        labelling=recipe.labelling,
     )
+    labelling = None
+    if recipe.labelling == 3:
+        from ..labelling.apply import ShippedLabelling
+
+        labelling = ShippedLabelling()
     with Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("build", total=nv)
 
@@ -153,7 +166,7 @@ def generate_command(
             bar.update(task, completed=done, total=total)
 
         try:
-            path = build(cfg, out, workers=workers, progress=progress, sections=[confound_section])
+            path = build(cfg, out, workers=workers, progress=progress, sections=[confound_section], labelling=labelling)
         except BuildError as e:
             raise DatasetError(str(e)) from None
     typer.echo(f"wrote {path} (manifest, artifacts/, params/, validation.md, released/)")

@@ -5,6 +5,7 @@ Layout of a build folder::
     .work/config.json          the build's configuration (a rerun must match it)
     .work/exp-0007.png         rendered reconstruction of experiment 7
     .work/exp-0007.json        its record: experiment, metrics, losses, option trials
+    .work/exp-0007.labels.json sim-v3 only: the labeller's decision on it (cached)
     manifest.json, artifacts/, params/   the dataset (written by ptychobench.data)
     validation.md, validation/           the validation report
     released/                  the same data in the authors' chat-JSON format
@@ -12,6 +13,12 @@ Layout of a build folder::
 Each experiment is one work unit, written atomically (temporary file, then rename), so
 an interrupted build continues where it stopped when rerun and ends with the same files:
 every unit depends only on (seed, index), never on what else ran or in which order.
+
+Two recipes (:data:`RECIPES`): sim-v2 labels artifacts by the thresholds of
+:mod:`.labels`; sim-v3 by a labeller fitted to blind raters (``ptychobench.labelling``,
+handed in by the caller as an :class:`ImageLabelling`, since it sits above the simulator),
+and leaves out of its splits every image on which the labeller is unsure of any label
+(the gray zone), running further experiments so the splits keep their sizes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,6 +41,58 @@ from .labels import LABELLING_VERSION
 
 NAME = "sim-v2"
 VERSION = "2.0"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset ``generate`` builds by name: its manifest version, how its artifact
+    labels are made (2: thresholds, :mod:`.labels`; 3: a fitted labeller with a gray
+    zone) and its manifest description. The physics, the option labels and the splits
+    are the same for all."""
+
+    name: str
+    version: str
+    labelling: int
+    description: str
+
+
+RECIPES = {
+    "sim-v2": Recipe(
+        "sim-v2",
+        VERSION,
+        2,
+        "PtychoBench-Sim v2: simulated X-ray ptychography experiments with injected defects, "
+        "reconstructed with pty-chi LSQML and rendered by a truth-free viewer; artifact labels "
+        "measured against the truth and visible in the rendered image, parameter labels verified "
+        "by repeated reconstructions. Split by experiment; test-ood holds a held-out instrument. "
+        "See docs/dataset.md.",
+    ),
+    "sim-v3": Recipe(
+        "sim-v3",
+        "3.0",
+        3,
+        "PtychoBench-Sim v3: the experiments of sim-v2 (simulated X-ray ptychography with injected "
+        "defects, reconstructed with pty-chi LSQML, rendered by a truth-free viewer); artifact labels "
+        "from a labeller fitted to a panel of blind vision-language-model raters, images it is unsure "
+        "of left out; parameter labels verified by repeated reconstructions. Split by experiment; "
+        "test-ood holds a held-out instrument. See docs/dataset.md.",
+    ),
+}
+
+
+class ImageLabelling(Protocol):
+    """sim-v3's artifact labelling (``ptychobench.labelling.apply.ShippedLabelling``)."""
+
+    version: str
+    fingerprint: str  # a cached decision holds for this labelling only
+
+    def rules(self) -> dict[str, Any]: ...
+
+    def decide(self, unit: str, metrics: dict[str, Any], image: Path, experiment: dict[str, Any]) -> dict[str, Any]:
+        """``{"labels": [...], "unsure": [...], "probabilities": {...}}`` of one reconstruction."""
+        ...
+
+
 # real data: visual 312 train / 79 test; text 91 train / 44 test
 TEST_FRACTION_VISUAL = 79 / 391
 TEST_FRACTION_TEXT = 44 / 135
@@ -49,6 +109,7 @@ class BuildConfig:
     quick: bool = False
     calibration: bool = False  # seeds disjoint from every shipped build, for thresholds
     name: str = NAME
+    labelling: int = 2  # the recipe's (RECIPES): 3 needs an ImageLabelling
 
     @property
     def scale(self) -> str:
@@ -58,9 +119,15 @@ class BuildConfig:
     def text_scale(self) -> str:
         return "v2-text-quick" if self.quick else "v2-text"
 
+    @property
+    def recipe(self) -> Recipe:
+        return next(r for r in RECIPES.values() if r.labelling == self.labelling)
+
     def key(self) -> dict:
         d = asdict(self)
         d["scale"] = self.scale
+        if self.labelling == 2:  # a sim-v2 build's key (config.json, manifest) stays what it was
+            del d["labelling"]
         return d
 
     def text_units(self, n_main: int, n_ood: int) -> list[str]:
@@ -94,7 +161,9 @@ def experiment_for(cfg: BuildConfig, unit: str | int):
     return draw_experiment(index, seed=seed, rng=rng, scale=scale, pool=pool)
 
 
-def remeasure_units(cfg: BuildConfig, out: Path, stale_only: bool = False) -> int:
+def remeasure_units(
+    cfg: BuildConfig, out: Path, stale_only: bool = False, labelling: ImageLabelling | None = None
+) -> int:
     """Recompute metrics and images of finished units from their stored reconstructions
     (after a change to :mod:`.measure` or :mod:`.labels`); with ``stale_only``, only the
     units measured under another labelling version. Returns how many were updated."""
@@ -107,7 +176,7 @@ def remeasure_units(cfg: BuildConfig, out: Path, stale_only: bool = False) -> in
 
     work = out / ".work"
     n = 0
-    for unit in all_units(cfg, work):
+    for unit in all_units(cfg, work, labelling):
         js, png = _unit_paths(work, unit)
         npy = js.with_suffix(".npy")
         if not (js.is_file() and npy.is_file()):
@@ -129,6 +198,59 @@ def remeasure_units(cfg: BuildConfig, out: Path, stale_only: bool = False) -> in
 
 def _unit_paths(work: Path, unit: str) -> tuple[Path, Path]:
     return work / f"{unit}.json", work / f"{unit}.png"
+
+
+def stored_metrics(m: dict) -> dict:
+    """A unit's metrics as the dataset stores them (floats to 4 decimals). The labeller
+    was fitted on these stored values, so sim-v3 judges every unit on them too."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
+
+
+def _labeller_of(cfg: BuildConfig, labelling: ImageLabelling | None) -> ImageLabelling | None:
+    """The labelling a build uses: none for sim-v2's thresholds; sim-v3 refuses to go on without one."""
+    if cfg.labelling == 2:
+        return None
+    if labelling is None:
+        raise BuildError(
+            f"{cfg.recipe.name} labels with the fitted labeller: build it with `ptychobench generate {cfg.recipe.name}`"
+        )
+    return labelling
+
+
+def decision(work: Path, unit: str, labelling: ImageLabelling) -> dict | None:
+    """The labeller's decision on a finished unit (None if it failed or is not done),
+    cached beside it in ``{unit}.labels.json``. The cache holds for this labeller file,
+    these stored metrics and this image only (a refit or a re-measurement decides again),
+    so a resumed build decides as a fresh one."""
+    import hashlib
+
+    js, png = _unit_paths(work, unit)
+    if unit_failed(work, unit) or not (js.is_file() and png.is_file()):
+        return None
+    rec = json.loads(js.read_text())
+    metrics = stored_metrics(rec["metrics"])
+    h = hashlib.sha256(labelling.fingerprint.encode())
+    h.update(json.dumps(metrics, sort_keys=True).encode())
+    h.update(png.read_bytes())
+    key = h.hexdigest()
+    cache = work / f"{unit}.labels.json"
+    old = _read(cache) if cache.is_file() else None
+    if old is not None and old.get("key") == key:
+        return old
+    d = {"key": key, "labelling_version": labelling.version}
+    d |= labelling.decide(unit, metrics, png, rec["experiment"])
+    write_atomic(cache, json.dumps(d, sort_keys=True, indent=0).encode())
+    return d
+
+
+def left_out(d: dict | None) -> bool:
+    """In the gray zone: the labeller is unsure of at least one label."""
+    return bool(d and d["unsure"])
+
+
+def is_image_unit(unit: str) -> bool:
+    """An image-task experiment (``exp``/``ood``), not a text-task one (``txt``/``oodt``)."""
+    return unit.rstrip("0123456789") in ("exp", "ood")
 
 
 def _read(js: Path) -> dict | None:
@@ -242,10 +364,11 @@ def _text_units(cfg: BuildConfig, work: Path) -> list[str]:
     return cfg.text_units(*counts)
 
 
-def image_units(cfg: BuildConfig, work: Path) -> list[str]:
+def image_units(cfg: BuildConfig, work: Path, labelling: ImageLabelling | None = None) -> list[str]:
     """Image-task experiments to run, by key: ``expNNNN`` (main instruments) then
     ``oodNNNN`` (the held-out instrument); the first ones of each pool, extended past any
-    whose reconstruction failed, so the build has the number of images asked for."""
+    whose reconstruction failed (and, under a labeller, any in its gray zone), so the
+    build has the number of images asked for."""
     out = []
     for kind, need in (("exp", cfg.n_visual), ("ood", cfg.n_ood_visual)):
         n = need
@@ -254,18 +377,26 @@ def image_units(cfg: BuildConfig, work: Path) -> list[str]:
             if not all(unit_done(work, u, False) for u in units):
                 break
             failed = sum(unit_failed(work, u) for u in units)
-            if n - failed >= need:
+            gray = sum(left_out(decision(work, u, labelling)) for u in units) if labelling is not None else 0
+            if n - failed - gray >= need:
                 break
-            n = need + failed
+            n = need + failed + gray
         out += [f"{kind}{i:04d}" for i in range(n)]
     return out
 
 
-def all_units(cfg: BuildConfig, work: Path) -> list[str]:
-    return image_units(cfg, work) + _text_units(cfg, work)
+def all_units(cfg: BuildConfig, work: Path, labelling: ImageLabelling | None = None) -> list[str]:
+    return image_units(cfg, work, _labeller_of(cfg, labelling)) + _text_units(cfg, work)
 
 
-def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int, int], None] | None = None) -> None:
+def run_units(
+    cfg: BuildConfig,
+    out: Path,
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+    labelling: ImageLabelling | None = None,
+) -> None:
+    lab = _labeller_of(cfg, labelling)
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "config.json"
@@ -279,7 +410,7 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
     else:
         write_atomic(cfg_path, json.dumps(cfg.key(), sort_keys=True).encode())
     while True:
-        images, text = image_units(cfg, work), _text_units(cfg, work)
+        images, text = image_units(cfg, work, lab), _text_units(cfg, work)
         # the images first (they can be reviewed while the long option trials run)
         todo = [(u, False) for u in images] + [(u, True) for u in text]
         pending = [(u, tr) for u, tr in todo if not unit_done(work, u, tr)]
@@ -288,7 +419,7 @@ def run_units(cfg: BuildConfig, out: Path, workers: int, progress: Callable[[int
         if progress:
             progress(done, total)
         if not pending:
-            if (image_units(cfg, work), _text_units(cfg, work)) == (images, text):
+            if (image_units(cfg, work, lab), _text_units(cfg, work)) == (images, text):
                 return
             continue
         _run_pending(cfg, work, pending, workers, done, total, progress)
@@ -319,12 +450,12 @@ def _run_pending(cfg, work: Path, pending, workers: int, done: int, total: int, 
 MAX_FAILED_FRACTION = 0.05  # more failed reconstructions than this (and 2) is a broken build
 
 
-def load_records(cfg: BuildConfig, out: Path) -> tuple[list[dict], list[dict]]:
+def load_records(cfg: BuildConfig, out: Path, labelling: ImageLabelling | None = None) -> tuple[list[dict], list[dict]]:
     """(records of the units that reconstructed, records of those that failed)."""
     work = out / ".work"
     recs: list[dict] = []
     failed: list[dict] = []
-    for unit in all_units(cfg, work):
+    for unit in all_units(cfg, work, labelling):
         js, png = _unit_paths(work, unit)
         r = _read(js)
         if r is None:
@@ -458,8 +589,28 @@ def _text_split(cands: list[tuple], n_test: int, seed: int, ood: bool) -> list[s
     return stratified_split([c[2] for c in cands], n_test, seed, tuple(PARAM_OPTIONS))
 
 
+def gray_zone_counts(recs: list[dict]) -> dict[str, Any]:
+    """What the gray zone left out of the image task: images in all and per pool, and per
+    label the left-out images unsure of it (an image unsure of two labels counts in both)."""
+    images = [r for r in recs if is_image_unit(r["unit"])]
+    out = [r for r in images if left_out(r.get("labeller"))]
+    per_label = {lab: sum(lab in r["labeller"]["unsure"] for r in out) for lab in ARTIFACT_LABELS}
+    return {
+        "judged": len(images),
+        "left_out": len(out),
+        "left_out_main": sum(r["unit"].startswith("exp") for r in out),
+        "left_out_ood": sum(r["unit"].startswith("ood") for r in out),
+        "per_label": {k: v for k, v in per_label.items() if v},
+        "units": sorted(r["unit"] for r in out),
+    }
+
+
 def assemble(
-    cfg: BuildConfig, out: Path, build_seconds: float | None = None, sections: Sequence[Callable] = ()
+    cfg: BuildConfig,
+    out: Path,
+    build_seconds: float | None = None,
+    sections: Sequence[Callable] = (),
+    labelling: ImageLabelling | None = None,
 ) -> Path:
     """Measure labels, split by experiment, write the dataset, the validation report
     and the export."""
@@ -469,14 +620,25 @@ def assemble(
     from .report import write_report
     from .text import params_text
 
-    recs, failed = load_records(cfg, out)
+    lab = _labeller_of(cfg, labelling)
+    recs, failed = load_records(cfg, out, lab)
     for r in recs:
         r["sample_id"] = r["unit"]
         r["artifact_labels"] = sorted(artifact_labels(r["metrics"]))
+        # sim-v3: the labeller labels the image task only. It was fitted on images of that
+        # geometry (a 128-px field rendered at 256 px); a text-task experiment's smaller
+        # field is outside what it learnt, so the artifacts its text states stay measured
+        # (labelling 2.1) and its option labels are verified as in sim-v2.
+        if lab is not None and is_image_unit(r["unit"]):
+            r["labeller"] = decision(out / ".work", r["unit"], lab)
+            r["artifact_labels"] = r["labeller"]["labels"]
     vis_labels = [frozenset(r["artifact_labels"]) for r in recs]
     kind = [r["unit"].rstrip("0123456789") for r in recs]
-    main = [i for i, k in enumerate(kind) if k == "exp"]
-    ood = [i for i, k in enumerate(kind) if k == "ood"]
+    # the gray zone: an image the labeller is unsure of is in no split (image_units ran more)
+    kept = [not left_out(r.get("labeller")) for r in recs]
+    main = [i for i, k in enumerate(kind) if k == "exp" and kept[i]]
+    ood = [i for i, k in enumerate(kind) if k == "ood" and kept[i]]
+    image_version = LABELLING_VERSION if lab is None else lab.version
     text_main = [i for i, k in enumerate(kind) if k == "txt"]
     text_ood = [i for i, k in enumerate(kind) if k == "oodt"]
 
@@ -510,10 +672,9 @@ def assemble(
     for i in main + ood:
         r = recs[i]
         exp = r["experiment"]
-        meta = _meta(r) | {
-            "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["metrics"].items()},
-            "labelling_version": LABELLING_VERSION,
-        }
+        meta = _meta(r) | {"metrics": stored_metrics(r["metrics"]), "labelling_version": image_version}
+        if lab is not None:
+            meta["labeller_probabilities"] = r["labeller"]["probabilities"]
         samples.append(
             Sample(
                 r["sample_id"],
@@ -556,16 +717,29 @@ def assemble(
             )
         )
 
-    description = (
-        "PtychoBench-Sim v2: simulated X-ray ptychography experiments with injected defects, "
-        "reconstructed with pty-chi LSQML and rendered by a truth-free viewer; artifact labels "
-        "measured against the truth and visible in the rendered image, parameter labels verified "
-        "by repeated reconstructions. Split by experiment; test-ood holds a held-out instrument. "
-        "See docs/dataset.md."
+    recipe = cfg.recipe
+    generator: dict[str, Any] = {"config": cfg.key(), "rules": rules()}
+    gray = None
+    if lab is not None:
+        v2 = rules()
+        options = v2.pop("options")
+        generator["rules"] = lab.rules() | {"options": options, "text_task_visible_artifacts": v2}
+        gray = gray_zone_counts(recs)
+        generator["gray_zone"] = gray
+    write_dataset(
+        out, cfg.name, recipe.version, samples, description=recipe.description, extra={"generator": generator}
     )
-    extra = {"generator": {"config": cfg.key(), "rules": rules()}}
-    write_dataset(out, cfg.name, VERSION, samples, description=description, extra=extra)
-    write_report(out, cfg, recs, samples, build_seconds, failed, sections)
+    write_report(
+        out,
+        cfg,
+        recs,
+        samples,
+        build_seconds,
+        failed,
+        sections,
+        labeller_rules=generator["rules"] if lab else None,
+        gray=gray,
+    )
     export_released(out, out / "released")
     return out
 
@@ -576,14 +750,17 @@ def build(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     sections: Sequence[Callable[[list], list[str]]] = (),
+    labelling: ImageLabelling | None = None,
 ) -> Path:
     """Run (or resume) every unit, re-measure stale ones, assemble. ``sections``: functions
     of the samples that return markdown lines for ``validation.md`` (checks that need the
     baselines or the scoring, which live above the simulator: the CLI passes the confound
-    check, ``eval.confounds.confound_section``)."""
+    check, ``eval.confounds.confound_section``). ``labelling``: sim-v3's labeller
+    (``ptychobench.labelling.apply.ShippedLabelling``), needed when ``cfg.labelling == 3``."""
     out = Path(out)
     t0 = time.perf_counter()
-    run_units(cfg, out, workers, progress)
+    run_units(cfg, out, workers, progress, labelling)
     # units measured before the rules last changed are measured again (no reconstruction)
-    remeasure_units(cfg, out, stale_only=True)
-    return assemble(cfg, out, time.perf_counter() - t0, sections)
+    if remeasure_units(cfg, out, stale_only=True, labelling=labelling) and cfg.labelling != 2:
+        run_units(cfg, out, workers, progress, labelling)  # re-measured images may fall in the gray zone
+    return assemble(cfg, out, time.perf_counter() - t0, sections, labelling)

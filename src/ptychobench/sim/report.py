@@ -72,6 +72,44 @@ def _rules_section() -> list[str]:
     return lines
 
 
+def _labeller_section(rules: dict, gray: dict) -> list[str]:
+    """sim-v3: how the labels were made, and what the gray zone left out (issue 24)."""
+    lab = rules["labeller"]
+    cv = lab["cross_validated"]
+    zones = {tuple(z) for z in rules["gray_zone"].values()}
+    zone = ", ".join(f"[{lo:.4f}, {hi:.4f})" for lo, hi in sorted(zones))
+    lines = [f"## Labelling (version {rules['labelling_version']}): a labeller fitted to blind raters", ""]
+    lines += [
+        f"Each artifact label is the decision of `{lab['file']}` (sha256 `{lab['sha256'][:12]}`), per-label "
+        f"logistic models fitted to the majority of a calibration panel of {lab['trained_on'].get('n', '?')} images "
+        f"({lab['trained_on'].get('dataset', '?')}, seeds disjoint from this build) rated by blind "
+        "vision-language-model agents, not ptychographers; `ptychobench annotate` (Label Studio) is how "
+        "human experts replace these ratings. Inputs: the rendered image's measurements and embedding, and "
+        "its residuals against the truth (`labelling/labeller.py`). A label holds when its probability is at "
+        "least the gray zone's upper cut-off. The labeller labels the image task only: it was fitted on "
+        "images of that task's field, so the parameter task's texts (a smaller field) state the artifacts "
+        "measured by sim-v2's thresholds (labelling "
+        f"{rules['text_task_visible_artifacts']['labelling_version']}, in the manifest under "
+        "`text_task_visible_artifacts`).",
+        "",
+        f"Cross-validated agreement with the panel (out of fold, {cv.get('n')} images): micro-F1 "
+        f"{cv.get('micro_f1')}; on the {cv.get('sure_n')} images outside the gray zone {cv.get('sure_micro_f1')}.",
+        "",
+        "## Gray zone",
+        "",
+        f"An image whose probability for any label lies in {zone} (cut-offs chosen on the calibration panel "
+        "only) is left out of every split; the build ran further experiments of the same pool so the "
+        f"splits keep their sizes. Images judged: {gray['judged']}; left out: {gray['left_out']} "
+        f"({gray['left_out_main']} main pool, {gray['left_out_ood']} test-ood pool).",
+        "",
+        "| label | images left out unsure of it |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in gray["per_label"].items()] or ["| (none) | 0 |"]
+    lines += ["", "An image unsure of two labels counts in both rows.", ""]
+    return lines
+
+
 def _defect_table(samples: list, labels: list[str], headers: list[str]) -> list[str]:
     """Percentage of the samples with each injected defect that carry each label."""
     lines = ["| defect | n | " + " | ".join(headers) + " |", "|---" * (len(headers) + 2) + "|"]
@@ -156,7 +194,12 @@ def write_report(
     build_seconds: float | None,
     failed: list[dict] | None = None,
     sections: Sequence[Callable[[list], list[str]]] = (),
+    labeller_rules: dict | None = None,
+    gray: dict | None = None,
 ) -> None:
+    """``validation.md`` (and ``timing.md``, contact sheets). ``labeller_rules`` and
+    ``gray``: a sim-v3 build's labelling rules and gray-zone counts, reported in place of
+    sim-v2's thresholds."""
     from .labels import GAIN_MARGIN, MAX_P, MIN_ABS_GAIN, N_SEEDS, SPREAD_FACTOR
 
     vis = [s for s in samples if s.task == "artifacts"]
@@ -164,7 +207,7 @@ def write_report(
     vsplits, tsplits = _splits(vis), _splits(txt)
     lines = [f"# Validation report: {cfg.name}", ""]
     lines += [f"Build configuration: `{json.dumps(cfg.key(), sort_keys=True)}`", ""]
-    lines += _rules_section()
+    lines += _labeller_section(labeller_rules, gray or {}) if labeller_rules else _rules_section()
 
     lines += ["## Artifact labels per split", ""]
     lines += ["| label | " + " | ".join(vsplits) + " |", "|---" * (len(vsplits) + 1) + "|"]
@@ -298,7 +341,12 @@ def write_report(
         if not ex:
             continue
         key = THRESHOLDS.get(lab, ("error", "", 0))[0]
-        caps = [f"{s.id} {key[:6]}={s.metadata['metrics'][key]:.2f}" for s in ex]
+        caps = [
+            f"{s.id} p={s.metadata['labeller_probabilities'][lab]:.2f}"  # sim-v3: the labeller's probability
+            if lab in s.metadata.get("labeller_probabilities", {})
+            else f"{s.id} {key[:6]}={s.metadata['metrics'][key]:.2f}"
+            for s in ex
+        ]
         dest = out / "validation" / f"{_slug(lab)}.png"
         contact_sheet([s.image for s in ex], caps, dest, size=192)
         lines.append(f"- {lab}: [validation/{dest.name}](validation/{dest.name})")
