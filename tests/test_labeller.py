@@ -245,3 +245,55 @@ def test_features_file_refused_when_foreign_or_stale(tmp_path, shipped):
     (tmp_path / "bad.npz").write_text("not numpy")
     with pytest.raises(DatasetError, match="bad.npz: not a labeller features file"):
         lb.load_features(tmp_path / "bad.npz")
+
+
+# --------------------------------------------------------------------------- benchmark helpers
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/labeller_ideas.py and labeller_panel.py (scripts, not a package)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        yield importlib.import_module("labeller_ideas"), importlib.import_module("labeller_panel")
+    finally:
+        sys.path.remove(str(Path(__file__).parents[1] / "benchmarks"))
+
+
+def test_residues_count_the_ends_of_wrap_lines_not_the_phase_itself(bench):
+    """A phase vortex, rendered as the build renders, leaves one wrap line ending inside the
+    image (one residue), a vortex pair two; a smooth ramp that does not wrap leaves none,
+    and neither does an image with no wrap jump."""
+    from ptychobench.sim.render import render_phase
+
+    ideas, _ = bench
+    n = 128
+    yy, xx = np.mgrid[:n, :n] - n / 2 + 0.5
+    for x0 in (-20, 0, 20):
+        assert ideas.residues(render_phase(np.exp(1j * np.arctan2(yy, xx - x0)), size=256)) == 1
+    pair = np.exp(1j * (np.arctan2(yy, xx - 25) - np.arctan2(yy, xx + 25)))
+    assert ideas.residues(render_phase(pair, size=256)) == 2
+    ramp = render_phase(np.exp(1j * 0.03 * xx), size=256)  # 3.8 rad over the field: no wrap
+    assert ideas.residues(ramp) == 0
+    s = ideas.shape(ramp)
+    assert list(s) == list(ideas.SHAPE) and s["wrap_px"] == 0 and s["plane_r2"] > 0.99
+    vortex = ideas.shape(render_phase(np.exp(1j * np.arctan2(yy, xx)), size=256))
+    assert vortex["wrap_px"] > 0 and vortex["residues"] == pytest.approx(np.log(2)) and vortex["plane_r2"] < 0.9
+
+
+def test_kept_agreement_scores_only_the_images_outside_the_gray_zone(bench):
+    """The gray-zone table: an image with any learnt label's probability in [lo, hi) is
+    left out; micro-F1 and "clean" (no label) precision count the kept images only."""
+    _, panel = bench
+    p = np.array([[0.9, 0.1], [0.55, 0.1], [0.1, 0.1], [0.1, 0.2], [0.45, 0.8]])
+    truth = np.array([[1, 0], [0, 0], [0, 0], [0, 1], [1, 1]])
+    clean = np.array([False, True, True, False, False])
+    # image 1 (0.55) and image 4 (0.45) are unsure on label 0; image 3 is given "clean" wrongly
+    assert panel.kept_agreement(p, truth, clean, (0.4, 0.6), [0, 1]) == ["3 of 5", "0.667", "2 / 0.50"]
+    # label 1 not learnt: its column is not looked at; nothing left out at (0.5, 0.5)
+    assert panel.kept_agreement(p, truth, clean, (0.5, 0.5), [0])[0] == "5 of 5"
+    ideas, _ = bench
+    assert ideas.no_artifacts_precision(p >= 0.5, clean) == (2, 0.5)
