@@ -197,3 +197,30 @@ def test_word_alignment_points_image_tokens_at_their_label_words():
     assert info["steps"] == 80 and info["loss_curve"][-1]["loss"] < info["loss_curve"][0]["loss"]
     assert torch.equal(embeddings.detach(), lm_before)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == trains
+
+
+def test_a_profile_whose_stages_change_in_the_code_is_a_new_setting_for_its_cells(monkeypatch):
+    """A cell answered by an adapter of the ``lowdata`` profile is keyed by what the profile
+    resolves to, not only by the config's ``sft:`` block: when the code changes the profile
+    (issue 27 added word alignment), a run does not reuse the old adapter's predictions."""
+    from ptychobench.run.grid import expand
+    from ptychobench.run.settings import settings_hash
+    from ptychobench.strategies.sft import recipe as recipe_module
+
+    exp = {"task": "artifacts", "model": "tiny-vlm", "strategies": ["sft"]}
+    cfg = parse_config(
+        {
+            "name": "x",
+            "dataset": "sim-v2",
+            "experiments": [{**exp, "sft": {"profile": "lowdata"}}, {**exp, "name": "c", "sft": {"profile": "cpu"}}],
+        }
+    )
+    low, cpu = expand(cfg)
+
+    def hashes() -> tuple[str, str]:
+        return tuple(settings_hash(cfg, c, cfg.experiments[c.exp], "h") for c in (low, cpu))  # type: ignore[return-value]
+
+    before = hashes()
+    monkeypatch.setitem(recipe_module.LOWDATA_STAGES, "word_align_steps", 100)
+    after = hashes()
+    assert after[0] != before[0] and after[1] == before[1]
