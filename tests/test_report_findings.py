@@ -96,3 +96,12 @@ def test_the_report_shows_the_findings_with_p_values(tmp_path: Path):
     assert "complementarity: SFT + 1 knn demo(s) vs SFT" in section
     assert "agrees with the paper" in section and "| &lt; 0.001 |" in section  # the p-value column, never 0.000
     assert "Paper findings</h2>" in (tmp_path / "report.html").read_text()
+
+
+def test_the_payoff_comparisons_write_a_tiny_p_value_as_below_0_001_never_0_000():
+    from ptychobench.report.payoff import payoff_comparisons
+
+    rows = payoff_comparisons(
+        {"comparisons": [{"a": "x", "b": "ref: gold", "n": 44, "gain_diff": -0.21, "ci": [-0.29, -0.13], "p": 0.0}]}
+    )
+    assert rows[0][-1] == "< 0.001"

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .format import fmt_p
 from .plots import plain_text
 
 PAYOFF_HEAD = [
@@ -70,7 +71,7 @@ def payoff_comparisons(result: dict[str, Any]) -> list[list[str]]:
             str(c["n"]),
             _pct(c["gain_diff"]),
             f"[{_pct(c['ci'][0])}, {_pct(c['ci'][1])}]",
-            f"{c['p']:.3f}",
+            fmt_p(c["p"]),
         ]
         for c in result.get("comparisons", [])
     ]
