@@ -95,6 +95,8 @@ def train_command(
         )
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         raise ConfigError(str(e)) from None
+    finally:
+        _leave_process_group()
     if int(os.environ.get("RANK", "0")) != 0:  # one report, from the first process
         return
     m = json.loads((path / MANIFEST).read_text())
@@ -105,3 +107,16 @@ def train_command(
         f"{m['wall_time_s']:.0f} s, {m['tokens_per_s']} tokens/s"
         + (" [yellow](stopped by the time budget)[/]" if m.get("stopped_by_time_budget") else "")
     )
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, end this process's part of the process group before the interpreter
+    exits: left to exit, gloo's threads were torn down mid-flight under load and the second
+    process aborted ("terminate called without an active exception", SIGABRT) after training
+    had finished, failing the run."""
+    if "WORLD_SIZE" not in os.environ:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
