@@ -29,7 +29,7 @@ from ..names import (
 )
 from ..safeio import read_yaml
 from ..secrets import remember, remember_env, remember_url
-from ..strategies.sft.recipe import Recipe, coerce_option
+from ..strategies.sft.recipe import Recipe, coerce_option, recipe_for
 from ..tasks import PARSE_MODES, PROMPT_MODES, TASKS
 from . import options as option_values
 from .options import check_values
@@ -38,6 +38,18 @@ CONFIG_DIR = Path(__file__).parent.parent / "configs"
 #: ``sft:`` keys besides the Recipe's fields (they go to ``train_adapter``)
 SFT_KEYS = frozenset({"profile", "demo_selector", "k", "selector_options"})
 MAX_K = 32
+
+
+def sft_recipe(sft: dict[str, Any], vision: bool, auto: str | None = None) -> Recipe:
+    """The recipe an experiment's ``sft:`` block trains with (its profile, default ``cpu``, and
+    the Recipe fields it overrides). ``auto``: the profile to read ``profile: auto`` as (the
+    planner assumes ``gpu``); None resolves it on this machine, as training does."""
+    profile = sft.get("profile", "cpu")
+    if auto and profile == "auto":
+        profile = auto
+    return recipe_for(profile, vision=vision, **{k: v for k, v in sft.items() if k not in SFT_KEYS})
+
+
 #: seeds go to numpy and torch, which take 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 from ..models.catalog import get_preset, resolve_model
 from ..names import BASELINES
-from .config import RunConfig
+from .config import RunConfig, sft_recipe
 from .grid import Cell
 
 #: prompt tokens of one rendered sample (image tokens included for the image task); each
@@ -97,16 +97,6 @@ def resources(model: str | None, training: bool = False, quantize: str | None = 
 # ----------------------------------------------------------------- cost of cells and groups
 
 
-def _recipe_of(cfg: RunConfig, exp_index: int, vision: bool):
-    from ..strategies.sft.recipe import recipe_for
-    from .config import SFT_KEYS
-
-    sft = cfg.experiments[exp_index].sft
-    profile = sft.get("profile", "cpu")
-    overrides = {k: v for k, v in sft.items() if k not in SFT_KEYS}
-    return recipe_for("gpu" if profile == "auto" else profile, vision=vision, **overrides)
-
-
 @dataclass
 class CostModel:
     """Estimated work of cells, in units of 1e9 parameter-tokens (about 2 GFLOP)."""
@@ -142,7 +132,7 @@ class CostModel:
             return 0.0
         from ..tasks import TASKS
 
-        recipe = _recipe_of(self.cfg, c.exp, TASKS[c.task].modality == "image")
+        recipe = sft_recipe(exp.sft, TASKS[c.task].modality == "image", auto="gpu")
         n = self.n_train(c)
         if recipe.max_train_samples:
             n = min(n, recipe.max_train_samples)

@@ -31,8 +31,9 @@ import yaml
 
 from ..models.openai_api import scrub_secrets
 from ..names import BASELINES
+from ..strategies.sft.recipe import recipe_settings
 from ..tasks import get_task
-from .config import Experiment, RunConfig
+from .config import Experiment, RunConfig, sft_recipe
 from .grid import Cell
 
 #: backend options that change speed or robustness, not replies
@@ -69,22 +70,6 @@ def _adapter_content(path: str) -> str | None:
     return dir_fingerprint(p) if p.is_dir() else None
 
 
-def _recipe_settings(cell: Cell, exp: Experiment) -> dict[str, Any]:
-    """The hyper-parameters the ``sft:`` block resolves to, as the adapter's manifest records
-    them: a profile whose stages change in the code (issue 27 added word alignment to
-    ``lowdata``) trains another adapter, so the cells it answers are new settings too."""
-    from dataclasses import asdict
-
-    from ..strategies.sft.recipe import LATER_FIELDS, recipe_for, resolve_profile
-    from .config import SFT_KEYS
-
-    overrides = {k: v for k, v in exp.sft.items() if k not in SFT_KEYS}
-    recipe = recipe_for(
-        resolve_profile(exp.sft.get("profile", "cpu")), get_task(cell.task).modality == "image", **overrides
-    )
-    return {k: v for k, v in asdict(recipe).items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
-
-
 def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str | None) -> dict[str, Any]:
     """Every setting that changes this cell's predictions (see module doc)."""
     s: dict[str, Any] = {
@@ -109,7 +94,12 @@ def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str
         s["adapter"] = (
             {"path": str(Path(exp.adapter).expanduser()), "content": _adapter_content(exp.adapter)}
             if exp.adapter
-            else {"sft": exp.sft, "recipe": _recipe_settings(cell, exp)}
+            # the recipe the sft block resolves to: a profile whose stages change in the code
+            # trains another adapter, so the cells it answers are new settings too
+            else {
+                "sft": exp.sft,
+                "recipe": recipe_settings(sft_recipe(exp.sft, get_task(cell.task).modality == "image")),
+            }
         )
     if cell.k > 0:
         s["selector"] = {"name": cell.selector, "options": exp.selector_options, "k": cell.k}

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ...models.base import ADAPTER_MANIFEST as MANIFEST
-from .recipe import FORMAT_VERSION, LATER_FIELDS, Recipe
+from .recipe import FORMAT_VERSION, Recipe, recipe_settings
 
 
 def settings_of(
@@ -38,11 +37,7 @@ def settings_of(
         "seed": seed,
         "train_samples": n_samples,
         "train_ids_sha256": hashlib.sha256("\n".join(train_ids).encode()).hexdigest()[:16],
-        "recipe": {
-            key: (list(v) if isinstance(v, tuple) else v)
-            for key, v in asdict(recipe).items()
-            if key not in LATER_FIELDS or v != LATER_FIELDS[key]
-        },
+        "recipe": recipe_settings(recipe),
     }
 
 

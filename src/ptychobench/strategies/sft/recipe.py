@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ...errors import ConfigError
@@ -149,6 +149,17 @@ PROFILES = {"cpu": _cpu, "lowdata": _lowdata, "gpu": _gpu, "paper": _paper}
 assert tuple(PROFILES) == SFT_PROFILES  # names.SFT_PROFILES is what configs are checked against
 LOSS_ON = ("answer", "answers", "sequence")
 QUANTIZE = (None, "4bit")
+
+
+def recipe_settings(recipe: Recipe) -> dict[str, Any]:
+    """A recipe as adapters' manifests and the runner's cell settings record it: every field,
+    tuples as lists, except the ``LATER_FIELDS`` still at the value that adapters trained
+    before them had (so those keep their settings)."""
+    return {
+        key: (list(v) if isinstance(v, tuple) else v)
+        for key, v in asdict(recipe).items()
+        if key not in LATER_FIELDS or v != LATER_FIELDS[key]
+    }
 
 
 def resolve_profile(profile: str) -> str:
