@@ -8,10 +8,27 @@ embedding space moves) gives the LoRA stage image tokens it can read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from .recipe import Recipe
+
+
+@contextmanager
+def projector_only(model: Any, stage: str) -> Iterator[None]:
+    """Within: only ``model``'s projector trains (every other parameter frozen); after, every
+    parameter trains or not as before, also when the stage fails."""
+    before = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        for name, p in model.named_parameters():
+            p.requires_grad_(".projector." in f".{name}.")
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"{stage}: the model has no projector to align")
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(before[name])
 
 
 def align_projector(model: Any, make_trainer: Callable[..., Any], recipe: Recipe, output_dir: str) -> dict[str, Any]:
@@ -19,12 +36,7 @@ def align_projector(model: Any, make_trainer: Callable[..., Any], recipe: Recipe
     ``recipe.align_learning_rate`` (every other parameter frozen, then as before); return
     the stage's steps and loss curve for the adapter's manifest. ``make_trainer(model,
     callbacks, **training_args)`` builds the same trainer the LoRA stage uses."""
-    before = {name: p.requires_grad for name, p in model.named_parameters()}
-    for name, p in model.named_parameters():
-        p.requires_grad_(".projector." in f".{name}.")
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("align_epochs: the model has no projector to align")
-    try:
+    with projector_only(model, "align_epochs"):
         trainer = make_trainer(
             model,
             [],
@@ -33,9 +45,6 @@ def align_projector(model: Any, make_trainer: Callable[..., Any], recipe: Recipe
             output_dir=output_dir,
         )
         result = trainer.train()
-    finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(before[name])
     curve = [{"step": h["step"], "loss": round(h["loss"], 5)} for h in trainer.state.log_history if "loss" in h]
     return {
         "steps": trainer.state.global_step,
@@ -78,11 +87,8 @@ def align_projector_to_words(
         ],
         lr=recipe.word_align_learning_rate,
     )
-    before = {name: p.requires_grad for name, p in model.named_parameters()}
-    for name, p in model.named_parameters():
-        p.requires_grad_(".projector." in f".{name}.")
     curve = []
-    try:
+    with projector_only(model, "word_align_steps"):
         for step in range(recipe.word_align_steps):
             idx = torch.randint(0, len(samples), (min(32, len(samples)),))
             tokens = projector(F.dropout(feats[idx], 0.3).to(projector.fc1.weight.dtype)).float()
@@ -95,9 +101,6 @@ def align_projector_to_words(
             opt.step()
             if step % 25 == 0 or step == recipe.word_align_steps - 1:
                 curve.append({"step": step + 1, "loss": round(loss.item(), 5)})
-    finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(before[name])
     return {"steps": recipe.word_align_steps, "loss_curve": curve}
 
 
