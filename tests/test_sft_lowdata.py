@@ -121,9 +121,10 @@ def test_adapters_trained_before_the_stages_keep_their_settings():
     )
 
 
-def test_the_shard_planner_counts_the_alignment_stage():
+def cpu_and_lowdata_cells():
+    """A config with one tiny-vlm SFT experiment per profile, ``cpu`` and ``lowdata``, and
+    its two cells in that order."""
     from ptychobench.run.grid import expand
-    from ptychobench.run.plan import CostModel
 
     exp = {"task": "artifacts", "model": "tiny-vlm", "strategies": ["sft"]}
     cfg = parse_config(
@@ -134,6 +135,13 @@ def test_the_shard_planner_counts_the_alignment_stage():
         }
     )
     cpu, low = expand(cfg)
+    return cfg, cpu, low
+
+
+def test_the_shard_planner_counts_the_alignment_stage():
+    from ptychobench.run.plan import CostModel
+
+    cfg, cpu, low = cpu_and_lowdata_cells()
     cost = CostModel(cfg, {"artifacts": {"train": 312, "test": 79}})
     assert cost.training(low) > cost.training(cpu) > 0
 
@@ -203,19 +211,10 @@ def test_a_profile_whose_stages_change_in_the_code_is_a_new_setting_for_its_cell
     """A cell answered by an adapter of the ``lowdata`` profile is keyed by what the profile
     resolves to, not only by the config's ``sft:`` block: when the code changes the profile
     (issue 27 added word alignment), a run does not reuse the old adapter's predictions."""
-    from ptychobench.run.grid import expand
     from ptychobench.run.settings import settings_hash
     from ptychobench.strategies.sft import recipe as recipe_module
 
-    exp = {"task": "artifacts", "model": "tiny-vlm", "strategies": ["sft"]}
-    cfg = parse_config(
-        {
-            "name": "x",
-            "dataset": "sim-v2",
-            "experiments": [{**exp, "sft": {"profile": "lowdata"}}, {**exp, "name": "c", "sft": {"profile": "cpu"}}],
-        }
-    )
-    low, cpu = expand(cfg)
+    cfg, cpu, low = cpu_and_lowdata_cells()
 
     def hashes() -> tuple[str, str]:
         return tuple(settings_hash(cfg, c, cfg.experiments[c.exp], "h") for c in (low, cpu))  # type: ignore[return-value]
