@@ -105,3 +105,28 @@ def test_the_payoff_comparisons_write_a_tiny_p_value_as_below_0_001_never_0_000(
         {"comparisons": [{"a": "x", "b": "ref: gold", "n": 44, "gain_diff": -0.21, "ci": [-0.29, -0.13], "p": 0.0}]}
     )
     assert rows[0][-1] == "< 0.001"
+
+
+def test_the_default_grid_holds_every_pair_both_findings_need(monkeypatch):
+    """The default measures both findings on both tasks (issue 27): each fine-tuned model has
+    its 0-shot cell, a knn-demo cell and a random-demo cell of the same k, seed and size, on
+    any CPU (the random cells are not among those a float32 CPU leaves out)."""
+    from ptychobench.models import precision
+    from ptychobench.run.config import load_config
+    from ptychobench.run.grid import expand
+
+    for dtype in ("bfloat16", "float32"):
+        monkeypatch.setattr("ptychobench.models.hf.pick_device", lambda device="auto": "cpu")
+        probe = {"format": 1, "capability": "x", "cpu": "test", "torch": "x", "float32_ms": 1.0}
+        probe |= {"bfloat16_ms": 1.0, "ratio": 1.0, "measured": "now", "dtype": dtype}
+        monkeypatch.setattr(precision, "cpu_dtype_probe", lambda p=probe: p)
+        cells = expand(load_config("default"))
+        for task, model in (("params", "smollm2-135m"), ("artifacts", "tiny-vlm")):
+            ours = [c for c in cells if (c.task, c.model) == (task, model)]
+            mine = {(c.strategy, c.selector, c.k, c.seed, c.train_size) for c in ours}
+            seeds_sizes = {(c[3], c[4]) for c in mine}
+            assert seeds_sizes, (task, dtype)
+            for seed, size in seeds_sizes:
+                assert any(m[0] == "sft" and m[2:] == (0, seed, size) for m in mine), (task, dtype)
+                for selector in ("knn", "random"):
+                    assert ("sft+icl", selector, 1, seed, size) in mine, (task, selector, dtype)
