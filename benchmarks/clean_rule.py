@@ -305,6 +305,8 @@ def ceiling(probs: list, splits: list, clean: np.ndarray, n: int) -> list[str]:
     """What precision any cut-off could reach (optimistic: read off the scored images
     themselves): the panel's share clean among the k no-label images (decision 0.5) that
     each score ranks most surely clean, out of fold."""
+    from sklearn.metrics import roc_auc_score
+
     p = np.zeros((n, probs[0][1].shape[1]))
     for (_, te), (_, p_te) in zip(splits[:-1], probs[:-1]):
         p[te] = p_te
@@ -321,14 +323,16 @@ def ceiling(probs: list, splits: list, clean: np.ndarray, n: int) -> list[str]:
         "## Ceiling: precision of the k images ranked most surely clean (out of fold, optimistic)",
         "",
         "Not a rule: the cut-off is read off the scored images. Among the no-label images"
-        " (decision 0.5), the k with the best score; the share the panel majority calls clean.",
+        " (decision 0.5), the k with the best score; the share the panel majority calls clean."
+        " AUC: how well the score ranks the panel's clean images first, over every image.",
         "",
-        "| score | " + " | ".join(f"k={k}" for k in ks) + " |",
-        "|---|" + "---|" * len(ks),
+        "| score | AUC (every image) | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|---|" + "---|" * len(ks),
     ]
     for name, s in ranks.items():
         order = np.argsort(-np.where(m < 0.5, s, -np.inf), kind="stable")
-        out.append(f"| {name} | " + " | ".join(f"{clean[order[:k]].mean():.2f}" for k in ks) + " |")
+        auc = roc_auc_score(clean, s)
+        out.append(f"| {name} | {auc:.3f} | " + " | ".join(f"{clean[order[:k]].mean():.2f}" for k in ks) + " |")
     return out
 
 
