@@ -297,3 +297,67 @@ def test_kept_agreement_scores_only_the_images_outside_the_gray_zone(bench):
     assert panel.kept_agreement(p, truth, clean, (0.5, 0.5), [0])[0] == "5 of 5"
     ideas, _ = bench
     assert ideas.no_artifacts_precision(p >= 0.5, clean) == (2, 0.5)
+
+
+@pytest.fixture(scope="module")
+def clean_rule():
+    """benchmarks/clean_rule.py: when the labeller may say "No obvious artifacts"."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        yield importlib.import_module("clean_rule")
+    finally:
+        sys.path.remove(str(Path(__file__).parents[1] / "benchmarks"))
+
+
+def test_clean_cutoff_calls_the_most_images_clean_at_the_target_or_none(clean_rule):
+    """The clean rule's cut-off: the loosest that keeps the panel's clean share among the
+    no-label images it calls clean >= the target, with at least CLEAN_MIN of them; none
+    (every no-label image unsure) when no cut-off does."""
+    cr = clean_rule
+    # 10 no-label images, the lowest label probability first: 6 clean, then a flawed one,
+    # then 2 clean, then a flawed one; 2 labelled images (p_max >= lo) never count
+    p_max = np.array([0.01, 0.03, 0.05, 0.07, 0.09, 0.11, 0.13, 0.15, 0.17, 0.19, 0.6, 0.7])
+    clean = np.array([1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1], bool)
+    score = np.zeros(len(p_max))
+    cut = cr.clean_cutoffs(p_max, score, clean, 0.5, 0.90, "max")
+    # max < 0.2 would give 8 of 10 (0.80); max < 0.18 gives 8 of 9 (0.89); max < 0.14 gives 6 of 7 (0.86);
+    # max < 0.12 gives 6 of 6: the most images at >= 0.90
+    assert cut.max_below == pytest.approx(0.12) and cut.holds(p_max, score).sum() == 6
+    assert cr.clean_cutoffs(p_max, score, clean, 0.5, 0.85, "max").max_below == pytest.approx(0.18)  # 8 of 9
+    # too few images reach the target: never clean
+    few = clean.copy()
+    few[[1, 3]] = False
+    never = cr.clean_cutoffs(p_max, score, few, 0.5, 0.90, "max")
+    assert never.describe() == "never" and not never.holds(p_max, score).any()
+    # a score rule: the images whose clean score is high, among the no-label ones only
+    score = np.where(clean, 0.9, 0.3)
+    score[10:] = 0.99  # labelled: not candidates, though their score is the highest
+    cut = cr.clean_cutoffs(p_max, score, clean, 0.5, 0.90, "score")
+    assert cut.max_below == 1.0 and 0.3 < cut.score_above <= 0.9
+    assert cut.holds(p_max, score)[:10].sum() == 8
+
+
+def test_clean_rule_cutoff_never_sees_the_scored_images(clean_rule):
+    """Nested: a split's cut-off comes from the training part's inner probabilities and
+    ratings only; the scored images' probabilities change what is called clean, never the
+    cut-off (and their ratings are no argument at all)."""
+    cr = clean_rule
+    rng = np.random.default_rng(4)
+    n = 200
+    clean_tr = rng.random(n) < 0.2
+    p_in = rng.random((n, 13)) * 0.6
+    p_in[clean_tr, :11] *= 0.2  # clean training images: every label unlikely, clean model high
+    p_in[:, 11] = np.where(clean_tr, 0.8 + 0.2 * rng.random(n), 0.6 * rng.random(n))
+    outs = []
+    for seed in (1, 2):
+        p_te = np.random.default_rng(seed).random((50, 13))
+        cut, given, sure = cr.split_rule("both", 0.9, p_in, p_te, clean_tr, 0.5, 0)
+        assert (sure <= given).all() and (given == (p_te[:, :11].max(1) < 0.5)).all()
+        outs.append(cut)
+    assert outs[0] == outs[1] and outs[0].describe() != "never"
+    # 3.1 (no rule): every no-label image is clean
+    _, given, sure = cr.split_rule(None, 0.9, p_in, p_te, clean_tr, 0.5, 0)
+    assert (given == sure).all()
