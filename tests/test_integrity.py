@@ -600,3 +600,43 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
         owner.wait()
     with RunLock(lock_path):  # the dead owner's lock file is still there; its lock is not
         assert f"pid {os.getpid()}" in lock_path.read_text()
+
+
+def test_each_icl_cell_draws_demos_from_its_own_training_size(tiny_dataset, tmp_path, fake):
+    """A base model's cells run in one group across training sizes; before, every ICL cell
+    drew its demos from the group's first cell's subset (the learning-curve config's ICL
+    curve was flat at 8 examples, each cell labelled with its own size)."""
+    from ptychobench.run.grid import train_subset
+
+    data = _cfg(tiny_dataset, train_sizes=[4, "all"], exp={"strategies": ["icl"], "selectors": ["knn"], "k": [2]})
+    Runner(parse_config(data, "a.yaml"), tmp_path / "run").run()
+    train = load_dataset(str(tiny_dataset)).samples("params", "train")
+    recs = read_run(tmp_path / "run")
+    sizes = {}
+    for r in recs:
+        size = r["meta"]["train_size"]
+        pool = {s.id for s in train_subset(train, size, 0)}
+        assert r["meta"]["n_train"] == len(pool), size
+        assert set(r["demos"]) <= pool, size
+        sizes.setdefault(size, set()).update(r["demos"])
+    assert set(sizes) == {4, "all"} and len(train) > 4
+    assert sizes["all"] - {s.id for s in train_subset(train, 4, 0)}, "the full-size cell uses demos beyond the 4"
+
+
+def test_icl_predictions_from_the_shared_pool_are_not_reused(tiny_dataset):
+    """Where a base model's cells span demo pools, the pool rule is in the settings (the
+    stored predictions of the old rule are recomputed); a single-pool config keeps its hashes."""
+    from ptychobench.run.grid import expand
+    from ptychobench.run.settings import cell_settings
+
+    exp = {"strategies": ["icl"], "selectors": ["knn"], "k": [1]}
+    for sizes, seeds, spans in (
+        ([4, "all"], [0], True),
+        (["all"], [0, 1], False),
+        ([4], [0, 1], True),
+        (["all"], [0], False),
+    ):
+        cfg = parse_config(_cfg(tiny_dataset, train_sizes=sizes, seeds=seeds, exp=exp), "a.yaml")
+        for cell in expand(cfg):
+            s = cell_settings(cfg, cell, cfg.experiments[cell.exp], "h")
+            assert ("pool" in s["selector"]) is spans, (sizes, seeds)

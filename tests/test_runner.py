@@ -323,3 +323,23 @@ def test_report_says_how_far_each_adapter_trained(tmp_path):
     words = " ".join(adapter_words(rows))
     assert "params adapter for m stopped at its 150 s time budget after 1.58 of 3 epochs" in words
     assert "artifacts" not in words  # trained fully: nothing to warn about
+
+
+def test_learning_curve_ticks_are_the_training_sizes_in_plain_digits(tiny_dataset, tmp_path, monkeypatch):
+    """The plots draw strings as written (no mathtext), so the log axis's own labels showed
+    as raw "$\\mathdefault{2^{3}}$"; the ticks are now the sizes themselves."""
+    import ptychobench.report.plots as plots
+
+    seen: dict[str, list[str]] = {}
+    save = plots._save
+
+    def spy(fig, path, caption):
+        if path.name.startswith("learning_curve"):
+            fig.canvas.draw()
+            seen[path.name] = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+        return save(fig, path, caption)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    Runner(_cfg(tiny_dataset, train_sizes=[4, 8, "all"]), tmp_path / "lc").run()
+    write_report(tmp_path / "lc")
+    assert seen and all(labels == ["4", "8", "12"] for labels in seen.values()), seen

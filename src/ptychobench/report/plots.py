@@ -165,6 +165,11 @@ def make_plots(results: list[ConfigScores], out: Path) -> list[tuple[str, Path]]
                 pts.sort()
                 ax.plot(*zip(*pts), marker="o", label=name)
             ax.set_xscale("log", base=2)
+            # the sizes themselves as plain tick labels: the log axis's own labels are mathtext
+            # ("$\\mathdefault{2^{3}}$"), drawn as raw text under plain_text
+            ticks = sorted({x for pts in series.values() for x, _ in pts})
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("labelled training examples")
             ax.set_ylabel("micro-F1")
             ax.set_ylim(0, 1)

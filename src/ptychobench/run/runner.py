@@ -305,6 +305,11 @@ class Runner:
     def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, trained, progress, grid) -> None:
         from ..strategies import make_selector
 
+        if not c.uses_adapter:
+            # a base model's group spans training sizes and seeds (one model load): each cell
+            # draws its demos from its own subset, not the group's first (an adapter's group
+            # shares one size and seed, and its subset is the adapter's training set)
+            subset = train_subset(self.ds.samples(c.task, "train"), c.train_size, c.seed)
         task = get_task(c.task).with_modes(prompt=c.prompt, parse=c.parse)
         test = self.test_samples(c.task)
         gen = self.cfg.generation()

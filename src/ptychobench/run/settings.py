@@ -103,7 +103,17 @@ def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str
         )
     if cell.k > 0:
         s["selector"] = {"name": cell.selector, "options": exp.selector_options, "k": cell.k}
+        if not cell.uses_adapter and spans_demo_pools(cfg):
+            # until session 10 such a cell drew its demos from its model group's first cell's
+            # subset (runner): its stored predictions are from another pool, so not reused
+            s["selector"]["pool"] = "the cell's own training subset"
     return s
+
+
+def spans_demo_pools(cfg: RunConfig) -> bool:
+    """Whether a base model's cells can have different demo pools: more than one training
+    size, or a subset (not "all") drawn for more than one seed."""
+    return len(cfg.train_sizes) > 1 or (len(cfg.seeds) > 1 and any(n != "all" for n in cfg.train_sizes))
 
 
 def settings_hash(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str | None) -> str:
