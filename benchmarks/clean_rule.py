@@ -31,8 +31,6 @@ rules can be rescored in seconds. Example:
 from __future__ import annotations
 
 import argparse
-import csv
-import re
 import sys
 import time
 import warnings
@@ -194,14 +192,14 @@ def split_rule(
     return cut, given, given & cut.holds(m_te, s_te)
 
 
-def votes(path: Path, label: str) -> dict[str, int]:
-    """sample id -> raters who gave ``label`` (majority.csv's votes column)."""
-    with path.open(newline="", encoding="utf-8") as f:
-        out = {}
-        for r in csv.DictReader(f):
-            m = re.search(re.escape(label) + r" (\d)/\d", r["votes"])
-            out[r["sample_id"]] = int(m.group(1)) if m else 0
-        return out
+def clean_votes(rated: dict[str, dict[str, frozenset[str]]]) -> dict[str, int]:
+    """sample id -> how many of its part's raters answered "No obvious artifacts"."""
+    out: dict[str, int] = {}
+    for _, names in PARTS.values():
+        for r in names:
+            for i, labels in rated[r].items():
+                out[i] = out.get(i, 0) + (NO_ARTIFACTS in labels)
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -223,7 +221,8 @@ def main() -> None:
     ids = sorted(panel)
     x = lb.load_features(a.features).rows(ids, str(a.features))
     clean = np.array([NO_ARTIFACTS in panel[i] for i in ids])
-    share = votes(majority[0], NO_ARTIFACTS) | votes(majority[1], NO_ARTIFACTS)
+    rated = raters()
+    share = clean_votes(rated)
     unanimous = np.array([share[i] == 3 for i in ids])
     truth = binarize([panel[i] for i in ids], list(lb.SCORED)).astype(bool)
     y = np.column_stack([truth, clean, unanimous]).astype(int)
@@ -289,7 +288,7 @@ def main() -> None:
     ]
     lines += [f"| {name} | " + " | ".join(v) + " |" for name, v in kept.items()]
     lines += ceiling(probs, splits, clean, len(ids))
-    lines += raters_clean()
+    lines += raters_clean(rated)
     text = "\n".join(lines).replace("{elapsed}", f"{time.time() - t0:.0f} s") + "\n"
     print(text)
     if a.out:
@@ -336,11 +335,10 @@ def ceiling(probs: list, splits: list, clean: np.ndarray, n: int) -> list[str]:
     return out
 
 
-def raters_clean() -> list[str]:
+def raters_clean(rated: dict[str, dict[str, frozenset[str]]]) -> list[str]:
     """The raters' own "No obvious artifacts" against each other: among the images one rater
     calls clean, the share each other rater of the part calls clean (what a perfect copy
     of one rater would score against a fresh rater)."""
-    rated = raters()
     out = [
         "",
         '## The raters\' own "No obvious artifacts", against the other raters of their part',
