@@ -233,6 +233,11 @@ class Runner:
             return []
         return [r for r in score_records(recs, ci=False, max_failure_rate=self.cfg.max_failure_rate) if r.failed]
 
+    def _pool(self, c: Cell) -> list[Sample]:
+        """The cell's training examples: what a probe fits, an adapter trains on, and demos
+        come from (the first ``train_size`` of a seeded shuffle of the train split)."""
+        return train_subset(self.ds.samples(c.task, "train"), c.train_size, c.seed)
+
     # one loaded model (or one baseline kind) at a time
     def _run_group(self, cells: list[Cell], progress, grid) -> None:
         exp = self.cfg.experiments[cells[0].exp]
@@ -246,11 +251,12 @@ class Runner:
         from ..models import load_backend
         from ..models.cpu import torch_threads
 
-        subset = train_subset(self.ds.samples(first.task, "train"), first.train_size, first.seed)
         adapter = None
         if first.uses_adapter:
             try:
-                adapter = exp.adapter or self._train(first, exp, subset, progress)
+                # an adapter's group shares one training size and seed: the first cell's pool is
+                # every cell's
+                adapter = exp.adapter or self._train(first, exp, self._pool(first), progress)
             except TrainingCutShort as e:
                 self._fail_untrained(cells, str(e), progress, grid)
                 return
@@ -269,7 +275,7 @@ class Runner:
             # on a shared CPU one thread can be several times faster than all (ptychobench.models.cpu)
             with torch_threads():
                 for c in cells:
-                    self._run_model_cell(c, exp, backend, subset, adapter, trained, progress, grid)
+                    self._run_model_cell(c, exp, backend, adapter, trained, progress, grid)
         finally:
             del backend
 
@@ -302,14 +308,11 @@ class Runner:
         sft = {**exp.sft, **({"prompt": exp.prompt} if exp.prompt != "ours" else {})}
         return Path(train_adapter(cell.task, exp.model, self.ds.root, out, seed=cell.seed, train_samples=subset, **sft))
 
-    def _run_model_cell(self, c: Cell, exp: Experiment, backend, subset, adapter, trained, progress, grid) -> None:
+    def _run_model_cell(self, c: Cell, exp: Experiment, backend, adapter, trained, progress, grid) -> None:
         from ..strategies import make_selector
 
-        if not c.uses_adapter:
-            # a base model's group spans training sizes and seeds (one model load): each cell
-            # draws its demos from its own subset, not the group's first (an adapter's group
-            # shares one size and seed, and its subset is the adapter's training set)
-            subset = train_subset(self.ds.samples(c.task, "train"), c.train_size, c.seed)
+        # the cell's own pool: a base model's group spans training sizes and seeds
+        subset = self._pool(c)
         task = get_task(c.task).with_modes(prompt=c.prompt, parse=c.parse)
         test = self.test_samples(c.task)
         gen = self.cfg.generation()
@@ -379,7 +382,7 @@ class Runner:
 
         task = get_task(c.task)
         test = self.test_samples(c.task)
-        subset = train_subset(self.ds.samples(c.task, "train"), c.train_size, c.seed)
+        subset = self._pool(c)
         progress.update(grid, description=f"{c.config}")
         t0 = time.perf_counter()
         preds = fit_predict_probe(c.task, subset, test, c.strategy, seed=c.seed, **exp.probe_options)

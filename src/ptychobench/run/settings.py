@@ -104,8 +104,8 @@ def cell_settings(cfg: RunConfig, cell: Cell, exp: Experiment, dataset_hash: str
     if cell.k > 0:
         s["selector"] = {"name": cell.selector, "options": exp.selector_options, "k": cell.k}
         if not cell.uses_adapter and spans_demo_pools(cfg):
-            # until session 10 such a cell drew its demos from its model group's first cell's
-            # subset (runner): its stored predictions are from another pool, so not reused
+            # an earlier runner drew such a cell's demos from its model group's first cell's
+            # subset: predictions stored by it are from another pool, so not reused
             s["selector"]["pool"] = "the cell's own training subset"
     return s
 
